@@ -1,0 +1,437 @@
+"""Scores of language models on benchmarks, validated: the ``ScalingData`` container.
+
+Everything downstream (the model, every fit, predictions) reads a ``ScalingData``;
+nothing downstream re-validates. Validation therefore happens here, once, and each
+problem is reported with the column, row or model at fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+log = logging.getLogger(__name__)
+
+#: The paper's anchor order: the first K of these anchor a K-skill model.
+PAPER_ANCHORS: tuple[str, ...] = (
+    "math", "ifeval", "hellaswag", "bbh", "mmlu-pro", "mmlu",
+    "arc", "truthfulqa", "gsm8k", "winogrande", "gpqa", "musr",
+)  # fmt: skip
+
+#: Chance-level floors C_j (the score of a random guesser), from the data's README.
+KNOWN_FLOORS: dict[str, float] = {
+    "mmlu": 0.25, "hellaswag": 0.25, "winogrande": 0.5, "gsm8k": 0.0, "arc": 0.25,
+    "truthfulqa": 0.31, "ifeval": 0.0, "math": 0.0, "mmlu-pro": 0.1, "gpqa": 0.25,
+    "bbh": 0.288504, "musr": 0.343298,
+}  # fmt: skip
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("model", "family", "size", "tokens")
+#: Columns a frame may carry that are neither required nor benchmarks.
+METADATA_COLUMNS: tuple[str, ...] = ("flops",)
+COVARIATES: tuple[str, ...] = ("log_size", "log_tokens", "log_size_x_log_tokens")
+#: Fewer models than this cannot identify intercepts, slopes and a family spread.
+MIN_MODELS = 5
+
+
+class DataError(ValueError):
+    """Invalid input data; the message names the column, row or model at fault."""
+
+
+def raw_covariates(size: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Unstandardized covariates: log size (B), log tokens (T) and their product."""
+    log_n, log_d = np.log(np.asarray(size, float)), np.log(np.asarray(tokens, float))
+    return np.column_stack([log_n, log_d, log_n * log_d])
+
+
+@dataclass(frozen=True, eq=False)
+class ScalingData:
+    """Validated scores of ``n`` models on ``J`` benchmarks, with sizes, tokens and families.
+
+    Build it with :meth:`from_frame` (or :func:`bayes_lsl.load_leaderboard`), not directly.
+
+    Attributes
+    ----------
+    models : ndarray of str, shape (n,)
+        Model names, unique.
+    model_family : ndarray of str, shape (n,)
+        The family label of each model.
+    size, tokens : ndarray, shape (n,)
+        Parameters (billions) and pre-training tokens (trillions).
+    scores : ndarray, shape (n, J)
+        Scores in ``[eps, 1 - eps]``; NaN marks a missing score.
+    benchmarks : tuple of str
+        Benchmark names, anchors first: the first K anchor a K-skill model.
+    floors : ndarray, shape (J,)
+        Chance-level floors ``C_j``.
+    anchors : tuple of str
+        The benchmarks allowed to anchor a skill, in order.
+    covariate_center, covariate_scale : ndarray, shape (3,)
+        The standardization of :data:`COVARIATES`, reused for new models.
+    eps : float
+        Scores were clipped into ``[eps, 1 - eps]``.
+    """
+
+    models: np.ndarray
+    model_family: np.ndarray
+    size: np.ndarray
+    tokens: np.ndarray
+    scores: np.ndarray
+    benchmarks: tuple[str, ...]
+    floors: np.ndarray
+    anchors: tuple[str, ...]
+    covariate_center: np.ndarray
+    covariate_scale: np.ndarray
+    eps: float = 1e-3
+    families: tuple[str, ...] = field(init=False)
+    family_index: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Families in order of first appearance, so that indices follow the rows.
+        families, first = np.unique(self.model_family, return_index=True)
+        ordered = tuple(str(f) for f in families[np.argsort(first)])
+        lookup = {f: i for i, f in enumerate(ordered)}
+        object.__setattr__(self, "families", ordered)
+        object.__setattr__(self, "family_index", np.array([lookup[f] for f in self.model_family]))
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_models(self) -> int:
+        return len(self.models)
+
+    @property
+    def n_benchmarks(self) -> int:
+        return len(self.benchmarks)
+
+    @property
+    def observed(self) -> np.ndarray:
+        """Boolean mask (model x benchmark) of observed scores."""
+        return ~np.isnan(self.scores)
+
+    @property
+    def x(self) -> np.ndarray:
+        """Standardized covariates (model x covariate)."""
+        return self.covariates(self.size, self.tokens)
+
+    def covariates(self, size: Sequence[float], tokens: Sequence[float]) -> np.ndarray:
+        """Standardize new models' sizes and tokens with this data's center and scale."""
+        return (raw_covariates(size, tokens) - self.covariate_center) / self.covariate_scale
+
+    # ------------------------------------------------------------ conversions
+    def to_frame(self) -> pd.DataFrame:
+        """The wide layout accepted by :meth:`from_frame` (a round trip)."""
+        frame = pd.DataFrame(
+            {"model": self.models, "family": self.model_family, "size": self.size, "tokens": self.tokens}
+        )
+        scores = pd.DataFrame(self.scores, columns=list(self.benchmarks))
+        return pd.concat([frame, scores], axis=1)
+
+    def to_xarray(self) -> xr.Dataset:
+        """Scores and covariates as an ``xarray.Dataset`` with dims ``model``, ``benchmark``."""
+        return xr.Dataset(
+            {
+                "scores": (("model", "benchmark"), self.scores),
+                "family": ("model", self.model_family),
+                "size": ("model", self.size),
+                "tokens": ("model", self.tokens),
+                "x": (("model", "covariate"), self.x),
+                "floor": ("benchmark", self.floors),
+            },
+            coords={"model": self.models, "benchmark": list(self.benchmarks), "covariate": list(COVARIATES)},
+            attrs={"anchors": list(self.anchors), "eps": self.eps},
+        )
+
+    def __repr__(self) -> str:
+        n_obs = int(self.observed.sum())
+        complete = int(self.observed.all(axis=1).sum())
+        return (
+            f"ScalingData: {self.n_models} models, {len(self.families)} families, "
+            f"{self.n_benchmarks} benchmarks\n"
+            f"  observed scores: {n_obs} of {self.scores.size} ({complete} models scored on all)\n"
+            f"  benchmarks (anchors first): {', '.join(self.benchmarks)}\n"
+            f"  size {self.size.min():g}-{self.size.max():g} B params, "
+            f"tokens {self.tokens.min():g}-{self.tokens.max():g} T"
+        )
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def from_frame(
+        cls,
+        df: pd.DataFrame,
+        benchmarks: Sequence[str] | None = None,
+        floors: Mapping[str, float] | None = None,
+        anchors: Sequence[str] | None = None,
+        eps: float = 1e-3,
+    ) -> ScalingData:
+        """Validate a wide frame of scores and build a ``ScalingData``.
+
+        Parameters
+        ----------
+        df : DataFrame
+            One row per model with columns ``model``, ``family``, ``size`` (billions of
+            parameters), ``tokens`` (trillions of pre-training tokens) and one column per
+            benchmark with scores in [0, 1] (NaN where a model was not evaluated).
+        benchmarks : list of str, optional
+            Benchmark columns to use; default every column but the required ones and ``flops``.
+        floors : dict, optional
+            Chance-level floor per benchmark; known benchmark names default to
+            :data:`KNOWN_FLOORS`, any other benchmark must be given one.
+        anchors : list of str, optional
+            Benchmarks that anchor the skills, in order (the first K anchor a K-skill model).
+            Default: the paper's order for known benchmarks, then the others in column order.
+        eps : float
+            Scores are clipped into ``[eps, 1 - eps]`` (the Beta density is infinite at 0 and 1).
+
+        Raises
+        ------
+        DataError
+            On any invalid input, naming the column, row or model at fault.
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
+        if not 0 < eps < 0.5:
+            raise DataError(f"eps must be in (0, 0.5), got {eps}")
+        missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+        if missing:
+            raise DataError(
+                f"missing required column(s) {missing}; a frame needs {list(REQUIRED_COLUMNS)} "
+                "and one column per benchmark"
+            )
+        df = df.reset_index(drop=True)
+        benchmarks = _benchmark_columns(df, benchmarks)
+        _check_labels(df)
+        size = _positive_column(df, "size")
+        tokens = _positive_column(df, "tokens")
+        scores = _score_matrix(df, benchmarks)
+        df = pd.concat([df[list(REQUIRED_COLUMNS)].assign(size=size, tokens=tokens), scores], axis=1)
+        df = _drop_duplicate_models(df, benchmarks)
+        floor_values = _floors(benchmarks, floors)
+        ordered = _anchor_order(benchmarks, anchors)
+
+        scores = df[ordered].to_numpy(float)
+        models = df["model"].astype(str).to_numpy()
+        _check_coverage(scores, models, ordered)
+        if len(models) < MIN_MODELS:
+            raise DataError(f"only {len(models)} models; at least {MIN_MODELS} are needed to fit the model")
+
+        floors_arr = np.array([floor_values[b] for b in ordered])
+        _warn_below_floor(scores, floors_arr, ordered)
+        scores = _clip(scores, eps)
+
+        x_raw = raw_covariates(df["size"], df["tokens"])
+        scale = x_raw.std(axis=0)
+        for name, s in zip(COVARIATES, scale, strict=True):
+            if not s > 0:
+                raise DataError(f"covariate {name} is constant across models: sizes and tokens must vary")
+        return cls(
+            models=models,
+            model_family=df["family"].astype(str).to_numpy(),
+            size=df["size"].to_numpy(float),
+            tokens=df["tokens"].to_numpy(float),
+            scores=scores,
+            benchmarks=tuple(ordered),
+            floors=floors_arr,
+            anchors=tuple(anchors) if anchors is not None else tuple(ordered),
+            covariate_center=x_raw.mean(axis=0),
+            covariate_scale=scale,
+            eps=eps,
+        )
+
+
+# ---------------------------------------------------------------- validation
+def _row(df: pd.DataFrame, i: int) -> str:
+    name = df.at[i, "model"]
+    return f"row {i} (model {name!r})" if pd.notna(name) else f"row {i}"
+
+
+def _benchmark_columns(df: pd.DataFrame, benchmarks: Sequence[str] | None) -> list[str]:
+    if benchmarks is None:
+        skip = set(REQUIRED_COLUMNS) | set(METADATA_COLUMNS)
+        cols = [c for c in df.columns if c not in skip and not str(c).startswith("Unnamed")]
+    else:
+        cols = list(benchmarks)
+        unknown = [b for b in cols if b not in df.columns]
+        if unknown:
+            raise DataError(f"unknown benchmark(s) {unknown}: not columns of the frame")
+    if not cols:
+        raise DataError("no benchmark columns: add one column of scores per benchmark")
+    dup = sorted({b for b in cols if cols.count(b) > 1})
+    if dup:
+        raise DataError(f"benchmark(s) {dup} listed more than once")
+    return cols
+
+
+def _check_labels(df: pd.DataFrame) -> None:
+    for col in ("model", "family"):
+        bad = df.index[df[col].isna() | (df[col].astype(str).str.strip() == "")]
+        if len(bad):
+            raise DataError(f"missing {col} label in {_row(df, bad[0])} ({len(bad)} row(s) in all)")
+
+
+def _positive_column(df: pd.DataFrame, col: str) -> pd.Series:
+    values = pd.to_numeric(df[col], errors="coerce")
+    bad = df.index[values.isna()]
+    if len(bad):
+        raise DataError(f"column {col!r}: non-numeric or missing value {df.at[bad[0], col]!r} in {_row(df, bad[0])}")
+    bad = df.index[~(values > 0) | ~np.isfinite(values)]
+    if len(bad):
+        raise DataError(f"column {col!r}: {values[bad[0]]} in {_row(df, bad[0])}; sizes and tokens must be positive")
+    return values.astype(float)
+
+
+def _score_matrix(df: pd.DataFrame, benchmarks: list[str]) -> pd.DataFrame:
+    out = {}
+    for b in benchmarks:
+        values = pd.to_numeric(df[b], errors="coerce")
+        bad = df.index[values.isna() & df[b].notna()]
+        if len(bad):
+            raise DataError(f"benchmark {b!r}: non-numeric score {df.at[bad[0], b]!r} in {_row(df, bad[0])}")
+        outside = df.index[(values < 0) | (values > 1) | np.isinf(values)]
+        if len(outside):
+            hint = " (they look like percentages: divide by 100)" if values.max() <= 100 else ""
+            raise DataError(
+                f"benchmark {b!r}: score {values[outside[0]]} in {_row(df, outside[0])} is outside [0, 1]; "
+                f"{len(outside)} such score(s){hint}"
+            )
+        out[b] = values.astype(float)
+    return pd.DataFrame(out, index=df.index)
+
+
+def _drop_duplicate_models(df: pd.DataFrame, benchmarks: list[str]) -> pd.DataFrame:
+    dup = df["model"].duplicated(keep=False)
+    if not dup.any():
+        return df
+    exact = df.duplicated(keep="first")
+    conflicting = df.loc[dup & ~df.duplicated(keep=False), "model"].unique()
+    if len(conflicting):
+        raise DataError(
+            f"model {conflicting[0]!r} appears more than once with different data "
+            f"({len(conflicting)} such model(s)); rename or remove the duplicates"
+        )
+    warnings.warn(f"dropped {int(exact.sum())} exact duplicate row(s): {sorted(df.loc[exact, 'model'])}", stacklevel=3)
+    return df.loc[~exact].reset_index(drop=True)
+
+
+def _floors(benchmarks: list[str], floors: Mapping[str, float] | None) -> dict[str, float]:
+    given = dict(floors or {})
+    unknown = [b for b in given if b not in benchmarks]
+    if unknown:
+        raise DataError(f"floors given for unknown benchmark(s) {unknown}")
+    out = {}
+    for b in benchmarks:
+        if b in given:
+            out[b] = float(given[b])
+        elif b in KNOWN_FLOORS:
+            out[b] = KNOWN_FLOORS[b]
+        else:
+            raise DataError(f"benchmark {b!r} has no chance-level floor; pass floors={{{b!r}: ...}}")
+        if not 0 <= out[b] < 1:
+            raise DataError(f"floor of benchmark {b!r} is {out[b]}; it must be in [0, 1)")
+    return out
+
+
+def _anchor_order(benchmarks: list[str], anchors: Sequence[str] | None) -> list[str]:
+    if anchors is None:
+        known = [b for b in PAPER_ANCHORS if b in benchmarks]
+        return known + [b for b in benchmarks if b not in known]
+    anchors = list(anchors)
+    unknown = [a for a in anchors if a not in benchmarks]
+    if unknown:
+        raise DataError(f"anchor(s) {unknown} are not among the benchmarks {benchmarks}")
+    if len(set(anchors)) != len(anchors):
+        raise DataError(f"anchors {anchors} repeat a benchmark")
+    return anchors + [b for b in benchmarks if b not in anchors]
+
+
+def _check_coverage(scores: np.ndarray, models: np.ndarray, benchmarks: list[str]) -> None:
+    observed = ~np.isnan(scores)
+    empty = np.flatnonzero(~observed.any(axis=1))
+    if len(empty):
+        raise DataError(
+            f"model {models[empty[0]]!r} has no scores at all ({len(empty)} such model(s)); remove it"
+        )
+    unscored = [b for b, any_ in zip(benchmarks, observed.any(axis=0), strict=True) if not any_]
+    if unscored:
+        raise DataError(f"benchmark(s) {unscored} have no scores at all")
+
+
+def _warn_below_floor(scores: np.ndarray, floors: np.ndarray, benchmarks: list[str]) -> None:
+    below = np.nan_to_num(scores, nan=np.inf) < floors
+    counts = {b: int(c) for b, c in zip(benchmarks, below.sum(axis=0), strict=True) if c}
+    if counts:
+        warnings.warn(
+            f"scores below their benchmark's chance floor: {counts}. The model's mean cannot go below the "
+            "floor, so these scores sit in the Beta tail (for the leaderboard, variant='raw' fixes the "
+            "normalized v2 scores that cause this).",
+            stacklevel=4,
+        )
+
+
+def _clip(scores: np.ndarray, eps: float) -> np.ndarray:
+    clipped = np.clip(scores, eps, 1 - eps)
+    n = int(np.sum(clipped != scores) - np.isnan(scores).sum())
+    if n:
+        log.info("moved %d score(s) inside [%g, %g]", n, eps, 1 - eps)
+    return clipped
+
+
+# ----------------------------------------------------------------- leaderboard
+def load_leaderboard(
+    variant: str = "paper",
+    data_dir: str | os.PathLike | None = None,
+    eps: float = 1e-3,
+    download: bool = True,
+) -> ScalingData:
+    """Load the paper's Open LLM Leaderboard v1/v2 data.
+
+    The outer join of ``df_full_v1.csv`` and ``df_full_v2.csv`` on model, family, size,
+    tokens and flops: 286 models in 170 families, 12 benchmarks.
+
+    Parameters
+    ----------
+    variant : {"paper", "raw"}
+        ``"paper"`` keeps the files as published. ``"raw"`` replaces the leaderboard's
+        *normalized* v2 scores of fine-tuned models by their raw accuracies (from the
+        leaderboard v2 dump), so that every score is on one scale; see
+        :func:`bayes_lsl.raw.raw_v2_scores`.
+    data_dir : path, optional
+        Directory holding the files. Otherwise ``$BAYES_LSL_DATA``, the user cache, or a
+        download checked against the published sha256.
+    eps : float
+        Scores are clipped into ``[eps, 1 - eps]`` (the paper's 1e-3).
+    download : bool
+        Allow downloading files that are not found locally.
+
+    Notes
+    -----
+    The v2 file lists ``l3-pneuma-8b`` twice, with slightly different scores (two
+    leaderboard submissions). Both rows are kept, as in the paper (286 rows), the second
+    renamed ``l3-pneuma-8b (2)``.
+    """
+    from bayes_lsl.raw import raw_v2_scores
+    from bayes_lsl.sources import locate
+
+    if variant not in ("paper", "raw"):
+        raise DataError(f"unknown variant {variant!r}; choose 'paper' or 'raw'")
+    v1 = pd.read_csv(locate("v1", data_dir, download), index_col=0)
+    v2 = pd.read_csv(locate("v2", data_dir, download), index_col=0)
+    if variant == "raw":
+        dump = pd.read_csv(locate("dump_v2", data_dir, download), index_col=0, low_memory=False)
+        v2, changes = raw_v2_scores(v2, dump)
+        log.info("raw variant: %d normalized scores replaced by raw accuracies", len(changes))
+    keys = ["model", "family", "size", "tokens", "flops"]
+    frame = v1.merge(v2, on=keys, how="outer")
+    frame["model"] = _number_repeats(frame["model"])
+    return ScalingData.from_frame(frame, floors=KNOWN_FLOORS, eps=eps)
+
+
+def _number_repeats(names: pd.Series) -> pd.Series:
+    """Rename the 2nd, 3rd, ... occurrence of a name to ``name (2)``, ``name (3)``, ..."""
+    nth = names.groupby(names).cumcount() + 1
+    return names.where(nth == 1, names + " (" + nth.astype(str) + ")")

@@ -1,0 +1,226 @@
+r"""The latent-skill scaling-law model: its math, in one place.
+
+For model :math:`i` of family :math:`l(i)` and benchmark :math:`j`:
+
+.. math::
+
+    \theta_i &= \alpha_{l(i)} + \beta^\top x_i,
+        \qquad \alpha_l \sim \mathcal N(0, \Sigma),\ \Sigma \text{ a correlation matrix} \\
+    \eta_{ij} &= \lambda_j^\top \theta_i + b_j \\
+    \mu_{ij} &= C_j + (1 - C_j)\,\sigma(\eta_{ij}) \\
+    Y_{ij} &\sim \mathrm{Beta}(\phi_j \mu_{ij},\ \phi_j (1 - \mu_{ij}))
+
+The first K benchmarks anchor the K skills: the K x K block of ``lam`` on them is
+diagonal and non-negative. Every fitting mode uses :func:`build_model` (and, for the
+marginal likelihood, the helpers below), so this module is the only place the
+likelihood is written down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayes_lsl.data import COVARIATES, DataError, ScalingData
+
+#: Weakly informative priors; every entry can be overridden through ``priors=``.
+DEFAULT_PRIORS: dict[str, float] = {
+    "beta_sigma": 2.0,  # slopes of skills on standardized covariates
+    "lam_sigma": 2.0,  # loadings (half-normal on the anchors)
+    "b_sigma": 3.0,  # benchmark intercepts, logit scale
+    "log_phi_mu": float(np.log(50.0)),  # Beta precision: median 50 ...
+    "log_phi_sigma": 1.5,  # ... within a factor ~20 either way
+    "phi_slope_sigma": 0.5,  # dispersion="covariates": slopes of log phi
+    "lkj_eta": 2.0,  # LKJ shape of the skill correlation
+}
+
+#: Bound on the linear predictor inside the sigmoid: keeps mu strictly inside (0, 1) in
+#: floating point (sigmoid(-30) ~ 1e-13) without ever binding at plausible values.
+ETA_BOUND = 30.0
+
+
+def n_params(K: int, J: int, p: int = len(COVARIATES), dispersion: str = "benchmark") -> int:
+    """Number of free parameters, counted as in the paper (78 at K=4, J=12, p=3)."""
+    extra = p * J if dispersion == "covariates" else 0
+    return p * K + K + K * (J - K) + 2 * J + K * (K - 1) // 2 + extra
+
+
+# --------------------------------------------------------------- building blocks
+def corr_cholesky(z: pt.TensorVariable, K: int) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Cholesky factor of a K x K correlation matrix from K(K-1)/2 unconstrained reals.
+
+    The reals map to canonical partial correlations ``tanh(z)`` (Stan's
+    ``cholesky_factor_corr`` transform), so every ``z`` gives a valid, positive-definite
+    correlation matrix. Returns the factor and the log-Jacobian of ``z -> L``.
+    """
+    cpc = pt.tanh(z)
+    # log(1 - tanh(z)^2), written to stay finite for large |z|.
+    log_jac = pt.sum(2.0 * (np.log(2.0) - z - pt.softplus(-2.0 * z)))
+    rows, k = [], 0
+    for i in range(K):
+        row, sum_sq = [], pt.as_tensor(0.0)
+        for _ in range(i):
+            log_jac = log_jac + 0.5 * pt.log1p(-sum_sq)
+            w = cpc[k] * pt.sqrt(1.0 - sum_sq)
+            row.append(w)
+            sum_sq = sum_sq + w**2
+            k += 1
+        row.append(pt.sqrt(1.0 - sum_sq))
+        row += [pt.as_tensor(0.0)] * (K - i - 1)
+        rows.append(pt.stack(row))
+    return pt.stack(rows), log_jac
+
+
+def lkj_cholesky_logp(L: pt.TensorVariable, eta: float) -> pt.TensorVariable:
+    """Unnormalized LKJ(eta) log-density of a correlation matrix, given its Cholesky factor."""
+    K = L.shape[0]
+    i = pt.arange(1, K)
+    return pt.sum((K - i - 1 + 2.0 * (eta - 1.0)) * pt.log(pt.diagonal(L)[1:]))
+
+
+def beta_parameters(
+    eta: pt.TensorVariable, floor: pt.TensorVariable, phi: pt.TensorVariable
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Beta shape parameters ``(phi mu, phi (1 - mu))`` with the floored mean.
+
+    ``1 - mu`` is computed as ``(1 - C) sigmoid(-eta)`` rather than by subtraction, so
+    that it keeps full precision near 1.
+    """
+    eta = pt.clip(eta, -ETA_BOUND, ETA_BOUND)
+    mu = floor + (1.0 - floor) * pt.sigmoid(eta)
+    one_minus_mu = (1.0 - floor) * pt.sigmoid(-eta)
+    return phi * mu, phi * one_minus_mu
+
+
+def score_logp(y, eta, floor, phi) -> pt.TensorVariable:
+    """Element-wise Beta log-density of scores ``y`` given the linear predictor."""
+    a, b = beta_parameters(eta, floor, phi)
+    return pm.logp(pm.Beta.dist(alpha=a, beta=b), y)
+
+
+def loadings(lam_anchor: pt.TensorVariable, lam_free: pt.TensorVariable) -> pt.TensorVariable:
+    """The K x J loading matrix: a diagonal anchor block, then the free columns."""
+    return pt.concatenate([pt.diag(lam_anchor), lam_free], axis=1)
+
+
+def _priors(priors: Mapping[str, float] | None) -> dict[str, float]:
+    merged = dict(DEFAULT_PRIORS)
+    unknown = set(priors or {}) - set(merged)
+    if unknown:
+        raise ValueError(f"unknown prior setting(s) {sorted(unknown)}; known: {sorted(merged)}")
+    merged.update(priors or {})
+    return merged
+
+
+def check_K(data: ScalingData, K: int) -> int:
+    """Validate the number of skills against the anchors and the data size."""
+    if not isinstance(K, (int, np.integer)) or K < 1:
+        raise DataError(f"K must be a positive integer, got {K!r}")
+    if K > len(data.anchors):
+        raise DataError(
+            f"K={K} needs {K} anchor benchmarks, but only {len(data.anchors)} are available "
+            f"({', '.join(data.anchors)})"
+        )
+    k_params = n_params(K, data.n_benchmarks)
+    if data.observed.sum() <= k_params:
+        raise DataError(f"{int(data.observed.sum())} observed scores cannot identify {k_params} parameters (K={K})")
+    return int(K)
+
+
+# --------------------------------------------------------------------- the model
+def build_model(
+    data: ScalingData,
+    K: int = 4,
+    priors: Mapping[str, float] | None = None,
+    dispersion: str = "benchmark",
+    centered: bool = False,
+) -> pm.Model:
+    """Build the PyMC model of the latent-skill scaling law.
+
+    Parameters
+    ----------
+    data : ScalingData
+        Validated scores; its first ``K`` benchmarks anchor the skills.
+    K : int
+        Number of latent skills.
+    priors : dict, optional
+        Overrides of :data:`DEFAULT_PRIORS`.
+    dispersion : {"benchmark", "covariates"}
+        ``"benchmark"``: one precision ``phi_j`` per benchmark (the paper's main model).
+        ``"covariates"``: ``log phi_ij = a_j + x_i' s_j``, the authors' variant for
+        prediction intervals.
+    centered : bool
+        Sample the family effects directly (``True``) or as ``L z`` with standard-normal
+        ``z`` (``False``, the default, better for NUTS when families have few models).
+
+    Returns
+    -------
+    pm.Model
+        Coordinates ``model``, ``family``, ``benchmark``, ``skill``, ``covariate`` and
+        ``cell`` (the observed scores, flattened). Variables ``beta`` (covariate, skill),
+        ``lam`` (skill, benchmark), ``b`` (benchmark), ``phi`` (benchmark, or model x
+        benchmark), ``corr`` (skill, skill), ``alpha`` (family, skill) and the observed
+        ``y`` (cell). Missing scores are left out of the likelihood, not imputed.
+    """
+    K = check_K(data, K)
+    if dispersion not in ("benchmark", "covariates"):
+        raise ValueError(f"dispersion must be 'benchmark' or 'covariates', got {dispersion!r}")
+    pr = _priors(priors)
+    J = data.n_benchmarks
+    skills = [f"skill_{k + 1}" for k in range(K)]
+    rows, cols = np.nonzero(data.observed)
+    coords = {
+        "model": list(data.models),
+        "family": list(data.families),
+        "benchmark": list(data.benchmarks),
+        "skill": skills,
+        "anchor": list(data.benchmarks[:K]),
+        "free_benchmark": list(data.benchmarks[K:]),
+        "covariate": list(COVARIATES),
+        "corr_entry": [f"{a},{b}" for i, a in enumerate(skills) for b in skills[:i]],
+        "cell": [f"{data.models[r]}|{data.benchmarks[c]}" for r, c in zip(rows, cols, strict=True)],
+        "skill_other": skills,
+    }
+    with pm.Model(coords=coords) as model:
+        x = pm.Data("x", data.x, dims=("model", "covariate"))
+        family = pm.Data("family_index", data.family_index, dims="model")
+        floor = pm.Data("floor", data.floors, dims="benchmark")
+        cell_model = pm.Data("cell_model", rows, dims="cell")
+        cell_benchmark = pm.Data("cell_benchmark", cols, dims="cell")
+
+        beta = pm.Normal("beta", 0.0, pr["beta_sigma"], dims=("covariate", "skill"))
+        lam_anchor = pm.HalfNormal("lam_anchor", pr["lam_sigma"], dims="anchor")
+        lam_free = pm.Normal("lam_free", 0.0, pr["lam_sigma"], dims=("skill", "free_benchmark"))
+        lam = pm.Deterministic("lam", loadings(lam_anchor, lam_free), dims=("skill", "benchmark"))
+        b = pm.Normal("b", 0.0, pr["b_sigma"], dims="benchmark")
+
+        # Correlation matrix through its Cholesky factor, with the LKJ prior and the
+        # Jacobian of the transform added by hand (see corr_cholesky).
+        corr_z = pm.Flat("corr_z", dims="corr_entry")
+        chol, log_jac = corr_cholesky(corr_z, K)
+        pm.Potential("corr_prior", lkj_cholesky_logp(chol, pr["lkj_eta"]) + log_jac)
+        pm.Deterministic("corr", chol @ chol.T, dims=("skill", "skill_other"))
+
+        if centered:
+            alpha = pm.MvNormal("alpha", mu=np.zeros(K), chol=chol, dims=("family", "skill"))
+        else:
+            alpha_z = pm.Normal("alpha_z", 0.0, 1.0, dims=("family", "skill"))
+            alpha = pm.Deterministic("alpha", alpha_z @ chol.T, dims=("family", "skill"))
+
+        if dispersion == "benchmark":
+            phi = pm.LogNormal("phi", pr["log_phi_mu"], pr["log_phi_sigma"], dims="benchmark")
+            phi_cell = phi[cell_benchmark]
+        else:
+            phi_a = pm.Normal("phi_a", pr["log_phi_mu"], pr["log_phi_sigma"], dims="benchmark")
+            phi_s = pm.Normal("phi_s", 0.0, pr["phi_slope_sigma"], dims=("covariate", "benchmark"))
+            phi = pm.Deterministic("phi", pt.exp(phi_a + x @ phi_s), dims=("model", "benchmark"))
+            phi_cell = phi[cell_model, cell_benchmark]
+
+        theta = pm.Deterministic("theta", alpha[family] + x @ beta, dims=("model", "skill"))
+        eta = (theta[cell_model] * lam.T[cell_benchmark]).sum(axis=-1) + b[cell_benchmark]
+        a_shape, b_shape = beta_parameters(eta, floor[cell_benchmark], phi_cell)
+        pm.Beta("y", alpha=a_shape, beta=b_shape, observed=data.scores[rows, cols], dims="cell")
+    return model

@@ -1,0 +1,125 @@
+"""Data sets drawn from the model for known parameters (for recovery checks and examples).
+
+Draws go through :func:`bayes_lsl.build_model` itself (``pm.do`` fixes the parameters,
+``pm.draw`` samples family effects and scores), so simulation uses the very likelihood
+that the fits use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+
+from bayes_lsl.data import KNOWN_FLOORS, PAPER_ANCHORS, ScalingData
+
+
+def corr_to_z(corr: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`bayes_lsl.model.corr_cholesky`: unconstrained reals of a correlation."""
+    L = np.linalg.cholesky(np.asarray(corr, float))
+    z = []
+    for i in range(L.shape[0]):
+        sum_sq = 0.0
+        for j in range(i):
+            z.append(np.arctanh(L[i, j] / np.sqrt(1.0 - sum_sq)))
+            sum_sq += L[i, j] ** 2
+    return np.array(z)
+
+
+def random_parameters(K: int, J: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Plausible parameters for simulation: positive anchors, moderate slopes and correlations."""
+    rng = np.random.default_rng(seed)
+    lam = rng.normal(0.0, 0.5, size=(K, J))
+    lam[:, :K] = np.diag(rng.uniform(0.8, 1.5, size=K))
+    A = rng.normal(size=(K, K + 2))
+    cov = A @ A.T
+    d = np.sqrt(np.diag(cov))
+    return {
+        "beta": rng.normal(0.0, 0.6, size=(3, K)),
+        "lam": lam,
+        "b": rng.normal(-0.5, 0.6, size=J),
+        "phi": rng.uniform(30.0, 150.0, size=J),
+        "corr": cov / np.outer(d, d),
+    }
+
+
+def random_design(n_families: int, models_per_family: int, seed: int = 0) -> pd.DataFrame:
+    """Families of models with log-uniform sizes (0.1-100 B) and tokens (0.2-15 T)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for f in range(n_families):
+        tokens = float(np.exp(rng.uniform(np.log(0.2), np.log(15.0))))
+        sizes = np.sort(np.exp(rng.uniform(np.log(0.1), np.log(100.0), size=models_per_family)))
+        for m, size in enumerate(sizes):
+            rows.append({"model": f"fam{f:03d}-m{m}-{size:.2f}b", "family": f"fam{f:03d}", "size": round(size, 3),
+                         "tokens": round(tokens * np.exp(rng.normal(0, 0.2)), 3)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def simulate(
+    params: Mapping[str, np.ndarray],
+    design: pd.DataFrame,
+    benchmarks: Sequence[str] | None = None,
+    floors: Mapping[str, float] | None = None,
+    missing: float = 0.0,
+    seed: int = 0,
+) -> tuple[ScalingData, dict[str, np.ndarray]]:
+    """Draw scores from the model.
+
+    Parameters
+    ----------
+    params : dict
+        ``beta`` (3, K), ``lam`` (K, J; diagonal non-negative anchor block), ``b`` (J),
+        ``phi`` (J) and ``corr`` (K, K), e.g. from :func:`random_parameters`.
+    design : DataFrame
+        Columns ``model``, ``family``, ``size``, ``tokens`` (e.g. :func:`random_design`).
+    benchmarks : list of str, optional
+        Names of the J benchmarks, anchors first; default the paper's first J.
+    floors : dict, optional
+        Floors of benchmarks whose names are not known.
+    missing : float
+        Probability that a score is missing (each model keeps at least one).
+    seed : int
+        Seed of the family effects, scores and missingness.
+
+    Returns
+    -------
+    data : ScalingData
+    truth : dict
+        The parameters and the drawn ``alpha`` (family, skill).
+    """
+    from bayes_lsl.model import build_model
+
+    lam = np.asarray(params["lam"], float)
+    K, J = lam.shape
+    benchmarks = list(benchmarks or PAPER_ANCHORS[:J])
+    floors = {b: (floors or {}).get(b, KNOWN_FLOORS.get(b)) for b in benchmarks}
+    rng = np.random.default_rng(seed)
+    template = design[["model", "family", "size", "tokens"]].copy()
+    for b in benchmarks:
+        template[b] = 0.5
+    data = ScalingData.from_frame(template, floors=floors, anchors=benchmarks)
+    model = build_model(data, K=K)
+    fixed = pm.do(
+        model,
+        {
+            "beta": np.asarray(params["beta"], float),
+            "lam_anchor": np.diag(lam[:, :K]),
+            "lam_free": lam[:, K:],
+            "b": np.asarray(params["b"], float),
+            "phi": np.asarray(params["phi"], float),
+            "corr_z": corr_to_z(params["corr"]),
+        },
+    )
+    alpha, y = pm.draw([fixed["alpha"], fixed["y"]], random_seed=rng)
+    scores = np.clip(y.reshape(data.n_models, J), data.eps, 1 - data.eps)
+    drop = rng.random(scores.shape) < missing
+    drop[np.arange(data.n_models), rng.integers(J, size=data.n_models)] = False
+    scores[drop] = np.nan
+    frame = data.to_frame()
+    frame[benchmarks] = scores
+    out = ScalingData.from_frame(frame, floors=floors, anchors=benchmarks)
+    truth = {k: np.asarray(v, float) for k, v in params.items()} | {"alpha": alpha}
+    return out, truth
