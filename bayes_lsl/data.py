@@ -435,3 +435,25 @@ def _number_repeats(names: pd.Series) -> pd.Series:
     """Rename the 2nd, 3rd, ... occurrence of a name to ``name (2)``, ``name (3)``, ..."""
     nth = names.groupby(names).cumcount() + 1
     return names.where(nth == 1, names + " (" + nth.astype(str) + ")")
+
+
+def load_example() -> ScalingData:
+    """The shipped simulated example: 160 models in 40 families, 8 benchmarks, K=2 truth.
+
+    Made by ``data/make_example.py`` from known parameters (in ``example_truth.json``
+    beside the CSV; see :func:`example_truth`); works offline.
+    """
+    from importlib.resources import files
+
+    with files("bayes_lsl.example").joinpath("example_scores.csv").open() as fh:
+        frame = pd.read_csv(fh)
+    return ScalingData.from_frame(frame, anchors=[c for c in frame.columns if c not in REQUIRED_COLUMNS])
+
+
+def example_truth() -> dict:
+    """The parameters (``beta``, ``lam``, ``b``, ``phi``, ``corr``, ``alpha``) behind :func:`load_example`."""
+    import json
+    from importlib.resources import files
+
+    meta = json.loads(files("bayes_lsl.example").joinpath("example_truth.json").read_text())
+    return {k: (np.asarray(v) if isinstance(v, list) and k != "benchmarks" else v) for k, v in meta.items()}

@@ -150,7 +150,7 @@ def assemble(
 def point_posterior(values: Mapping[str, np.ndarray], model: pm.Model) -> xr.Dataset:
     """A one-chain, one-draw ``posterior`` group from point values of the model's variables."""
     dims = {name: model.named_vars_to_dims.get(name, ()) for name in POSTERIOR_VARS}
-    coords = {d: model.coords[d] for ds in dims.values() for d in ds}
+    coords = {d: list(model.coords[d]) for ds in dims.values() for d in ds}
     return xr.Dataset(
         {
             name: (("chain", "draw", *dims[name]), np.asarray(values[name])[None, None])

@@ -29,11 +29,11 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytensor.tensor as pt
+from pytensor.compile.mode import get_mode
 from pytensor.graph.replace import graph_replace
-from pytensor.tensor.slinalg import solve_triangular
 
 from bayes_lsl.data import ScalingData
-from bayes_lsl.model import corr_cholesky, lkj_cholesky_logp, score_logp
+from bayes_lsl.model import corr_cholesky, score_information, score_logp
 
 
 def gauss_hermite(K: int, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,12 +50,16 @@ def gauss_hermite(K: int, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     return z, logw - log_phi
 
 
-#: PyTensor's C backend: several times faster per call than the default here.
-COMPILE_MODE = os.environ.get("BAYES_LSL_PYTENSOR_MODE", "FAST_RUN")
+#: PyTensor's C virtual machine: about twice as fast per call here as the default (Numba),
+#: and compiled ops are cached across data sets and sessions.
+COMPILE_MODE = os.environ.get("BAYES_LSL_PYTENSOR_MODE", "CVM")
 
 
 def _compile(inputs, outputs):
-    return pytensor.function(inputs, outputs, mode=COMPILE_MODE, on_unused_input="ignore")
+    # Invalid Beta parameters (e.g. a failed Cholesky far from the optimum) give -inf,
+    # which the line search backs away from, instead of raising.
+    mode = get_mode(COMPILE_MODE).including("local_check_parameter_to_ninf_switch")
+    return pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
 
 
 class MarginalLikelihood:
@@ -78,6 +82,7 @@ class MarginalLikelihood:
         K = self.K = len(model.coords["skill"])
         F = self.n_families = len(data.families)
         self.n_nodes = n_nodes
+        self._compiled: dict = {}
         value_vars = [v for v in model.value_vars if v.name != "alpha_z"]
         point = model.initial_point()
         self.names = [v.name for v in value_vars]
@@ -100,30 +105,47 @@ class MarginalLikelihood:
         cell_family = data.family_index[rows]
         phi_cell = phi[cols] if phi.ndim == 1 else phi[rows, cols]
         xb_cells = (pt.as_tensor(data.x) @ beta)[rows]
-        one_hot = np.zeros((len(rows), F))
-        one_hot[np.arange(len(rows)), cell_family] = 1.0
+
+        def per_family_sum(values):
+            """Sum (..., cells) values into (..., F) families: a scatter-add, not a dense matmul."""
+            moved = pt.moveaxis(values, -1, 0)
+            total = pt.zeros((F, *[moved.shape[i] for i in range(1, moved.ndim)]))
+            return pt.moveaxis(pt.inc_subtensor(total[cell_family], moved), 0, -1)
+
+        chol_inv = pt.linalg.inv(chol)
+
+        def linear_predictor(alpha):
+            """eta of every observed cell given family effects alpha (..., F, K)."""
+            return ((alpha[..., cell_family, :] + xb_cells) * lam.T[cols]).sum(axis=-1) + b[cols]
 
         def family_logdensity(alpha):
             """h_l at alpha (..., F, K): data log-likelihood per family plus the N(0, Sigma) prior."""
-            theta_cells = alpha[..., cell_family, :] + xb_cells
-            eta = (theta_cells * lam.T[cols]).sum(axis=-1) + b[cols]
-            loglik = score_logp(y, eta, floor, phi_cell) @ one_hot
-            white = solve_triangular(chol, pt.moveaxis(alpha, -1, -2), lower=True)  # (..., K, F)
+            loglik = per_family_sum(score_logp(y, linear_predictor(alpha), floor, phi_cell))
+            white = alpha @ chol_inv.T  # one K x K inverse, not a batched solve per node
             log_det = pt.log(pt.diagonal(chol)).sum()
-            return loglik - 0.5 * (white**2).sum(axis=-2) - log_det - 0.5 * K * np.log(2 * np.pi)
+            return loglik - 0.5 * (white**2).sum(axis=-1) - log_det - 0.5 * K * np.log(2 * np.pi)
 
-        # Quadrature at nodes fixed by (modes, scales): a smooth function of theta.
-        modes, scales = pt.matrix("modes"), pt.tensor3("scales")  # (F, K), (F, K, K)
-        z, logw = gauss_hermite(K, n_nodes)
-        nodes = modes[None] + pt.einsum("fkj,qj->qfk", scales, z)  # (Q, F, K)
-        log_det = pt.log(pt.abs(pt.diagonal(scales, axis1=1, axis2=2))).sum(axis=1)
-        self._per_family = pt.logsumexp(family_logdensity(nodes) + logw[:, None], axis=0) + log_det
-        self._value = self._per_family.sum()
-        self._inputs = [theta, modes, scales]
-        self.value_and_grad = _compile(self._inputs, [self._value, pt.grad(self._value, theta)])
-        self.per_family = _compile(self._inputs, self._per_family)
+        # Adaptive quadrature around modes found at a nearby theta. The Newton step from
+        # those modes and the curvature there are computed inside the graph, so that the
+        # nodes follow each family's posterior as theta moves: with nodes (or only their
+        # scales) frozen, the optimizer exploits the frozen rule by narrowing the family
+        # posteriors, over-estimating the log-likelihood by tens of units on the paper data.
+        modes = self._modes = pt.matrix("modes")  # (F, K)
+        # The curvature is the Fisher information plus the prior's precision: positive
+        # definite for every theta, unlike the observed Hessian far from the optimum.
+        g0 = pt.grad(family_logdensity(modes).sum(), modes)  # (F, K)
+        w = score_information(linear_predictor(modes), floor, phi_cell)  # (cells,)
+        lam_cells = lam.T[cols]  # (cells, K)
+        outer = w[:, None, None] * lam_cells[:, :, None] * lam_cells[:, None, :]
+        info = per_family_sum(pt.moveaxis(outer, 0, -1)).transpose(2, 0, 1) + chol_inv.T @ chol_inv
+        # info = R R' (R lower); S = R'^{-1} then satisfies S S' = info^{-1}.
+        self._R = _batched_cholesky(info, K)
+        step = _solve_upper_t(self._R, _solve_lower(self._R, [g0[:, k] for k in range(K)]))
+        self._center = modes + pt.stack(step, axis=1)
+        self._family_logdensity = family_logdensity
+        self.value_and_grad = self.objective(n_nodes)
 
-        # Curvature of h_l in alpha for placing the nodes. Families are independent, so
+        # Curvature of h_l in alpha, for finding the modes. Families are independent, so
         # the gradient of the sum stacks the per-family gradients.
         alpha = pt.matrix("alpha")
         h = family_logdensity(alpha)
@@ -131,12 +153,29 @@ class MarginalLikelihood:
         H = pt.stack([pt.grad(g[:, j].sum(), alpha) for j in range(K)], axis=1)  # (F, K, K)
         self.family_curvature = _compile([alpha, theta], [h, g, H])
 
-        # The joint log density over (theta, alpha): one node per family, cheap, used to
-        # find starting points (a weak LKJ(2) term keeps the correlation off the boundary).
-        joint = pt.vector("joint")
-        h_joint = family_logdensity(joint[self.size :].reshape((F, K))).sum() + lkj_cholesky_logp(chol, 2.0)
-        h_joint = graph_replace(h_joint, {theta: joint[: self.size]}, strict=False)
-        self.joint_value_and_grad = _compile([joint], [h_joint, pt.grad(h_joint, joint)])
+    def _per_family_graph(self, n_nodes: int) -> pt.TensorVariable:
+        """log p(Y_l) per family by the n_nodes**K rule placed at ``center`` with scale ``R'^{-1}``."""
+        K = self.K
+        z, logw = gauss_hermite(K, n_nodes)
+        offsets = _solve_upper_t(self._R, [pt.as_tensor(z[:, k])[None, :] for k in range(K)])  # K x (F, Q)
+        nodes = pt.stack(offsets, axis=-1).swapaxes(0, 1) + self._center[None]  # (Q, F, K)
+        log_det = -sum(pt.log(self._R[k][k]) for k in range(K))
+        return pt.logsumexp(self._family_logdensity(nodes) + logw[:, None], axis=0) + log_det
+
+    def objective(self, n_nodes: int):
+        """Compiled ``(theta, modes) -> (log-likelihood, gradient)`` with ``n_nodes`` per dimension."""
+        if ("objective", n_nodes) not in self._compiled:
+            value = self._per_family_graph(n_nodes).sum()
+            fn = _compile([self._theta, self._modes], [value, pt.grad(value, self._theta)])
+            self._compiled["objective", n_nodes] = fn
+        return self._compiled["objective", n_nodes]
+
+    def per_family(self, n_nodes: int):
+        """Compiled ``(theta, modes) -> log p(Y_l)`` for every family."""
+        if ("per_family", n_nodes) not in self._compiled:
+            graph = self._per_family_graph(n_nodes)
+            self._compiled["per_family", n_nodes] = _compile([self._theta, self._modes], graph)
+        return self._compiled["per_family", n_nodes]
 
     @property
     def size(self) -> int:
@@ -155,8 +194,9 @@ class MarginalLikelihood:
 
     @cached_property
     def hessian(self):
-        """(theta, modes, scales) -> Hessian of the quadrature wrt theta (compiled on first use)."""
-        return _compile(self._inputs, pytensor.gradient.hessian(self._value, self._theta))
+        """(theta, modes) -> Hessian of the log-likelihood wrt theta (compiled on first use)."""
+        value = self._per_family_graph(self.n_nodes).sum()
+        return _compile([self._theta, self._modes], pytensor.gradient.hessian(value, self._theta))
 
     @cached_property
     def natural(self):
@@ -169,6 +209,43 @@ class MarginalLikelihood:
         """theta -> Jacobian of the flattened natural parameters (in ``natural`` order)."""
         flat = pt.concatenate([v.ravel() for v in self._natural.values()])
         return _compile([self._theta], pytensor.gradient.jacobian(flat, self._theta))
+
+
+# Small K x K linear algebra batched over families, unrolled into element-wise
+# operations: PyTensor's batched linalg ops loop over the batch in Python, which made
+# each evaluation several times slower. Matrices are nested lists of (F,) tensors.
+def _batched_cholesky(A: pt.TensorVariable, K: int) -> list[list]:
+    L = [[None] * K for _ in range(K)]
+    for j in range(K):
+        L[j][j] = pt.sqrt(A[:, j, j] - sum((L[j][k] ** 2 for k in range(j)), start=pt.as_tensor(0.0)))
+        for i in range(j + 1, K):
+            off = A[:, i, j] - sum((L[i][k] * L[j][k] for k in range(j)), start=pt.as_tensor(0.0))
+            L[i][j] = off / L[j][j]
+    return L
+
+
+def _solve_lower(L: list[list], b: list) -> list:
+    """Solve L y = b by forward substitution (b: K tensors of shape (F,) or (F, Q))."""
+    y = []
+    for i in range(len(b)):
+        acc = b[i] - sum((_bc(L[i][k], b[i]) * y[k] for k in range(i)), start=pt.as_tensor(0.0))
+        y.append(acc / _bc(L[i][i], b[i]))
+    return y
+
+
+def _solve_upper_t(L: list[list], b: list) -> list:
+    """Solve L' x = b by back substitution."""
+    K = len(b)
+    x = [None] * K
+    for i in reversed(range(K)):
+        acc = b[i] - sum((_bc(L[k][i], b[i]) * x[k] for k in range(i + 1, K)), start=pt.as_tensor(0.0))
+        x[i] = acc / _bc(L[i][i], b[i])
+    return x
+
+
+def _bc(v: pt.TensorVariable, like: pt.TensorVariable) -> pt.TensorVariable:
+    """Broadcast a per-family (F,) value against a right-hand side of shape (F,) or (F, Q)."""
+    return v[:, None] if like.ndim == 2 else v
 
 
 def family_modes(

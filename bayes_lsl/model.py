@@ -101,6 +101,18 @@ def score_logp(y, eta, floor, phi) -> pt.TensorVariable:
     return pm.logp(pm.Beta.dist(alpha=a, beta=b), y)
 
 
+def score_information(eta, floor, phi) -> pt.TensorVariable:
+    """Fisher information of one score about its linear predictor ``eta``.
+
+    ``phi^2 [psi'(phi mu) + psi'(phi (1 - mu))] (d mu / d eta)^2``: always positive, so
+    sums of it make positive-definite curvature for placing quadrature nodes.
+    """
+    a, b = beta_parameters(eta, floor, phi)
+    s = pt.sigmoid(pt.clip(eta, -ETA_BOUND, ETA_BOUND))
+    dmu = (1.0 - floor) * s * (1.0 - s)
+    return phi**2 * (pt.tri_gamma(a) + pt.tri_gamma(b)) * dmu**2
+
+
 def loadings(lam_anchor: pt.TensorVariable, lam_free: pt.TensorVariable) -> pt.TensorVariable:
     """The K x J loading matrix: a diagonal anchor block, then the free columns."""
     return pt.concatenate([pt.diag(lam_anchor), lam_free], axis=1)
@@ -169,7 +181,6 @@ def build_model(
     if dispersion not in ("benchmark", "covariates"):
         raise ValueError(f"dispersion must be 'benchmark' or 'covariates', got {dispersion!r}")
     pr = _priors(priors)
-    J = data.n_benchmarks
     skills = [f"skill_{k + 1}" for k in range(K)]
     rows, cols = np.nonzero(data.observed)
     coords = {

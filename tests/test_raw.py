@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
-import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).parents[1]
-DATA = Path(
-    os.environ.get("BAYES_LSL_DATA", REPO / "../shared/data/open_llm_leaderboard")
-)
-V2_CSV = DATA / "df_full_v2.csv"
-DUMP_CSV = DATA / "raw" / "open-llm-leaderboard_new.csv"
-
-if (REPO / "bayes_lsl" / "__init__.py").exists():
-    raw_mod = importlib.import_module("bayes_lsl.raw")
-else:  # package not assembled yet: load the module file directly
-    _spec = importlib.util.spec_from_file_location(
-        "bayes_lsl_raw", REPO / "bayes_lsl" / "raw.py"
-    )
-    raw_mod = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(raw_mod)
-
-pytestmark = pytest.mark.skipif(
-    not (V2_CSV.exists() and DUMP_CSV.exists()),
-    reason=f"data files not found under {DATA}",
-)
+from bayes_lsl import raw as raw_mod
 
 BENCH = list(raw_mod.BENCHMARKS)
 FLOORS = {"gpqa": 0.25, "musr": 0.343298, "bbh": 0.288504, "mmlu-pro": 0.1}
@@ -68,8 +45,9 @@ RAW_BELOW_FLOOR = {
 
 
 @pytest.fixture(scope="module")
-def data() -> tuple[pd.DataFrame, pd.DataFrame]:
-    return pd.read_csv(V2_CSV, index_col=0), pd.read_csv(DUMP_CSV, index_col=0)
+def data(data_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    dump = pd.read_csv(data_dir / "raw" / "open-llm-leaderboard_new.csv", index_col=0, low_memory=False)
+    return pd.read_csv(data_dir / "df_full_v2.csv", index_col=0), dump
 
 
 @pytest.fixture(scope="module")

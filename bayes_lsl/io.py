@@ -1,0 +1,119 @@
+"""Saving fits to disk and reading them back (NetCDF-4 through h5netcdf)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from bayes_lsl.data import ScalingData
+
+ENGINE = "h5netcdf"
+#: Prefix of attrs stored as JSON: NetCDF attributes cannot hold booleans, None, dicts,
+#: empty or nested lists, and lists of strings come back as arrays.
+_JSON = "json:"
+
+
+def _encode(value):
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return value
+    if isinstance(value, np.generic):
+        return _encode(value.item())
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return _JSON + json.dumps(value)
+
+
+def _decode(value):
+    if isinstance(value, str) and value.startswith(_JSON):
+        return json.loads(value[len(_JSON) :])
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _map_attrs(tree: xr.DataTree, func) -> xr.DataTree:
+    tree = tree.copy()
+    for node in tree.subtree:
+        node.attrs = {k: func(v) for k, v in node.attrs.items()}
+        for var in node.variables.values():
+            var.attrs = {k: func(v) for k, v in var.attrs.items()}
+    return tree
+
+
+def save_fit(fit: xr.DataTree, path: str | os.PathLike) -> Path:
+    """Write a fit to a NetCDF file, atomically.
+
+    The file is written next to its destination and then renamed over it, so that an
+    interrupted save never leaves a truncated fit behind.
+
+    Parameters
+    ----------
+    fit : xarray.DataTree
+        From :func:`bayes_lsl.fit`.
+    path : path
+        Destination (``.nc``); its directory must exist.
+
+    Returns
+    -------
+    Path
+        The path written.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        _map_attrs(fit, _encode).to_netcdf(tmp, engine=ENGINE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_fit(path: str | os.PathLike, data: ScalingData | None = None) -> xr.DataTree:
+    """Read a fit written by :func:`save_fit`, fully into memory (the file is closed).
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    data : ScalingData, optional
+        The data the fit will be used with; it must be the data it was fitted to.
+
+    Returns
+    -------
+    xarray.DataTree
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    OSError
+        The file is not a readable fit.
+    ValueError
+        ``data`` is not the data set the fit was made on.
+    """
+    from bayes_lsl.inference import data_fingerprint
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no fit file at {str(path)!r}")
+    try:
+        with xr.open_datatree(path, engine=ENGINE) as stored:
+            fit = stored.load().copy()
+    except Exception as err:  # h5py, xarray and netCDF errors alike: say which file
+        raise OSError(f"cannot read a fit from {str(path)!r}: {err}") from err
+    fit = _map_attrs(fit, _decode)
+    if data is not None:
+        stored_print, given = fit.attrs.get("data_fingerprint"), data_fingerprint(data)
+        if stored_print != given:
+            raise ValueError(
+                f"the fit in {str(path)!r} was made on data with fingerprint {stored_print!r}, but the data "
+                f"given has fingerprint {given!r}: a fit cannot be applied to a different data set"
+            )
+    return fit

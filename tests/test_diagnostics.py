@@ -1,0 +1,82 @@
+"""``diagnose``: one table of R-hat and ESS, plus the sampler's health."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayes_lsl import diagnose
+
+K, J = 2, 6  # the shared fits (conftest.FIT_K) on small_sim
+
+#: Entries per variable: beta (3 x K), lam without the anchor block's off-diagonal zeros,
+#: b and phi (J), and corr's strict lower triangle.
+N_ENTRIES = 3 * K + (K * J - K * (K - 1)) + J + J + K * (K - 1) // 2
+
+
+def _iid_like(fit: xr.DataTree, chains: int = 4, draws: int = 1000, seed: int = 0) -> xr.DataTree:
+    """The fit with its posterior replaced by independent draws (constant entries kept)."""
+    rng = np.random.default_rng(seed)
+    post = fit["posterior"].to_dataset().isel(chain=[0] * chains, draw=[0] * draws)
+    post = post.assign_coords(chain=np.arange(chains), draw=np.arange(draws))
+    for name, da in post.data_vars.items():
+        moving = (fit["posterior"][name].std(("chain", "draw")) > 1e-9).values
+        post[name] = da + rng.normal(size=da.shape) * moving
+    stats = xr.Dataset(
+        {
+            "diverging": (("chain", "draw"), np.zeros((chains, draws), bool)),
+            "energy": (("chain", "draw"), rng.normal(size=(chains, draws))),  # BFMI ~ 2
+        }
+    )
+    tree = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+    tree.attrs = dict(fit.attrs, minor_mode_chains=[])
+    return tree
+
+
+def test_one_row_per_parameter_entry(nuts_fit):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 2 x 200 draws need not pass
+        table = diagnose(nuts_fit)
+    assert len(table) == N_ENTRIES and table.index.is_unique
+    assert list(table.columns) == ["variable", "r_hat", "ess_bulk", "ess_tail", "failed"]
+    assert "lam[skill_1, ifeval]" not in table.index  # a structural zero
+    assert "corr[skill_1, skill_1]" not in table.index and "corr[skill_2, skill_1]" in table.index
+    assert table[["r_hat", "ess_bulk", "ess_tail"]].notna().all().all()
+    assert table.attrs["divergences"] == int(nuts_fit["sample_stats"]["diverging"].sum())
+    assert len(table.attrs["bfmi_per_chain"]) == 2
+
+
+def test_well_mixed_draws_pass_quietly(nuts_fit):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = diagnose(_iid_like(nuts_fit))
+    assert table.attrs["ok"] and (table["failed"] == "").all()
+    assert (table["r_hat"] < 1.01).all() and (table["ess_bulk"] > 400).all()
+
+
+def test_failures_are_flagged_and_warned(nuts_fit):
+    tree = _iid_like(nuts_fit)
+    post = tree["posterior"].to_dataset()
+    post["b"] = post["b"] + xr.DataArray([0.0, 0, 0, 3.0], dims="chain")  # one chain elsewhere
+    tree["posterior"] = xr.DataTree(post)
+    stats = tree["sample_stats"].to_dataset()
+    stats["diverging"][1, :3] = True
+    tree["sample_stats"] = xr.DataTree(stats)
+    with pytest.warns(UserWarning, match=r"6 of .* fail .*'r_hat': 6.*3 divergent"):
+        table = diagnose(tree)
+    assert sorted(table.attrs["failed"]) == sorted(f"b[{b}]" for b in nuts_fit["posterior"].coords["benchmark"].values)
+    assert table.loc["b[math]", "failed"].startswith("r_hat")
+    assert table.attrs["divergences_per_chain"] == [0, 3, 0, 0] and not table.attrs["ok"]
+
+
+def test_point_fits_have_nothing_to_diagnose(map_fit):
+    with pytest.raises(ValueError, match="need draws"):
+        diagnose(map_fit)
+
+
+def test_unknown_variable(nuts_fit):
+    with pytest.raises(ValueError, match="unknown variable"):
+        diagnose(nuts_fit, var_names=("lambda",))

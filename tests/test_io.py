@@ -1,0 +1,50 @@
+"""Saving and loading fits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayes_lsl import load_fit, save_fit
+
+
+@pytest.mark.parametrize("which", ["map_fit", "nuts_fit"])
+def test_round_trip(which, request, tmp_path, small_sim):
+    fit = request.getfixturevalue(which)
+    path = save_fit(fit, tmp_path / "fit.nc")
+    loaded = load_fit(path, data=small_sim[0])
+    assert set(loaded.children) == set(fit.children)
+    for group in fit.children:
+        xr.testing.assert_identical(loaded[group].to_dataset(), fit[group].to_dataset())
+    assert loaded.attrs == fit.attrs  # lists, booleans and all
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"]  # no temporary file left
+
+
+def test_loaded_fit_is_in_memory(tmp_path, map_fit):
+    path = save_fit(map_fit, tmp_path / "fit.nc")
+    loaded = load_fit(path)
+    path.unlink()  # the file is closed and not needed any more
+    assert np.isfinite(loaded["posterior"]["lam"].values).all()
+
+
+def test_overwrite(tmp_path, map_fit, nuts_fit):
+    path = tmp_path / "fit.nc"
+    save_fit(nuts_fit, path)
+    save_fit(map_fit, path)
+    assert load_fit(path).attrs["method"] == "map"
+
+
+def test_other_sim_data_is_refused(tmp_path, map_fit, other_sim_data):
+    path = save_fit(map_fit, tmp_path / "fit.nc")
+    with pytest.raises(ValueError, match=map_fit.attrs["data_fingerprint"]):
+        load_fit(path, data=other_sim_data)
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.nc"):
+        load_fit(tmp_path / "nope.nc")
+    bad = tmp_path / "bad.nc"
+    bad.write_text("not a netcdf file")
+    with pytest.raises(OSError, match="bad.nc"):
+        load_fit(bad)

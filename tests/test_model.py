@@ -1,0 +1,129 @@
+"""The model: shapes and names, the correlation transform, and the likelihood against scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+import scipy.special
+import scipy.stats
+
+import bayes_lsl as bl
+from bayes_lsl.data import DataError
+from bayes_lsl.model import corr_cholesky, lkj_cholesky_logp, n_params
+from bayes_lsl.simulate import corr_to_z
+
+
+def test_dims_and_shapes(paper):
+    model = bl.build_model(paper, K=4)
+    point = model.initial_point()
+    dims = model.named_vars_to_dims
+    assert dims["beta"] == ("covariate", "skill")
+    assert dims["lam"] == ("skill", "benchmark")
+    assert dims["alpha"] == ("family", "skill")
+    assert dims["corr"] == ("skill", "skill_other")
+    assert dims["b"] == dims["phi"] == ("benchmark",)
+    assert len(model.coords["cell"]) == int(paper.observed.sum()) == 2304
+    assert point["alpha_z"].shape == (170, 4)
+    # The anchor block is diagonal: zeros off its diagonal whatever the free values are.
+    lam = pytensor.function(model.value_vars, model["lam"], on_unused_input="ignore")(
+        *[np.random.default_rng(0).normal(size=point[v.name].shape) for v in model.value_vars]
+    )
+    block = lam[:, :4]
+    assert np.all(block[~np.eye(4, dtype=bool)] == 0) and np.all(np.diag(block) > 0)
+
+
+def test_n_params_matches_paper():
+    assert n_params(4, 12) == 78
+    assert n_params(1, 12) == 3 + 1 + 11 + 24
+
+
+def test_K_validation(paper, small_sim):
+    with pytest.raises(DataError, match="K=13 needs 13 anchor benchmarks"):
+        bl.build_model(paper, K=13)
+    with pytest.raises(DataError, match="positive integer"):
+        bl.build_model(paper, K=0)
+    with pytest.raises(ValueError, match="unknown prior setting"):
+        bl.build_model(paper, K=2, priors={"beta_sd": 1.0})
+
+
+@pytest.mark.parametrize("K", [2, 3, 4])
+def test_corr_transform_round_trip_and_jacobian(K):
+    rng = np.random.default_rng(K)
+    z = pt.vector("z")
+    L, log_jac = corr_cholesky(z, K)
+    f = pytensor.function([z], [L, log_jac])
+    z0 = rng.normal(size=K * (K - 1) // 2)
+    L0, lj = f(z0)
+    corr = L0 @ L0.T
+    np.testing.assert_allclose(np.diag(corr), 1.0, atol=1e-12)
+    assert np.linalg.eigvalsh(corr).min() > 0
+    np.testing.assert_allclose(corr_to_z(corr), z0, atol=1e-10)
+    # The log-Jacobian of z -> strictly lower entries of L, by finite differences.
+    tril = np.tril_indices(K, -1)
+    h = 1e-6
+    J = np.column_stack(
+        [(f(z0 + h * e)[0][tril] - f(z0 - h * e)[0][tril]) / (2 * h) for e in np.eye(len(z0))]
+    )
+    np.testing.assert_allclose(lj, np.log(abs(np.linalg.det(J))), atol=1e-6)
+
+
+def test_lkj_two_by_two():
+    # For K=2 the LKJ(eta) density of r is proportional to (1 - r^2)^(eta - 1).
+    r, eta = 0.6, 3.0
+    L = np.linalg.cholesky(np.array([[1, r], [r, 1]]))
+    val = lkj_cholesky_logp(pt.as_tensor(L), eta).eval()
+    assert np.isclose(val, (eta - 1) * np.log(1 - r**2))
+
+
+def test_loglik_matches_scipy(small_sim):
+    data, _ = small_sim
+    K = 2
+    model = bl.build_model(data, K=K)
+    rng = np.random.default_rng(5)
+    J, F = data.n_benchmarks, len(data.families)
+    beta = rng.normal(size=(3, K))
+    lam_anchor = rng.uniform(0.5, 1.5, K)
+    lam_free = rng.normal(size=(K, J - K))
+    b = rng.normal(size=J)
+    phi = rng.uniform(10, 100, J)
+    corr = np.array([[1.0, -0.4], [-0.4, 1.0]])
+    alpha_z = rng.normal(size=(F, K))
+    point = {
+        "beta": beta, "lam_anchor_log__": np.log(lam_anchor), "lam_free": lam_free, "b": b,
+        "corr_z": corr_to_z(corr), "alpha_z": alpha_z, "phi_log__": np.log(phi),
+    }  # fmt: skip
+    ours = model.compile_logp(vars=[model["y"]], sum=True)(point)
+
+    lam = np.hstack([np.diag(lam_anchor), lam_free])
+    alpha = alpha_z @ np.linalg.cholesky(corr).T
+    theta = alpha[data.family_index] + data.x @ beta
+    mu = data.floors + (1 - data.floors) * scipy.special.expit(theta @ lam + b)
+    dens = scipy.stats.beta.logpdf(data.scores, phi * mu, phi * (1 - mu))
+    expected = np.nansum(np.where(data.observed, dens, np.nan))
+    np.testing.assert_allclose(ours, expected, rtol=1e-10)
+
+
+def test_covariate_dispersion_variant(small_sim):
+    data, _ = small_sim
+    model = bl.build_model(data, K=2, dispersion="covariates")
+    assert model.named_vars_to_dims["phi"] == ("model", "benchmark")
+    assert {"phi_a", "phi_s"} <= set(model.named_vars)
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
+    with pytest.raises(ValueError, match="dispersion"):
+        bl.build_model(data, K=2, dispersion="family")
+
+
+def test_simulate_is_seeded_and_fit_ready(small_sim):
+    from bayes_lsl.simulate import random_design, random_parameters, simulate
+
+    data, truth = small_sim
+    again, _ = simulate(random_parameters(K=2, J=6, seed=1), random_design(30, 4, seed=1), missing=0.15, seed=2)
+    np.testing.assert_array_equal(again.scores, data.scores)
+    assert truth["alpha"].shape == (30, 2)
+    assert 0.75 < data.observed.mean() < 0.95
+    # Round trip through a frame, as a user would save and reload it.
+    reloaded = bl.ScalingData.from_frame(data.to_frame(), anchors=data.benchmarks)
+    np.testing.assert_array_equal(reloaded.scores, data.scores)
+    assert np.isfinite(bl.build_model(reloaded, K=2).compile_logp()(bl.build_model(reloaded, K=2).initial_point()))

@@ -1,0 +1,71 @@
+"""The ``nuts`` method: a short nutpie run on simulated data."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayes_lsl import fit
+from bayes_lsl.inference import POSTERIOR_VARS
+from bayes_lsl.sampling import minor_mode_chains
+
+K = 2  # skills of the shared fits (conftest.FIT_K)
+
+
+def test_nuts_groups_and_attrs(small_sim, nuts_fit):
+    n_cells = int(small_sim[0].observed.sum())
+    assert set(nuts_fit["posterior"].data_vars) == set(POSTERIOR_VARS)
+    assert dict(nuts_fit["log_likelihood"]["y"].sizes) == {"chain": 2, "draw": 200, "cell": n_cells}
+    assert np.isfinite(nuts_fit["log_likelihood"]["y"].values).all()
+    stats = nuts_fit["sample_stats"]
+    assert {"diverging", "lp", "energy"} <= set(stats.data_vars)
+    assert stats["lp"].sizes == {"chain": 2, "draw": 200}
+    attrs = nuts_fit.attrs
+    assert attrs["sampler"] == "nutpie" and attrs["wall_time_s"] > 0
+    assert attrs["n_divergences"] == int(stats["diverging"].sum())
+    assert len(attrs["chain_mean_lp"]) == 2 and isinstance(attrs["minor_mode_chains"], list)
+
+
+def test_log_likelihood_matches_the_posterior(small_sim, nuts_fit):
+    """The pointwise log-likelihood is the Beta density of the scores at each draw."""
+    from scipy import stats
+
+    data = small_sim[0]
+    post = nuts_fit["posterior"].isel(chain=1, draw=17)
+    rows, cols = np.nonzero(data.observed)
+    eta = (post["theta"].values[rows] * post["lam"].values.T[cols]).sum(axis=1) + post["b"].values[cols]
+    floor, phi = data.floors[cols], post["phi"].values[cols]
+    mu = floor + (1 - floor) / (1 + np.exp(-eta))
+    expected = stats.beta.logpdf(data.scores[rows, cols], phi * mu, phi * (1 - mu))
+    np.testing.assert_allclose(nuts_fit["log_likelihood"]["y"].isel(chain=1, draw=17).values, expected, rtol=1e-6)
+
+
+def test_minor_mode_chains_flags_low_chains():
+    lp = xr.DataArray(np.array([[100.0, 101], [62, 64], [99, 103], [95, 96]]), dims=("chain", "draw"))
+    chains, means = minor_mode_chains(lp, gap=10)
+    assert chains == [1] and means == [100.5, 63.0, 101.0, 95.5]
+
+
+def test_unknown_sampler(small_sim):
+    with pytest.raises(ValueError, match="unknown sampler"):
+        fit(small_sim[0], K=K, method="nuts", sampler="stan", progress=False)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is not None, reason="jax is installed")
+def test_numpyro_without_jax_says_what_to_install(small_sim):
+    with pytest.raises(ImportError, match="numpyro"):
+        fit(small_sim[0], K=K, method="nuts", sampler="numpyro", progress=False, chains=1, tune=10, draws=10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["nutpie", "pymc"])
+def test_nuts_started_at_given_values(small_sim, map_fit, sampler):
+    """Chains started at a fit (here the MAP), without jitter, run and agree with each other."""
+    fitted = fit(small_sim[0], K=K, method="nuts", sampler=sampler, seed=1, progress=False, chains=2, tune=100,
+                 draws=100, init=map_fit)  # fmt: skip
+    assert fitted.attrs["minor_mode_chains"] == []
+    lam = fitted["posterior"]["lam"].mean("draw")
+    np.testing.assert_allclose(lam.isel(chain=0), lam.isel(chain=1), atol=0.3)
