@@ -192,11 +192,17 @@ class MarginalLikelihood:
     def flatten(self, values: dict[str, np.ndarray]) -> np.ndarray:
         return np.concatenate([np.asarray(values[n], float).ravel() for n in self.names])
 
-    @cached_property
-    def hessian(self):
-        """(theta, modes) -> Hessian of the log-likelihood wrt theta (compiled on first use)."""
-        value = self._per_family_graph(self.n_nodes).sum()
-        return _compile([self._theta, self._modes], pytensor.gradient.hessian(value, self._theta))
+    def hessian(self, theta: np.ndarray, modes: np.ndarray, step: float = 1e-5) -> np.ndarray:
+        """Hessian of the log-likelihood in theta by central differences of the exact gradient.
+
+        Symbolic second derivatives of this graph take minutes to compile; 2 x dim(theta)
+        gradient calls take seconds and are accurate to about ``step**2``.
+        """
+        grad = self.value_and_grad
+        cols = [(grad(theta + step * e, modes)[1] - grad(theta - step * e, modes)[1]) / (2 * step)
+                for e in np.eye(len(theta))]  # fmt: skip
+        H = np.array(cols)
+        return 0.5 * (H + H.T)
 
     @cached_property
     def natural(self):
@@ -204,11 +210,14 @@ class MarginalLikelihood:
         fn = _compile([self._theta], list(self._natural.values()))
         return lambda th: dict(zip(self._natural, fn(th), strict=True))
 
-    @cached_property
-    def natural_jacobian(self):
-        """theta -> Jacobian of the flattened natural parameters (in ``natural`` order)."""
-        flat = pt.concatenate([v.ravel() for v in self._natural.values()])
-        return _compile([self._theta], pytensor.gradient.jacobian(flat, self._theta))
+    def natural_jacobian(self, theta: np.ndarray, step: float = 1e-6) -> np.ndarray:
+        """Jacobian of the flattened natural parameters (in ``natural`` order) wrt theta, by central differences."""
+
+        def flat(th):
+            return np.concatenate([v.ravel() for v in self.natural(th).values()])
+
+        return np.column_stack([(flat(theta + step * e) - flat(theta - step * e)) / (2 * step)
+                                for e in np.eye(len(theta))])  # fmt: skip
 
 
 # Small K x K linear algebra batched over families, unrolled into element-wise

@@ -82,7 +82,8 @@ def _maximize(fun_and_grad, x0: np.ndarray, maxiter: int, gtol: float = 1e-6) ->
             return np.inf, np.zeros_like(v)
         return -val, -grad
 
-    return scipy.optimize.minimize(neg, x0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter, "gtol": gtol})
+    options = {"maxiter": maxiter, "gtol": gtol, "maxcor": 30}
+    return scipy.optimize.minimize(neg, x0, jac=True, method="L-BFGS-B", options=options)
 
 
 def refine(
@@ -108,7 +109,7 @@ def refine(
         modes, scales = family_modes(parts, theta, start=modes)
         new_value, grad = objective(theta, modes)
         converged = abs(new_value - value) < tol
-        log.debug("round %d: %d iterations, loglik %.3f (before re-centering %.3f)", rounds, res.nit, new_value, -res.fun)
+        log.debug("round %d: %d its, loglik %.3f (%.3f before re-centering)", rounds, res.nit, new_value, -res.fun)
         value = new_value
         if converged:
             break
