@@ -44,7 +44,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     attrs = result.attrs
     if args.method == "mle":
         print(f"K={args.K}: marginal log-likelihood {attrs['marginal_loglik']:.2f}, AIC {attrs['aic']:.1f}, "
-              f"BIC {attrs['bic']:.1f} ({attrs['n_agree']}/{attrs['n_refined']} refined starts agree)")  # fmt: skip
+              f"BIC {attrs['bic']:.1f} ({attrs['n_agree']}/{attrs['n_starts']} starts agree)")  # fmt: skip
     print(f"wrote {out}")
 
 

@@ -126,7 +126,7 @@ def fit_mle(
     seed: int = 0,
     progress: bool = True,
     n_starts: int = 4,
-    n_refine: int = 2,
+    n_refine: int = 1,
     n_nodes: int | None = None,
     check_nodes: int | None = None,
     perturbation: float = 0.3,
@@ -153,7 +153,8 @@ def fit_mle(
     tol : float
         Convergence tolerance on the log-likelihood between rounds.
     agree_tol : float
-        Refined starts within this many log-likelihood units of the best count as agreeing.
+        Starts whose Laplace optimum is within this many log-likelihood units of the best
+        count as agreeing (``n_agree``).
 
     Returns
     -------
@@ -162,7 +163,7 @@ def fit_mle(
         ``mle`` (standard errors ``*_se``, the covariance of the unconstrained parameters,
         the empirical-Bayes covariance of each family's effect) and attrs
         ``marginal_loglik``, ``n_params``, ``aic``, ``bic``, ``grad_norm``,
-        ``starts_loglik``, ``n_agree``.
+        ``laplace_loglik`` and ``starts_loglik`` (each start's optimum), ``n_agree``.
     """
     t0 = time.perf_counter()
     K = len(model.coords["skill"])
@@ -185,7 +186,7 @@ def fit_mle(
         bar.update()
     bar.close()
     best = max(refined, key=lambda r: r["loglik"])
-    n_agree = sum(abs(r["loglik"] - best["loglik"]) < agree_tol for r in refined)
+    n_agree = sum(abs(r["loglik"] - laplace[0]["loglik"]) < agree_tol for r in laplace)
     if not best["converged"]:
         warnings.warn("the MLE did not converge within the allowed rounds", stacklevel=2)
 
@@ -211,10 +212,11 @@ def fit_mle(
         "n_starts": n_starts,
         "n_refined": len(refined),
         "n_agree": int(n_agree),
+        "n_agree_refined": int(sum(abs(r["loglik"] - best["loglik"]) < agree_tol for r in refined)),
         "converged": bool(best["converged"]),
         "wall_time_s": time.perf_counter() - t0,
     }
-    log.info("mle K=%d: loglik %.2f, %d/%d refined starts agree", K, loglik, n_agree, len(refined))
+    log.info("mle K=%d: loglik %.2f, %d/%d starts agree", K, loglik, n_agree, n_starts)
     return groups, attrs
 
 

@@ -75,3 +75,10 @@ def nuts_fit(small_sim):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a short run may flag a chain
         return fit(small_sim[0], K=FIT_K, method="nuts", seed=0, progress=False, chains=2, tune=200, draws=200)
+
+
+@pytest.fixture(scope="session")
+def mle_fit(small_sim):
+    from bayes_lsl import fit
+
+    return fit(small_sim[0], K=FIT_K, method="mle", seed=0, progress=False)

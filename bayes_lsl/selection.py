@@ -1,0 +1,84 @@
+"""Choosing the number of skills K: information criteria from marginal-likelihood fits, and LOO."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from tqdm.auto import tqdm
+
+from bayes_lsl.data import ScalingData
+
+#: The authors' AIC for K = 1..12 on the paper data (a stochastic optimizer's values).
+PAPER_AIC: dict[int, float] = {
+    1: -5378.7, 2: -5836.7, 3: -5992.0, 4: -6091.0, 5: -6121.7, 6: -6126.6,
+    7: -6107.8, 8: -6087.5, 9: -6084.2, 10: -6067.8, 11: -6053.3, 12: -6051.7,
+}  # fmt: skip
+
+
+def select_k(
+    data: ScalingData,
+    Ks: Iterable[int] = range(1, 9),
+    method: str = "mle",
+    seed: int = 0,
+    nuts_fits: Mapping[int, xr.DataTree] | None = None,
+    progress: bool = True,
+    **options,
+) -> pd.DataFrame:
+    """Fit the model for each K and tabulate the information criteria.
+
+    Parameters
+    ----------
+    data : ScalingData
+    Ks : iterable of int
+        Numbers of skills to compare (each must not exceed the number of anchors).
+    method : {"mle"}
+        Information criteria need the maximized marginal likelihood.
+    seed : int
+        Seed of every fit.
+    nuts_fits : dict, optional
+        NUTS fits by K; their ELPD-LOO (with its standard error) is added.
+    progress : bool
+        Show a progress bar over K.
+    **options
+        Passed to :func:`bayes_lsl.fit` (e.g. ``n_starts``).
+
+    Returns
+    -------
+    DataFrame
+        One row per K: ``marginal_loglik``, ``n_params``, ``aic``, ``bic``,
+        ``integration_error``, ``n_agree`` (starts agreeing), ``wall_time_s``,
+        ``paper_aic`` (the authors' value, where the data are the paper's) and, with
+        ``nuts_fits``, ``elpd_loo`` and ``elpd_loo_se``. The fits are in ``table.attrs["fits"]``.
+    """
+    from bayes_lsl.inference import fit
+
+    if method != "mle":
+        raise ValueError("select_k needs method='mle': information criteria use the maximized marginal likelihood")
+    rows, fits = [], {}
+    for K in tqdm(list(Ks), desc="select K", disable=not progress):
+        t0 = time.perf_counter()
+        result = fits[K] = fit(data, K=K, method=method, seed=seed, progress=False, **options)
+        a = result.attrs
+        rows.append({"K": K, "marginal_loglik": a["marginal_loglik"], "n_params": a["n_params"], "aic": a["aic"],
+                     "bic": a["bic"], "integration_error": a["integration_error"],
+                     "n_agree": f"{a['n_agree']}/{a['n_starts']}", "wall_time_s": time.perf_counter() - t0,
+                     "paper_aic": PAPER_AIC.get(K, np.nan) if data.n_models == 286 else np.nan})  # fmt: skip
+    table = pd.DataFrame(rows).set_index("K")
+    if nuts_fits:
+        table = table.join(_loo_table(nuts_fits))
+    table.attrs["fits"] = fits
+    return table
+
+
+def _loo_table(nuts_fits: Mapping[int, xr.DataTree]) -> pd.DataFrame:
+    import arviz as az
+
+    rows = []
+    for K, tree in nuts_fits.items():
+        loo = az.loo(tree, var_name="y")
+        rows.append({"K": K, "elpd_loo": float(loo.elpd), "elpd_loo_se": float(loo.se)})
+    return pd.DataFrame(rows).set_index("K")
