@@ -18,7 +18,9 @@ from bayes_lsl.inference import FitResult, register
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 
 
-def _run_nutpie(model, initvals, *, seed, progress, chains, tune, draws, target_accept, cores) -> xr.DataTree:
+def _run_nutpie(
+    model, initvals, *, seed, progress, chains, tune, draws, target_accept, cores, adaptation
+) -> xr.DataTree:
     import nutpie
 
     compiled = nutpie.compile_pymc_model(
@@ -37,6 +39,7 @@ def _run_nutpie(model, initvals, *, seed, progress, chains, tune, draws, target_
         seed=seed,
         progress_bar=progress,
         target_accept=target_accept,
+        adaptation=adaptation,
         save_warmup=False,
     )
     stats = trace["sample_stats"].to_dataset().rename({"logp": "lp"})  # PyMC's name
@@ -102,6 +105,7 @@ def fit_nuts(
     init: Mapping[str, np.ndarray] | xr.DataTree | None = None,
     cores: int | None = None,
     lp_gap: float = 10.0,
+    adaptation: str = "diag",
 ) -> FitResult:
     """Sample the posterior with NUTS.
 
@@ -121,6 +125,9 @@ def fit_nuts(
         default point, jittered per chain.
     cores : int, optional
         Chains run in parallel; default one core per chain (at most 4 for PyMC).
+    adaptation : {"diag", "low_rank"}
+        nutpie's mass-matrix adaptation; ``"low_rank"`` also learns the strongest
+        posterior correlations (here: loadings against slopes), at some cost per step.
     lp_gap : float
         A chain whose mean log density is more than this below the best chain's is
         reported as stuck in a minor mode.
@@ -142,7 +149,9 @@ def fit_nuts(
         seed=seed, progress=progress, chains=chains, tune=tune, draws=draws, target_accept=target_accept, cores=cores
     )
     if sampler == "nutpie":
-        trace = _run_nutpie(model, initvals, **settings)
+        trace = _run_nutpie(model, initvals, adaptation=adaptation, **settings)
+    elif adaptation != "diag":
+        raise ValueError(f"adaptation={adaptation!r} is nutpie's; sampler={sampler!r} adapts a diagonal mass matrix")
     else:
         trace = _run_pymc(model, initvals, nuts_sampler=sampler, **settings)
     draws_ds = trace["posterior"].to_dataset()
@@ -166,6 +175,7 @@ def fit_nuts(
         "tune": int(tune),
         "draws": int(draws),
         "target_accept": float(target_accept),
+        "adaptation": adaptation,
         "wall_time_s": time.perf_counter() - start,
         "n_divergences": n_div,
         "chain_mean_lp": chain_lp,

@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--Ks", type=int, nargs="+", default=list(range(1, 9)))
     parser.add_argument("--init-mle", action="store_true", help="nuts: start the chains at the MLE")
     parser.add_argument("--n-starts", type=int, default=None)
+    parser.add_argument("--adaptation", default="diag", choices=["diag", "low_rank"], help="nuts (nutpie)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     data = bl.load_leaderboard(args.variant)
@@ -65,6 +66,8 @@ def main() -> None:
     init = bl.fit(data, K=args.K, method="mle", progress=False) if args.init_mle else None
     t0 = time.perf_counter()
     options = {"init": init} if init is not None else {}
+    if args.what == "nuts":
+        options["adaptation"] = args.adaptation
     fit = bl.fit(data, K=args.K, method=args.what, progress=False, **options)
     wall = time.perf_counter() - t0
     a = fit.attrs
@@ -76,7 +79,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|---|---|")
         print(f"| nuts | {args.variant} | {args.K} | {'mle' if init is not None else 'default'} | {wall:.0f} | "
               f"{a['n_divergences']} | {np.nanmax(table['r_hat']):.3f} | {ess:.0f} | {ess / wall:.2f} | "
-              f"{a['minor_mode_chains']} |  ({n_draws} draws)")  # fmt: skip
+              f"{a['minor_mode_chains']} | {args.adaptation}, {n_draws} draws")  # fmt: skip
     else:
         if args.what == "advi":
             extra = f"ELBO {a['elbo_final']:.1f}, converged {a['elbo_converged']}"
