@@ -5,6 +5,7 @@ from bayes_lsl.diagnostics import diagnose
 from bayes_lsl.inference import fit
 from bayes_lsl.io import load_fit, save_fit
 from bayes_lsl.model import build_model
+from bayes_lsl.selection import select_k
 
 __version__ = "0.1.0"
 
@@ -19,5 +20,6 @@ __all__ = [
     "load_fit",
     "load_leaderboard",
     "save_fit",
+    "select_k",
     "__version__",
 ]

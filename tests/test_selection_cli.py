@@ -1,0 +1,84 @@
+"""Choosing K, the figures, and the command line end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_lsl as bl
+from bayes_lsl import plots
+from bayes_lsl.cli import main
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def k_table(small_sim):
+    return bl.select_k(small_sim[0], Ks=[1, 2], progress=False, n_starts=2)
+
+
+def test_select_k_table(k_table):
+    assert list(k_table.index) == [1, 2]
+    assert {"marginal_loglik", "n_params", "aic", "bic", "integration_error"} <= set(k_table.columns)
+    np.testing.assert_allclose(k_table["aic"], -2 * k_table["marginal_loglik"] + 2 * k_table["n_params"])
+    # The data were simulated with K=2: one skill fits far worse than two.
+    assert k_table["marginal_loglik"][2] > k_table["marginal_loglik"][1] + 20
+    assert k_table["aic"].idxmin() == 2 and k_table["bic"].idxmin() == 2
+    with pytest.raises(ValueError, match="method='mle'"):
+        bl.select_k(bl.load_example(), Ks=[1], method="nuts")
+
+
+def test_figures(k_table, mle_fit):
+    for fig in (plots.information_criteria(k_table), plots.loadings(mle_fit), plots.skill_correlation(mle_fit)):
+        assert fig.axes and fig.axes[0].has_data()
+
+
+def test_cli_fit_on_example(tmp_path, capsys):
+    out = tmp_path / "fit.nc"
+    assert main(["fit", "--data", "example", "--K", "2", "--out", str(out), "--quiet"]) == 0
+    assert out.is_file()
+    printed = capsys.readouterr().out
+    assert "marginal log-likelihood" in printed and str(out) in printed
+    fit = bl.load_fit(out, data=bl.load_example())
+    truth = bl.example_truth()
+    # The shipped example is recovered: intercepts within 0.4 of the truth on the logit scale.
+    assert np.abs(fit.posterior["b"].values[0, 0] - truth["b"]).max() < 0.4
+
+
+def test_cli_bad_inputs(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    frame = bl.load_example().to_frame()
+    frame.loc[3, "mmlu"] = 57.0
+    frame.to_csv(bad, index=False)
+    out = tmp_path / "never.nc"
+    assert main(["fit", "--data", str(bad), "--K", "2", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bayes-lsl: error:") and "mmlu" in err and "row 3" in err and "percentages" in err
+    assert not out.exists()
+    assert main(["data", "--data", str(tmp_path / "missing.csv")]) == 2
+    assert "not 'example', 'leaderboard'" in capsys.readouterr().err
+    frame.drop(columns="tokens").to_csv(bad, index=False)
+    assert main(["data", "--data", str(bad)]) == 2
+    assert "missing required column(s) ['tokens']" in capsys.readouterr().err
+
+
+def test_cli_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "bayes_lsl", "fit", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "Example:" in result.stdout
+
+
+def test_cli_data_summary(data_dir, capsys):
+    assert main(["data", "--data", "leaderboard", "--variant", "raw", "--data-dir", str(data_dir), "--quiet"]) == 0
+    assert "286 models, 170 families, 12 benchmarks" in capsys.readouterr().out
+
+
+def test_example_frame_is_simulated_truth():
+    truth = bl.example_truth()
+    data = bl.load_example()
+    assert truth["K"] == 2 and list(truth["benchmarks"]) == list(data.benchmarks)
+    assert isinstance(data.to_frame(), pd.DataFrame) and data.n_models == 160
