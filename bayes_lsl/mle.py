@@ -37,8 +37,13 @@ log = logging.getLogger(__name__)
 
 
 def default_nodes(K: int) -> int:
-    """Gauss-Hermite nodes per dimension: 3 up to K=5, then 2 (n_nodes**K grows fast)."""
+    """Gauss-Hermite nodes per dimension of the objective: 3 up to K=5, then 2 (n_nodes**K grows fast)."""
     return 3 if K <= 5 else 2
+
+
+def default_check_nodes(K: int, n_nodes: int, max_nodes: int = 7000) -> int:
+    """Nodes per dimension of the one-off accuracy check: up to ``n_nodes + 2``, at most ``max_nodes`` in all."""
+    return max(m for m in range(n_nodes, n_nodes + 3) if m == n_nodes or m**K <= max_nodes)
 
 
 def anchored_start(data: ScalingData, K: int, parts: MarginalLikelihood) -> tuple[np.ndarray, np.ndarray]:
@@ -146,8 +151,9 @@ def fit_mle(
         Nodes per skill dimension of the refinement (default :func:`default_nodes`).
     check_nodes : int, optional
         Nodes per dimension of a more accurate rule evaluated once at the optimum (default
-        ``n_nodes + 2``); its value is reported as ``marginal_loglik`` and its difference
-        from the objective as ``integration_error``. ``0`` skips it.
+        :func:`default_check_nodes`: ``n_nodes + 2`` while that stays under 7,000 nodes);
+        its value is reported as ``marginal_loglik`` and its difference from the objective
+        as ``integration_error``. ``0`` skips it.
     perturbation : float
         Standard deviation of the random perturbation of the unconstrained parameters.
     tol : float
@@ -168,7 +174,7 @@ def fit_mle(
     t0 = time.perf_counter()
     K = len(model.coords["skill"])
     n_nodes = n_nodes or default_nodes(K)
-    check_nodes = n_nodes + 2 if check_nodes is None else check_nodes
+    check_nodes = default_check_nodes(K, n_nodes) if check_nodes is None else check_nodes
     parts = MarginalLikelihood(model, data, n_nodes)
     rng = np.random.default_rng(seed)
     theta0, _ = anchored_start(data, K, parts)
