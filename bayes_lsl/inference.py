@@ -51,6 +51,7 @@ def fit(
     *,
     priors: Mapping[str, float] | None = None,
     dispersion: str = "benchmark",
+    centered: bool = False,
     progress: bool = True,
     **options,
 ) -> xr.DataTree:
@@ -72,7 +73,7 @@ def fit(
         - ``"nuts"``: full posterior by NUTS (nutpie by default).
     seed : int
         Seed of every random step; the same seed gives the same numbers.
-    priors, dispersion
+    priors, dispersion, centered
         Passed to :func:`bayes_lsl.build_model`.
     progress : bool
         Show progress bars.
@@ -88,9 +89,9 @@ def fit(
 
     if method not in _METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(_METHODS)}")
-    model = build_model(data, K=K, priors=priors, dispersion=dispersion)
+    model = build_model(data, K=K, priors=priors, dispersion=dispersion, centered=centered)
     groups, attrs = _METHODS[method](model, data, seed=seed, progress=progress, **options)
-    attrs = {"dispersion": dispersion, "priors": repr(dict(priors or {})), **attrs}
+    attrs = {"dispersion": dispersion, "centered": centered, "priors": repr(dict(priors or {})), **attrs}
     return assemble(data, model, K, method, seed, groups, attrs)
 
 

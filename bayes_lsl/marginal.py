@@ -83,7 +83,8 @@ class MarginalLikelihood:
         F = self.n_families = len(data.families)
         self.n_nodes = n_nodes
         self._compiled: dict = {}
-        value_vars = [v for v in model.value_vars if v.name != "alpha_z"]
+        # Every free variable but the family effects (centered or not), which are integrated out.
+        value_vars = [v for v in model.value_vars if v.name not in ("alpha_z", "alpha")]
         point = model.initial_point()
         self.names = [v.name for v in value_vars]
         self.shapes = [tuple(int(s) for s in point[n].shape) for n in self.names]

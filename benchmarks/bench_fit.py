@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--init-mle", action="store_true", help="nuts: start the chains at the MLE")
     parser.add_argument("--n-starts", type=int, default=None)
     parser.add_argument("--adaptation", default="diag", choices=["diag", "low_rank"], help="nuts (nutpie)")
+    parser.add_argument("--centered", action="store_true", help="centered family effects")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     data = bl.load_leaderboard(args.variant)
@@ -68,7 +69,7 @@ def main() -> None:
     options = {"init": init} if init is not None else {}
     if args.what == "nuts":
         options["adaptation"] = args.adaptation
-    fit = bl.fit(data, K=args.K, method=args.what, progress=False, **options)
+    fit = bl.fit(data, K=args.K, method=args.what, progress=False, centered=args.centered, **options)
     wall = time.perf_counter() - t0
     a = fit.attrs
     if args.what == "nuts":
@@ -79,7 +80,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|---|---|")
         print(f"| nuts | {args.variant} | {args.K} | {'mle' if init is not None else 'default'} | {wall:.0f} | "
               f"{a['n_divergences']} | {np.nanmax(table['r_hat']):.3f} | {ess:.0f} | {ess / wall:.2f} | "
-              f"{a['minor_mode_chains']} | {args.adaptation}, {n_draws} draws")  # fmt: skip
+              f"{a['minor_mode_chains']} | {args.adaptation}, centered={args.centered}, {n_draws} draws")  # fmt: skip
     else:
         if args.what == "advi":
             extra = f"ELBO {a['elbo_final']:.1f}, converged {a['elbo_converged']}"

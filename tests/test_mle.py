@@ -128,3 +128,9 @@ def test_parameter_recovery_wald_coverage():
     assert covered / total >= 0.85, f"{covered}/{total} covered"
     # Estimates near the truth: intercepts within 0.5 on the logit scale (about 3 SEs).
     assert np.max(errors) < 0.5
+
+
+def test_parameterization_of_family_effects_does_not_change_the_mle(mle_fit, small_sim):
+    centered = bl.fit(small_sim[0], K=2, method="mle", seed=0, progress=False, centered=True)
+    assert np.isclose(centered.attrs["marginal_loglik"], mle_fit.attrs["marginal_loglik"], atol=1e-6)
+    assert centered.attrs["centered"] and not mle_fit.attrs["centered"]
