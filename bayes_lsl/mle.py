@@ -46,12 +46,12 @@ def default_check_nodes(K: int, n_nodes: int, max_nodes: int = 7000) -> int:
     return max(m for m in range(n_nodes, n_nodes + 3) if m == n_nodes or m**K <= max_nodes)
 
 
-def anchored_start(data: ScalingData, K: int, parts: MarginalLikelihood) -> tuple[np.ndarray, np.ndarray]:
-    """A deterministic start from an anchored factor analysis of logit-transformed scores.
+def anchored_start(data: ScalingData, K: int, parts: MarginalLikelihood) -> np.ndarray:
+    """A deterministic start (flat theta) from an anchored factor analysis of logit-transformed scores.
 
     Anchor k's transformed score, standardized, stands in for skill k; regressing the
     other benchmarks on these proxies gives loadings, regressing the proxies on the
-    covariates gives beta, and family means of the residuals give alpha.
+    covariates gives beta. The skills start uncorrelated, the precisions at 30.
     """
     above = (data.scores - data.floors) / (1 - data.floors)
     logit = np.log(np.clip(above, 0.02, 0.98) / (1 - np.clip(above, 0.02, 0.98)))
@@ -62,9 +62,6 @@ def anchored_start(data: ScalingData, K: int, parts: MarginalLikelihood) -> tupl
     x1 = np.column_stack([np.ones(data.n_models), data.x])
     coef, *_ = np.linalg.lstsq(x1, proxies, rcond=None)
     beta = coef[1:]
-    resid = proxies - x1 @ coef
-    alpha = np.array([resid[data.family_index == f].mean(axis=0) for f in range(len(data.families))])
-    alpha /= alpha.std(axis=0) + 1e-9
     load, *_ = np.linalg.lstsq(np.column_stack([np.ones(data.n_models), proxies]), filled, rcond=None)
     lam = load[1:]  # (K, J)
     values = {
@@ -77,7 +74,7 @@ def anchored_start(data: ScalingData, K: int, parts: MarginalLikelihood) -> tupl
         "phi_a": np.full(data.n_benchmarks, np.log(30.0)),
         "phi_s": np.zeros((3, data.n_benchmarks)),
     }
-    return parts.flatten(values), alpha
+    return parts.flatten(values)
 
 
 def _maximize(fun_and_grad, x0: np.ndarray, maxiter: int, gtol: float = 1e-6) -> scipy.optimize.OptimizeResult:
@@ -177,7 +174,7 @@ def fit_mle(
     check_nodes = default_check_nodes(K, n_nodes) if check_nodes is None else check_nodes
     parts = MarginalLikelihood(model, data, n_nodes)
     rng = np.random.default_rng(seed)
-    theta0, _ = anchored_start(data, K, parts)
+    theta0 = anchored_start(data, K, parts)
 
     bar = tqdm(total=n_starts + n_refine, desc=f"mle K={K}", disable=not progress)
     laplace = []
