@@ -9,8 +9,9 @@ For family :math:`l`, with :math:`h_l(\alpha) = \sum_{i \in l} \sum_j \log p(y_{
     \approx \log |S_l| + \operatorname{logsumexp}_q
         \left[\log w_q - \log \varphi(z_q) + h_l(m_l + S_l z_q)\right],
 
-where :math:`m_l` is the mode of :math:`h_l`, :math:`S_l S_l^\top` the inverse of its
-negative Hessian there, and :math:`(z_q, w_q)` a tensor-product Gauss-Hermite rule for
+where :math:`m_l` is (one Newton step from) the mode of :math:`h_l`, :math:`S_l S_l^\top`
+the inverse of the curvature there (the scores' Fisher information plus the prior's
+precision, positive definite everywhere), and :math:`(z_q, w_q)` a tensor-product Gauss-Hermite rule for
 the standard normal. Nodes fixed on the prior :math:`\mathcal N(0, \Sigma)` are badly
 biased when a family's posterior is narrow (hundreds of log-likelihood units on the paper
 data); placing them at each family's mode makes a few nodes per dimension accurate.
