@@ -1,24 +1,34 @@
 """bayes_lsl: latent-skill scaling laws for large language models (arXiv:2512.06553)."""
 
+from bayes_lsl.allocation import allocate, paper_budgets
+from bayes_lsl.compare import compare_families
 from bayes_lsl.data import DataError, ScalingData, example_truth, load_example, load_leaderboard
 from bayes_lsl.diagnostics import diagnose
+from bayes_lsl.holdout import cross_validate, evaluate_holdout
 from bayes_lsl.inference import fit
 from bayes_lsl.io import load_fit, save_fit
 from bayes_lsl.model import build_model
+from bayes_lsl.predict import predict
 from bayes_lsl.selection import select_k
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "allocate",
     "DataError",
     "ScalingData",
     "build_model",
+    "compare_families",
+    "cross_validate",
     "diagnose",
+    "evaluate_holdout",
     "example_truth",
     "fit",
     "load_example",
     "load_fit",
     "load_leaderboard",
+    "paper_budgets",
+    "predict",
     "save_fit",
     "select_k",
     "__version__",

@@ -1,22 +1,50 @@
 """The ``bayes-lsl`` command line.
 
+Every command exits 0 on success and 2 with one line ``bayes-lsl: error: ...`` on bad
+input; output files are written next to their destination and renamed into place, so a
+failed command leaves none behind.
+
 Examples
 --------
 bayes-lsl data --data leaderboard --variant raw
 bayes-lsl fit --data example --K 2 --method mle --out fit.nc
+bayes-lsl select-k --data example --Ks 1 2 3 --out ic.csv --plot ic.png
+bayes-lsl predict fit.nc new_models.csv --out predictions.csv
+bayes-lsl allocate fit.nc --flops 1e21 1e22 --out allocation.csv
+bayes-lsl report fit.nc --out report
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
+import xarray as xr
 
 from bayes_lsl.data import DataError, ScalingData, load_example, load_leaderboard
 from bayes_lsl.sources import DataNotFoundError
+
+#: Errors that describe bad input, reported in one line; anything else is a bug and keeps its traceback.
+_USER_ERRORS = (DataError, DataNotFoundError, OSError, ValueError, NotImplementedError)
+
+
+# ------------------------------------------------------------------ input and output
+def _read_csv(path: str) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise DataError(f"no CSV file at {path!r}")
+    try:
+        return pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read {path!r} as CSV: {err}") from err
 
 
 def _load(args: argparse.Namespace) -> ScalingData:
@@ -24,12 +52,66 @@ def _load(args: argparse.Namespace) -> ScalingData:
         return load_example()
     if args.data == "leaderboard":
         return load_leaderboard(args.variant, data_dir=args.data_dir)
-    path = Path(args.data)
-    if not path.is_file():
+    if not Path(args.data).is_file():
         raise DataError(f"--data {args.data!r}: not 'example', 'leaderboard' or an existing CSV file")
-    return ScalingData.from_frame(pd.read_csv(path))
+    return ScalingData.from_frame(_read_csv(args.data))
 
 
+def _load_fit(path: str) -> xr.DataTree:
+    from bayes_lsl.io import load_fit
+
+    fit = load_fit(path)
+    # A NetCDF file from elsewhere reads fine but fails later with a KeyError: say so now.
+    if "posterior" not in fit.children or not {"method", "K", "benchmarks"} <= set(fit.attrs):
+        raise OSError(f"{path!r} is a NetCDF file but not a bayes_lsl fit (see bayes-lsl fit)")
+    return fit
+
+
+def _out_path(path: str, kind: str = "file") -> Path:
+    """Check an output destination before any work, so a long fit does not fail at the end."""
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise OSError(f"cannot write {path!r}: directory {str(out.parent)!r} does not exist")
+    if kind == "file" and out.is_dir():
+        raise OSError(f"cannot write {path!r}: it is a directory")
+    if kind == "dir" and out.exists() and not out.is_dir():
+        raise OSError(f"cannot write the report to {path!r}: it is a file")
+    return out
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """A temporary name next to ``path``, renamed onto it only when the block succeeds."""
+    # Same suffix, so that writers which infer the format from it (savefig) still do.
+    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_csv(table: pd.DataFrame, path: Path, index: bool = False) -> None:
+    with _atomic(path) as tmp:
+        table.to_csv(tmp, index=index)
+
+
+def _write_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with _atomic(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def _agg() -> None:
+    # A command line never shows figures, and must work without a display.
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+# ------------------------------------------------------------------ commands
 def _cmd_data(args: argparse.Namespace) -> None:
     print(_load(args))
 
@@ -38,9 +120,10 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     from bayes_lsl.inference import fit
     from bayes_lsl.io import save_fit
 
+    out = _out_path(args.out)
     data = _load(args)
     result = fit(data, K=args.K, method=args.method, seed=args.seed, progress=not args.quiet)
-    out = save_fit(result, args.out)
+    save_fit(result, out)
     attrs = result.attrs
     if args.method == "mle":
         print(f"K={args.K}: marginal log-likelihood {attrs['marginal_loglik']:.2f}, AIC {attrs['aic']:.1f}, "
@@ -48,45 +131,197 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def _cmd_select_k(args: argparse.Namespace) -> None:
+    from bayes_lsl.selection import select_k
+
+    out = _out_path(args.out)
+    plot = _out_path(args.plot) if args.plot else None
+    data = _load(args)
+    table = select_k(data, Ks=args.Ks, seed=args.seed, progress=not args.quiet)
+    fig = None
+    if plot:
+        _agg()
+        from bayes_lsl.plots import information_criteria
+
+        fig = information_criteria(table)  # drawn before writing anything, so a failure leaves no table
+    _write_csv(table, out, index=True)
+    if fig is not None:
+        _write_figure(fig, plot)
+    print(table[["marginal_loglik", "n_params", "aic", "bic"]].to_string(float_format="{:.1f}".format))
+    print(f"wrote {out}" + (f" and {plot}" if plot else ""))
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from bayes_lsl.predict import predict
+
+    out = _out_path(args.out)
+    fit = _load_fit(args.fit)
+    new = _read_csv(args.csv)
+    try:
+        table = predict(fit, new, level=args.level, seed=args.seed, n_draws=args.draws, kind=args.kind)
+    except DataError as err:
+        raise DataError(f"{args.csv}: {err}") from err
+    _write_csv(table, out)
+    print(f"wrote {out}: {args.kind} of {table['model'].nunique()} model(s), {len(table)} rows")
+
+
+def _cmd_allocate(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from bayes_lsl.allocation import allocate, paper_budgets
+    from bayes_lsl.plots import allocation as plot_allocation
+
+    if not args.flops and not args.paper_budgets:
+        raise ValueError("no budgets: give --flops F [F ...] and/or --paper-budgets")
+    out = _out_path(args.out)
+    plot = _out_path(args.plot) if args.plot else None
+    fit = _load_fit(args.fit)
+    budgets = list(args.flops or []) + (list(paper_budgets(fit)) if args.paper_budgets else [])
+    table = allocate(
+        fit, np.unique(budgets), skill=args.skill, benchmark=args.benchmark, constrained=not args.unconstrained,
+        level=args.level, n_draws=args.draws, seed=args.seed,
+    )  # fmt: skip
+    fig = None
+    if plot:
+        _agg()
+        fig = plot_allocation(table)
+    _write_csv(table, out)
+    if fig is not None:
+        _write_figure(fig, plot)
+    print(f"wrote {out}: {table['flops'].nunique()} budget(s) x {table['target'].nunique()} target(s)"
+          + (f", and {plot}" if plot else ""))  # fmt: skip
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    _agg()
+    from bayes_lsl.report import write_report
+
+    out = _out_path(args.out, kind="dir")
+    index = write_report(_load_fit(args.fit), out)
+    print(f"wrote {index}")
+
+
+# ------------------------------------------------------------------ parser
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"bayes-lsl: error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bayes-lsl",
         description="Latent-skill scaling laws for LLMs (arXiv:2512.06553).",
-        epilog="Example: bayes-lsl fit --data example --K 2 --out fit.nc",
+        epilog="Example: bayes-lsl fit --data example --K 2 --out fit.nc\n"
+        "Example: bayes-lsl report fit.nc --out report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add_data_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", default="leaderboard", help="'leaderboard', 'example' or a CSV path (wide layout)")
+    def command(name: str, func, help: str, examples: list[str], description: str = "") -> argparse.ArgumentParser:
+        epilog = "\n".join(f"Example: bayes-lsl {name} {e}" for e in examples)
+        p = sub.add_parser(name, help=help, description=description or help, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        p.add_argument("--quiet", action="store_true", help="no progress bars or info messages")
+        p.set_defaults(func=func)
+        return p
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", default="leaderboard",
+                       help="'leaderboard' (default), 'example' (the shipped simulated set) or a CSV path "
+                            "(columns model, family, size, tokens and one per benchmark)")  # fmt: skip
         p.add_argument("--variant", default="paper", choices=["paper", "raw"], help="leaderboard variant")
         p.add_argument("--data-dir", default=None, help="directory of the leaderboard files ($BAYES_LSL_DATA)")
-        p.add_argument("--quiet", action="store_true", help="no progress bars or info messages")
 
-    p = sub.add_parser("data", help="load and validate data, print a summary",
-                       epilog="Example: bayes-lsl data --data leaderboard --variant raw")  # fmt: skip
-    add_data_args(p)
-    p.set_defaults(func=_cmd_data)
+    def fit_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("fit", metavar="FIT", help="a fit saved by 'bayes-lsl fit' (NetCDF)")
 
-    p = sub.add_parser("fit", help="fit the model and save the fit (NetCDF)",
-                       epilog="Example: bayes-lsl fit --data leaderboard --K 4 --method mle --out fit.nc")  # fmt: skip
-    add_data_args(p)
+    def draw_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--level", type=float, default=0.95, help="probability of the intervals (default 0.95)")
+        p.add_argument("--draws", type=int, default=1000, help="parameter draws (default 1000)")
+        p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+
+    p = command("data", _cmd_data, "load and validate data, print a summary",
+                ["--data leaderboard --variant raw", "--data my_scores.csv"])  # fmt: skip
+    data_args(p)
+
+    p = command("fit", _cmd_fit, "fit the model and save the fit (NetCDF)",
+                ["--data example --K 2 --method mle --out fit.nc",
+                 "--data leaderboard --variant raw --K 4 --method nuts --out nuts.nc --quiet"])  # fmt: skip
+    data_args(p)
     p.add_argument("--K", type=int, default=4, help="number of skills (default 4)")
-    p.add_argument("--method", default="mle", choices=["mle", "map", "advi", "nuts"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="fit.nc", help="output file (written atomically)")
-    p.set_defaults(func=_cmd_fit)
+    p.add_argument("--method", default="mle", choices=["mle", "map", "advi", "nuts"],
+                   help="mle: the paper's estimator (default); map, advi, nuts: Bayesian")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
+    p.add_argument("--out", default="fit.nc", help="output file (default fit.nc)")
+
+    p = command("select-k", _cmd_select_k, "information criteria (AIC, BIC) of mle fits for several K",
+                ["--data example --Ks 1 2 3 --out ic.csv --plot ic.png"])  # fmt: skip
+    data_args(p)
+    p.add_argument("--Ks", type=int, nargs="+", default=list(range(1, 9)), help="values of K (default 1 to 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every fit (default 0)")
+    p.add_argument("--out", default="select_k.csv", help="output table, one row per K (default select_k.csv)")
+    p.add_argument("--plot", default=None, help="also draw AIC and BIC against K into this PNG")
+
+    p = command("predict", _cmd_predict, "predictive intervals of benchmark scores for new models",
+                ["fit.nc new_models.csv --out predictions.csv",
+                 "fit.nc new_models.csv --kind theta --level 0.9 --out skills.csv"],
+                description="Predictive mean, median and interval of new models' scores on every benchmark of "
+                            "the fit.\nCSV columns: model, family, size (billions of parameters), tokens "
+                            "(trillions), and optionally\nobserved scores in [0, 1] in columns named after the "
+                            "fit's benchmarks (they condition the prediction).")  # fmt: skip
+    fit_args(p)
+    p.add_argument("csv", metavar="CSV", help="the new models")
+    p.add_argument("--out", default="predictions.csv", help="output table (default predictions.csv)")
+    p.add_argument("--kind", default="score", choices=["score", "mu", "theta"],
+                   help="score (with its Beta noise, default), its mean mu, or the latent skills theta")  # fmt: skip
+    draw_args(p)
+
+    p = command("allocate", _cmd_allocate, "compute-optimal parameters and tokens per FLOPs budget",
+                ["fit.nc --flops 1e21 1e22 1e23 --out allocation.csv",
+                 "fit.nc --paper-budgets --benchmark mmlu --plot allocation.png --out allocation.csv"])  # fmt: skip
+    fit_args(p)
+    p.add_argument("--flops", type=float, nargs="+", default=None,
+                   help="training budgets in FLOPs, F = 6 N D (N parameters, D tokens)")  # fmt: skip
+    p.add_argument("--paper-budgets", action="store_true",
+                   help="add 10 budgets spanning the fit's data, as in the paper")  # fmt: skip
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--skill", default=None, help="a skill (skill_1 or its anchor benchmark); default all")
+    target.add_argument("--benchmark", default=None, help="maximize this benchmark's expected score instead")
+    p.add_argument("--unconstrained", action="store_true",
+                   help="let N and D leave the data's range (by e^5 each way)")  # fmt: skip
+    p.add_argument("--out", default="allocation.csv", help="output table (default allocation.csv)")
+    p.add_argument("--plot", default=None, help="also draw the frontier into this PNG")
+    draw_args(p)
+
+    p = command("report", _cmd_report, "the main figures (PNG) and tables (CSV, Markdown) of a fit in one folder",
+                ["fit.nc --out report"])  # fmt: skip
+    fit_args(p)
+    p.add_argument("--out", default="report", help="output folder, replaced as a whole (default report)")
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # One line per warning, without the source line a Python warning prints.
+    print(f"bayes-lsl: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run ``bayes-lsl`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as stop:  # --help (0), or a usage error already printed in one line (2)
+        return stop.code if isinstance(stop.code, int) else 2
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     for noisy in ("pytensor", "pymc", "filelock", "numba", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        args.func(args)
-    except (DataError, DataNotFoundError, OSError, ValueError) as err:
-        print(f"bayes-lsl: error: {err}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args.func(args)
+    except _USER_ERRORS as err:
+        print(f"bayes-lsl: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     return 0
 

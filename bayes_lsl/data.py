@@ -123,6 +123,24 @@ class ScalingData:
         """Standardize new models' sizes and tokens with this data's center and scale."""
         return (raw_covariates(size, tokens) - self.covariate_center) / self.covariate_scale
 
+    def drop_models(self, names: Sequence[str]) -> ScalingData:
+        """The data without the models ``names`` (e.g. to hold them out), re-validated.
+
+        Floors, anchors and ``eps`` are kept; the covariate standardization is recomputed
+        on the remaining models (fits store it, so predictions use the fit's own).
+        """
+        names = [str(n) for n in names]
+        unknown = sorted(set(names) - set(self.models))
+        if unknown:
+            raise DataError(f"unknown model(s) {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
+        frame = self.to_frame()
+        frame = frame[~frame["model"].isin(names)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the full data already warned about floors
+            return ScalingData.from_frame(
+                frame, floors=dict(zip(self.benchmarks, self.floors, strict=True)), anchors=self.anchors, eps=self.eps
+            )
+
     # ------------------------------------------------------------ conversions
     def to_frame(self) -> pd.DataFrame:
         """The wide layout accepted by :meth:`from_frame` (a round trip)."""

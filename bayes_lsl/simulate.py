@@ -65,6 +65,7 @@ def simulate(
     floors: Mapping[str, float] | None = None,
     missing: float = 0.0,
     seed: int = 0,
+    alpha: np.ndarray | None = None,
 ) -> tuple[ScalingData, dict[str, np.ndarray]]:
     """Draw scores from the model.
 
@@ -83,6 +84,9 @@ def simulate(
         Probability that a score is missing (each model keeps at least one).
     seed : int
         Seed of the family effects, scores and missingness.
+    alpha : ndarray (family, skill), optional
+        Family effects to use instead of drawing them, in the order in which families
+        first appear in ``design`` (e.g. new models of the families of an earlier draw).
 
     Returns
     -------
@@ -111,7 +115,8 @@ def simulate(
             "b": np.asarray(params["b"], float),
             "phi": np.asarray(params["phi"], float),
             "corr_z": corr_to_z(params["corr"]),
-        },
+        }
+        | ({} if alpha is None else {"alpha": np.asarray(alpha, float)}),
     )
     alpha, y = pm.draw([fixed["alpha"], fixed["y"]], random_seed=rng)
     scores = np.clip(y.reshape(data.n_models, J), data.eps, 1 - data.eps)

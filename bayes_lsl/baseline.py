@@ -1,0 +1,169 @@
+"""The paper's strongest baseline: a per-benchmark sigmoid in log FLOPs with family intercepts.
+
+For each benchmark ``j`` separately,
+
+    mu_ij = c_j + (1 - c_j) sigmoid(a_j z_i + d_{l(i), j}),    z_i = standardized log(6 N_i D_i),
+
+with a learned floor ``c_j`` in (0, 1), a slope ``a_j`` and a free intercept ``d_{l, j}`` for
+each family ``l`` scored on ``j``, fitted by least squares on the observed scores. Unlike the
+latent-skill model, benchmarks share nothing: each is a separate regression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+from scipy.sparse import csr_array
+from scipy.special import expit, logit
+
+from bayes_lsl.data import ScalingData
+
+#: Ridge on the family intercepts. Tiny, so fitted means are unchanged to plotting precision;
+#: it only keeps an intercept finite when a family's scores all sit at the floor or at 1.
+RIDGE = 1e-6
+
+
+def log_flops(size: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Natural log of training compute ``6 N D``, with size in billions and tokens in trillions."""
+    return np.log(6.0) + np.log(np.asarray(size, float) * 1e9) + np.log(np.asarray(tokens, float) * 1e12)
+
+
+@dataclass(frozen=True, eq=False)
+class SigmoidBaseline:
+    """A fitted per-benchmark sigmoid baseline; build it with :func:`fit_baseline`.
+
+    Attributes
+    ----------
+    benchmarks : tuple of str
+        Benchmark names, in the data's order.
+    families : tuple of str
+        Families of the training data.
+    slope, floor : ndarray, shape (J,)
+        ``a_j`` and the learned floor ``c_j`` of each benchmark.
+    intercept : ndarray, shape (L, J)
+        ``d_{l, j}``; NaN where family ``l`` has no training score on benchmark ``j``.
+    flops_center, flops_scale : float
+        Mean and standard deviation of the training models' log FLOPs.
+    """
+
+    benchmarks: tuple[str, ...]
+    families: tuple[str, ...]
+    slope: np.ndarray
+    floor: np.ndarray
+    intercept: np.ndarray
+    flops_center: float
+    flops_scale: float
+
+    def predict(self, new_models: pd.DataFrame) -> pd.DataFrame:
+        """Predicted mean score of new models on every benchmark.
+
+        A family without a training score on a benchmark (a held-out family, say) gets the
+        mean of the fitted family intercepts of that benchmark: the typical family.
+
+        Parameters
+        ----------
+        new_models : DataFrame
+            Columns ``model``, ``family``, ``size`` (billions of parameters) and ``tokens``
+            (trillions of tokens); other columns are ignored.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``model``, ``family``, ``benchmark``, ``mean``: one row per model and benchmark.
+
+        Raises
+        ------
+        ValueError
+            If a column is missing or a size or token count is not a positive number.
+        """
+        missing = [c for c in ("model", "family", "size", "tokens") if c not in new_models.columns]
+        if missing:
+            raise ValueError(f"new_models lacks column(s) {missing}; it needs model, family, size, tokens")
+        new = new_models.reset_index(drop=True)
+        for col in ("size", "tokens"):
+            values = pd.to_numeric(new[col], errors="coerce")
+            bad = np.flatnonzero(~(values > 0) | ~np.isfinite(values))
+            if len(bad):
+                i = bad[0]
+                bad_value, model = new.at[i, col], new.at[i, "model"]
+                raise ValueError(f"column {col!r}: {bad_value!r} in row {i} (model {model!r}) is not a positive number")
+        J = len(self.benchmarks)
+        z = (log_flops(new["size"], new["tokens"]) - self.flops_center) / self.flops_scale
+        typical = np.nanmean(self.intercept, axis=0)
+        lookup = {f: i for i, f in enumerate(self.families)}
+        d = np.array([self.intercept[lookup[f]] if f in lookup else typical for f in new["family"].astype(str)])
+        d = np.where(np.isnan(d), typical, d).reshape(len(new), J)
+        mean = self.floor + (1.0 - self.floor) * expit(self.slope * z[:, None] + d)
+        return pd.DataFrame({
+            "model": np.repeat(new["model"].to_numpy(), J),
+            "family": np.repeat(new["family"].to_numpy(), J),
+            "benchmark": np.tile(self.benchmarks, len(new)),
+            "mean": mean.ravel(),
+        })  # fmt: skip
+
+
+def fit_baseline(data: ScalingData) -> SigmoidBaseline:
+    """Fit the sigmoid baseline to every benchmark of ``data`` by least squares.
+
+    Parameters
+    ----------
+    data : ScalingData
+        Training scores; missing scores are skipped.
+
+    Returns
+    -------
+    SigmoidBaseline
+
+    Notes
+    -----
+    With a free intercept per family, only the curvature within families pins down the floor;
+    on the leaderboard several floors go to 0 (its chance floors are not imposed).
+    """
+    x = log_flops(data.size, data.tokens)
+    center, scale = float(x.mean()), float(x.std())
+    z = (x - center) / scale
+    L, J = len(data.families), data.n_benchmarks
+    slope, floor, intercept = np.empty(J), np.empty(J), np.full((L, J), np.nan)
+    for j in range(J):
+        seen = data.observed[:, j]
+        fams, fam = np.unique(data.family_index[seen], return_inverse=True)
+        slope[j], floor[j], d = _fit_one(z[seen], fam, len(fams), data.scores[seen, j], data.floors[j])
+        intercept[fams, j] = d
+    return SigmoidBaseline(data.benchmarks, data.families, slope, floor, intercept, center, scale)
+
+
+def _fit_one(
+    z: np.ndarray, fam: np.ndarray, n_fam: int, y: np.ndarray, chance: float
+) -> tuple[float, float, np.ndarray]:
+    """Least squares for one benchmark; parameters are (logit floor, slope, family intercepts)."""
+    n, root_ridge = len(y), np.sqrt(RIDGE)
+
+    def parts(theta):
+        c, a, d = expit(theta[0]), theta[1], theta[2:]
+        s = expit(a * z + d[fam])
+        return c, d, s
+
+    def residuals(theta):
+        c, d, s = parts(theta)
+        return np.concatenate([c + (1 - c) * s - y, root_ridge * d])
+
+    # Each score touches three parameters: a sparse Jacobian, which also spares the dense SVD
+    # (slow under BLAS thread contention) that least_squares would otherwise run.
+    rows = np.concatenate([np.arange(n), np.arange(n), np.arange(n), n + np.arange(n_fam)])
+    cols = np.concatenate([np.zeros(n, int), np.ones(n, int), 2 + fam, 2 + np.arange(n_fam)])
+
+    def jacobian(theta):
+        c, _, s = parts(theta)
+        dmu_deta = (1 - c) * s * (1 - s)
+        values = np.concatenate([c * (1 - c) * (1 - s), dmu_deta * z, dmu_deta, np.full(n_fam, root_ridge)])
+        return csr_array((values, (rows, cols)), shape=(n + n_fam, 2 + n_fam))
+
+    # Start at the chance floor (a floor of exactly 0 has no logit) and each family's mean score.
+    c0 = float(np.clip(chance, 0.01, 0.9))
+    fam_mean = np.bincount(fam, weights=y, minlength=n_fam) / np.bincount(fam, minlength=n_fam)
+    d0 = logit(np.clip((fam_mean - c0) / (1 - c0), 0.02, 0.98))
+    theta = least_squares(residuals, np.concatenate([[logit(c0), 1.0], d0]), jac=jacobian, tr_solver="lsmr").x
+    return theta[1], expit(theta[0]), theta[2:]

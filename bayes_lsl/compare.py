@@ -1,0 +1,106 @@
+"""Comparing two families' effects, e.g. a base model family against its instruction-tuned one.
+
+The family effects ``alpha_l`` are the families' skill levels net of size and tokens, so
+their difference is what tuning (or a different recipe) adds per skill at equal compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.figure import Figure
+
+from bayes_lsl.data import DataError
+from bayes_lsl.parameters import family_effect_draws, parameter_draws
+
+
+@dataclass(frozen=True)
+class FamilyComparison:
+    """Draws of two families' effects and a summary of their difference per skill.
+
+    Attributes
+    ----------
+    draws : xarray.Dataset
+        ``alpha`` (sample, family, skill) and ``difference`` (sample, skill), second
+        family minus first.
+    table : pandas.DataFrame
+        Per skill: ``mean``, ``sd``, ``lower``, ``upper`` of the difference and
+        ``p_greater``, the probability that the second family's effect is larger.
+    """
+
+    draws: xr.Dataset
+    table: pd.DataFrame
+
+    def plot(self) -> Figure:
+        """Joint densities of the two effects per skill, with the diagonal of equality."""
+        from bayes_lsl.plots import family_comparison
+
+        return family_comparison(self)
+
+    def _repr_html_(self) -> str:
+        return self.table._repr_html_()
+
+    def __repr__(self) -> str:
+        return f"FamilyComparison\n{self.table.round(3).to_string()}"
+
+
+def compare_families(
+    fit: xr.DataTree, first: str, second: str, level: float = 0.95, n_draws: int = 2000, seed: int = 0
+) -> FamilyComparison:
+    """Per skill, the distribution of ``alpha[second] - alpha[first]``.
+
+    Parameters
+    ----------
+    fit : xarray.DataTree
+        From :func:`bayes_lsl.fit`. With ``nuts``/``advi`` the posterior draws of
+        ``alpha`` are used; with ``mle``, each family's empirical-Bayes posterior given
+        its scores, re-derived for every draw of the parameters from their asymptotic
+        normal, so that the parameters' uncertainty is included.
+    first, second : str
+        Family names (e.g. ``"yi-1.5"`` and ``"yi-1.5-chat"``).
+    level : float
+        Probability of the central interval of the difference.
+    n_draws, seed
+        Number of draws and their seed.
+
+    Returns
+    -------
+    FamilyComparison
+    """
+    known = [str(f) for f in fit["constant_data"]["family"].values]
+    for name in (first, second):
+        if name not in known:
+            close = [f for f in known if name.split("-")[0] in f][:8]
+            raise DataError(f"family {name!r} is not in the fit" + (f"; similar: {close}" if close else ""))
+    if first == second:
+        raise ValueError("compare two different families")
+    params = parameter_draws(fit, n_draws=n_draws, seed=seed)
+    J = len(fit.attrs["benchmarks"])
+    alpha = family_effect_draws(fit, params, [first, second], np.zeros((2, 3)), np.full((2, J), np.nan), seed + 1)
+    skills = params["skill"].values
+    draws = xr.Dataset(
+        {"alpha": (("sample", "family", "skill"), alpha)},
+        coords={"sample": np.arange(alpha.shape[0]), "family": [first, second], "skill": skills},
+    )
+    diff = draws["alpha"].sel(family=second) - draws["alpha"].sel(family=first)
+    draws["difference"] = diff.drop_vars("family", errors="ignore")
+    q = diff.quantile([(1 - level) / 2, (1 + level) / 2], dim="sample").values
+    table = pd.DataFrame(
+        {
+            "mean": diff.mean("sample").values,
+            "sd": diff.std("sample").values,
+            "lower": q[0],
+            "upper": q[1],
+            "p_greater": (diff > 0).mean("sample").values,
+        },
+        index=pd.Index(_skill_labels(fit, skills), name="skill"),
+    )
+    return FamilyComparison(draws, table)
+
+
+def _skill_labels(fit: xr.DataTree, skills) -> list[str]:
+    """``skill_1 (math)``: skills named with their anchor benchmark."""
+    return [f"{s} ({a})" for s, a in zip(skills, fit.attrs["anchors"], strict=True)]

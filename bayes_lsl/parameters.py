@@ -1,0 +1,318 @@
+"""Draws of the parameters from any fit, and of family effects given a family's scores.
+
+Every downstream analysis (prediction, family comparison, allocation) propagates the
+uncertainty of the parameters the same way, whatever the fitting method:
+
+- ``nuts`` / ``advi``: the posterior draws themselves;
+- ``mle``: the asymptotic normal ``N(theta_hat, V)`` of the unconstrained parameters
+  (``V`` the inverse observed information), mapped through the model's transforms, so
+  that anchors and ``phi`` stay positive and ``corr`` stays a correlation matrix;
+- ``map``: the point itself (no parameter uncertainty; a warning says so).
+
+A family's effect ``alpha_l`` is then drawn, for each parameter draw, from its
+conditional posterior given the family's scores (and optionally new scores), by a
+Laplace approximation at the conditional mode; a family never seen gets ``N(0, corr)``.
+The score density, its derivatives and the link all come from :mod:`bayes_lsl.model`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import pytensor.tensor as pt
+import xarray as xr
+
+from bayes_lsl.model import beta_parameters, corr_cholesky, loadings, score_information, score_logp
+
+PARAMETERS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr")
+_DIMS = {
+    "beta": ("covariate", "skill"),
+    "lam": ("skill", "benchmark"),
+    "b": ("benchmark",),
+    "phi": ("benchmark",),
+    "corr": ("skill", "skill_other"),
+    "alpha": ("family", "skill"),
+}
+
+
+def _check_dispersion(fit: xr.DataTree) -> None:
+    if fit.attrs.get("dispersion", "benchmark") != "benchmark":
+        raise NotImplementedError(
+            "predictions need one precision phi per benchmark; this fit used dispersion="
+            f"{fit.attrs['dispersion']!r} (refit with the default dispersion='benchmark')"
+        )
+
+
+def parameter_draws(fit: xr.DataTree, n_draws: int = 1000, seed: int = 0) -> xr.Dataset:
+    """Draws of ``beta``, ``lam``, ``b``, ``phi``, ``corr`` (and ``alpha`` for draw-based fits).
+
+    Parameters
+    ----------
+    fit : xarray.DataTree
+        From :func:`bayes_lsl.fit` (any method, ``dispersion="benchmark"``).
+    n_draws : int
+        Number of draws. Draw-based fits with more draws are subsampled without
+        replacement (seeded); with fewer, all their draws are used.
+    seed : int
+        Seed of the normal draws (``mle``) or of the subsample.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``sample`` plus each parameter's own dims (``covariate``, ``skill``,
+        ``benchmark``, ``skill_other``, and ``family`` for ``alpha``).
+    """
+    _check_dispersion(fit)
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be positive, got {n_draws}")
+    method = fit.attrs["method"]
+    rng = np.random.default_rng(seed)
+    post = fit["posterior"].to_dataset()
+    if method == "mle":
+        return _mle_draws(fit, n_draws, rng)
+    stacked = post[[*PARAMETERS, "alpha"]].stack(sample=("chain", "draw"))
+    n_total = stacked.sizes["sample"]
+    if n_total == 1:
+        warnings.warn(
+            f"a {method!r} fit is a point estimate: draws repeat it, without parameter uncertainty",
+            stacklevel=2,
+        )
+        pick = np.zeros(n_draws, dtype=int)
+    else:
+        pick = np.sort(rng.choice(n_total, size=n_draws, replace=False)) if n_total > n_draws else np.arange(n_total)
+    out = stacked.isel(sample=pick).drop_vars(["sample", "chain", "draw"])
+    out = out.assign_coords(sample=np.arange(out.sizes["sample"]))
+    return out.transpose("sample", ...)
+
+
+def _mle_draws(fit: xr.DataTree, n_draws: int, rng: np.random.Generator) -> xr.Dataset:
+    mle = fit["mle"].to_dataset()
+    names = [str(p) for p in mle["param"].values]
+    theta_hat = mle["theta_hat"].values
+    cov = mle["theta_cov"].values
+    # eigh-based sampling tolerates a covariance that is only positive semi-definite.
+    theta = rng.multivariate_normal(theta_hat, 0.5 * (cov + cov.T), size=n_draws, method="eigh")
+    K, J = int(fit.attrs["K"]), len(fit.attrs["benchmarks"])
+    natural = _natural_function(tuple(names), K, J)
+    values = [natural(t) for t in theta]
+    post = fit["posterior"].to_dataset()
+    coords = {d: post[d].values for name in PARAMETERS for d in _DIMS[name]}
+    return xr.Dataset(
+        {name: (("sample", *_DIMS[name]), np.stack([v[i] for v in values])) for i, name in enumerate(PARAMETERS)},
+        coords={"sample": np.arange(n_draws), **coords},
+    )
+
+
+@cache
+def _natural_function(names: tuple[str, ...], K: int, J: int):
+    """Compiled map from the MLE's unconstrained vector to (beta, lam, b, phi, corr).
+
+    The layout is the one in the fit's ``mle.param`` coordinate (``beta[0]``,
+    ``lam_anchor_log__[0]`` ...); the transforms are PyMC's log for positive variables
+    and :func:`bayes_lsl.model.corr_cholesky` for the correlation.
+    """
+    from bayes_lsl.marginal import _compile
+
+    theta = pt.vector("theta")
+    blocks: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        blocks.setdefault(name.split("[")[0], []).append(i)
+    part = {name: theta[idx[0] : idx[-1] + 1] for name, idx in blocks.items()}
+    beta = part["beta"].reshape((-1, K))
+    lam = loadings(pt.exp(part["lam_anchor_log__"]), part["lam_free"].reshape((K, J - K)))
+    phi = pt.exp(part["phi_log__"])
+    if K > 1:
+        chol, _ = corr_cholesky(part["corr_z"], K)
+        corr = chol @ chol.T
+    else:
+        corr = pt.ones((1, 1))
+    fn = _compile([theta], [beta, lam, part["b"], phi, corr])
+    return fn
+
+
+# ------------------------------------------------------------ family effects
+@cache
+def _cell_functions():
+    """Compiled element-wise score log-density, its first two eta-derivatives, the Fisher
+    information, and the Beta shapes, all from :mod:`bayes_lsl.model`."""
+    from bayes_lsl.marginal import _compile
+
+    y, eta, floor, phi = pt.matrix("y"), pt.matrix("eta"), pt.vector("floor"), pt.matrix("phi")
+    logp = score_logp(y, eta, floor, phi)
+    d1 = pt.grad(logp.sum(), eta)
+    d2 = pt.grad(d1.sum(), eta)
+    info = score_information(eta, floor, phi)
+    derivs = _compile([y, eta, floor, phi], [logp, d1, d2, info])
+    a, b = beta_parameters(eta, floor, phi)
+    shapes = _compile([eta, floor, phi], [a, b])
+    return derivs, shapes
+
+
+def beta_shapes(eta: np.ndarray, floor: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Beta shape parameters of scores with linear predictor ``eta`` (sample, cell)."""
+    _, shapes = _cell_functions()
+    return shapes(np.asarray(eta, float), np.asarray(floor, float), np.asarray(phi, float))
+
+
+@dataclass(frozen=True)
+class Cells:
+    """Observed scores that inform family effects: one entry per score.
+
+    ``group`` indexes the family effect (0 .. n_groups - 1) the score depends on.
+    """
+
+    group: np.ndarray  # (C,)
+    x: np.ndarray  # (C, covariate)
+    benchmark: np.ndarray  # (C,) benchmark index
+    y: np.ndarray  # (C,)
+
+    @staticmethod
+    def concat(parts: Sequence[Cells]) -> Cells:
+        return Cells(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("group", "x", "benchmark", "y")))
+
+
+def family_cells(fit: xr.DataTree, families: Sequence[str | None]) -> Cells:
+    """The fit's observed scores of each family in ``families`` (``None``: a new family)."""
+    cd = fit["constant_data"].to_dataset()
+    fam_names = [str(f) for f in cd["family"].values]
+    index = cd["family_index"].values
+    scores = cd["scores"].values
+    x = cd["x"].values
+    parts = []
+    for g, family in enumerate(families):
+        if family is None:
+            continue
+        rows = np.flatnonzero(index == fam_names.index(family))
+        r, c = np.nonzero(~np.isnan(scores[rows]))
+        parts.append(Cells(np.full(len(r), g), x[rows[r]], c, scores[rows[r], c]))
+    empty = Cells(np.zeros(0, int), np.zeros((0, x.shape[1])), np.zeros(0, int), np.zeros(0))
+    return Cells.concat([empty, *parts])
+
+
+def conditional_family_effects(
+    params: xr.Dataset,
+    cells: Cells,
+    n_groups: int,
+    floors: np.ndarray,
+    max_iter: int = 50,
+    tol: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Laplace approximation of ``p(alpha_g | scores, parameters)`` for every draw.
+
+    Damped Newton steps on the log-density (scores' log-likelihood plus the
+    ``N(0, corr)`` prior), vectorized over draws and groups (Fisher scoring where the
+    log-density is not locally concave); the covariance is the inverse observed curvature
+    at the mode, or the inverse Fisher information where that is not positive definite.
+
+    Returns
+    -------
+    mode : ndarray (sample, group, skill)
+    chol : ndarray (sample, group, skill, skill)
+        Cholesky factor of the approximate posterior covariance.
+    """
+    beta, lam, b, phi = (params[n].values for n in ("beta", "lam", "b", "phi"))
+    corr = params["corr"].values
+    S, K = beta.shape[0], beta.shape[-1]
+    G = n_groups
+    prec = np.linalg.inv(corr)  # (S, K, K)
+    lam_c = np.moveaxis(lam[:, :, cells.benchmark], 1, 2)  # (S, C, K)
+    xb = np.einsum("cp,spk->sck", cells.x, beta)  # (S, C, K)
+    offset = (xb * lam_c).sum(-1) + b[:, cells.benchmark]  # eta without alpha
+    floor = np.asarray(floors, float)[cells.benchmark]
+    phi_c = phi[:, cells.benchmark]
+    y = np.broadcast_to(cells.y, offset.shape)
+    onehot = np.eye(G)[cells.group] if len(cells.group) else np.zeros((0, G))  # (C, G)
+    outer = (lam_c[..., :, None] * lam_c[..., None, :]).reshape(S, -1, K * K)  # (S, C, K*K)
+    derivs, _ = _cell_functions()
+
+    def per_group(values):
+        """Sum (S, C, ...) cell values into (S, G, ...) groups (a matmul: BLAS, not einsum's loops)."""
+        if values.shape[1] == 0:  # no scores at all: a new family with nothing observed
+            return np.zeros((S, G, *values.shape[2:]))
+        flat = values.reshape(S, values.shape[1], -1)
+        return (np.swapaxes(flat, 1, 2) @ onehot).swapaxes(1, 2).reshape(S, G, *values.shape[2:])
+
+    def evaluate(alpha):
+        eta = offset + (alpha[:, cells.group] * lam_c).sum(-1)
+        logp, d1, d2, info = derivs(y, eta, floor, phi_c)
+        prior_grad = np.einsum("skl,sgl->sgk", prec, alpha)
+        h = logp @ onehot - 0.5 * (alpha * prior_grad).sum(-1)
+        grad = per_group(d1[..., None] * lam_c) - prior_grad
+        fisher = per_group(info[..., None] * outer).reshape(S, G, K, K) + prec[:, None]
+        hess = per_group(d2[..., None] * outer).reshape(S, G, K, K) - prec[:, None]
+        return h, grad, fisher, hess
+
+    alpha = np.zeros((S, G, K))
+    h, grad, fisher, hess = evaluate(alpha)
+    for _ in range(max_iter):
+        # Newton where the log-density is locally concave, Fisher scoring elsewhere.
+        concave = np.all(np.linalg.eigvalsh(-hess) > 0, axis=-1)[..., None, None]
+        step = np.linalg.solve(np.where(concave, -hess, fisher), grad[..., None])[..., 0]
+        t = np.ones((S, G))
+        for _ in range(30):  # halve the step where the log-density would drop (beyond rounding)
+            trial = alpha + t[..., None] * step
+            h_new, g_new, f_new, hess_new = evaluate(trial)
+            worse = ~(h_new >= h - 1e-9 * (1 + np.abs(h)))
+            if not worse.any():
+                break
+            t = np.where(worse, 0.5 * t, t)
+        alpha, h, grad, fisher, hess = trial, h_new, g_new, f_new, hess_new
+        if np.max(np.abs(t[..., None] * step)) < tol:
+            break
+    _, _, fisher, hess = evaluate(alpha)
+    curvature = -hess
+    # Where the observed curvature is not positive definite, fall back to the Fisher information.
+    ok = np.all(np.linalg.eigvalsh(curvature) > 0, axis=-1)
+    curvature = np.where(ok[..., None, None], curvature, fisher)
+    cov = np.linalg.inv(curvature)
+    return alpha, np.linalg.cholesky(0.5 * (cov + np.swapaxes(cov, -1, -2)))
+
+
+def family_effect_draws(
+    fit: xr.DataTree,
+    params: xr.Dataset,
+    families: Sequence[str],
+    x: np.ndarray,
+    observed: np.ndarray,
+    seed: np.random.SeedSequence | int = 0,
+) -> np.ndarray:
+    """Draws (sample, model, skill) of the family effects of models of ``families``.
+
+    ``x`` and ``observed`` (model x benchmark, NaN if none) are the models' covariates
+    and any scores of theirs not in the fit. Models of one family share a draw.
+    Posterior draws of ``alpha`` are used as they are for seen families without new
+    scores (draw-based fits); otherwise the conditional posterior given the family's
+    scores and the new scores is approximated per draw
+    (:func:`bayes_lsl.parameters.conditional_family_effects`).
+    """
+    seen = [str(f) for f in fit["constant_data"]["family"].values]
+    groups = list(dict.fromkeys(families))
+    group_of = np.array([groups.index(f) for f in families])
+    has_alpha = "alpha" in params and fit.attrs["method"] != "mle"
+    new_scores = np.array([np.any(~np.isnan(observed[group_of == g])) for g in range(len(groups))])
+    laplace = [g for g, f in enumerate(groups) if not (has_alpha and f in seen and not new_scores[g])]
+
+    S, K = params.sizes["sample"], params.sizes["skill"]
+    out = np.zeros((S, len(groups), K))
+    if has_alpha:
+        for g, f in enumerate(groups):
+            if g not in laplace:
+                out[:, g] = params["alpha"].sel(family=f).values
+    if laplace:
+        fams = [groups[g] if groups[g] in seen else None for g in laplace]
+        cells = family_cells(fit, fams)
+        rows, cols = np.nonzero(~np.isnan(observed))
+        keep = np.isin(group_of[rows], laplace)
+        rows, cols = rows[keep], cols[keep]
+        position = {g: i for i, g in enumerate(laplace)}
+        extra = Cells(np.array([position[g] for g in group_of[rows]], dtype=int), x[rows], cols, observed[rows, cols])
+        mode, chol = conditional_family_effects(
+            params, Cells.concat([cells, extra]), len(laplace), np.asarray(fit.attrs["floors"])
+        )
+        z = np.random.default_rng(seed).standard_normal(mode.shape)
+        out[:, laplace] = mode + np.einsum("sgkl,sgl->sgk", chol, z)
+    return out[:, group_of]

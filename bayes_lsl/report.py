@@ -1,0 +1,205 @@
+"""A fit's main figures and tables in one folder, linked from an ``index.md``.
+
+The folder is built next to its destination and renamed into place, so a failed report
+leaves neither a half-written folder nor a damaged previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.stats import norm
+
+from bayes_lsl.data import ScalingData
+from bayes_lsl.parameters import PARAMETERS
+
+logger = logging.getLogger(__name__)
+
+#: Fit attrs worth a line in the summary, when the method sets them.
+_SUMMARY_ATTRS = ("method", "K", "seed", "marginal_loglik", "aic", "bic", "n_params", "n_observations",
+                  "integration_error", "n_agree", "n_starts", "converged", "bayes_lsl_version")  # fmt: skip
+
+
+def parameter_table(fit: xr.DataTree, level: float = 0.95) -> pd.DataFrame:
+    """Estimates of ``beta``, ``lam``, ``b``, ``phi`` and ``corr`` with their uncertainty.
+
+    Parameters
+    ----------
+    fit : xarray.DataTree
+        From :func:`bayes_lsl.fit`.
+    level : float
+        Probability of the intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per entry (``corr`` below its diagonal only): ``parameter`` (e.g.
+        ``lam[skill_1, mmlu]``), ``estimate`` and, for ``mle`` fits, ``se`` with Wald
+        bounds ``lower``, ``upper``; for draw-based fits the posterior mean, ``sd`` and
+        central interval; for ``map`` fits the estimate only.
+    """
+    post = fit["posterior"].to_dataset()
+    method = fit.attrs["method"]
+    draws = post.sizes["chain"] * post.sizes["draw"]
+    tail = (1 - level) / 2
+    parts = []
+    for name in PARAMETERS:
+        da = post[name]
+        stats = {"estimate": da.mean(("chain", "draw"))}
+        if method == "mle":
+            se = fit["mle"][f"{name}_se"]
+            half = norm.ppf(1 - tail) * se
+            stats |= {"se": se, "lower": stats["estimate"] - half, "upper": stats["estimate"] + half}
+        elif draws > 1:
+            q = da.quantile([tail, 1 - tail], dim=("chain", "draw")).drop_vars("quantile")
+            stats |= {"sd": da.std(("chain", "draw")), "lower": q[0], "upper": q[1]}
+        frame = xr.Dataset(stats).to_dataframe()
+        if name == "corr":  # symmetric with a unit diagonal: the lower triangle says it all
+            i, j = np.tril_indices(da.sizes["skill"], -1)
+            frame = frame.iloc[i * da.sizes["skill"] + j]
+        labels = [", ".join(map(str, key if isinstance(key, tuple) else (key,))) for key in frame.index]
+        frame.index = [f"{name}[{label}]" for label in labels]
+        parts.append(frame[list(stats)])
+    return pd.concat(parts).rename_axis("parameter").reset_index()
+
+
+def fit_summary(fit: xr.DataTree) -> pd.DataFrame:
+    """The fit's attrs worth reporting (for ``mle``: log-likelihood, AIC, BIC, ``n_params``) as two columns."""
+    cd = fit["constant_data"]
+    rows = {name: fit.attrs[name] for name in _SUMMARY_ATTRS if name in fit.attrs}
+    rows |= {"models": cd.sizes["model"], "families": cd.sizes["family"]}
+    rows["benchmarks"] = ", ".join(fit.attrs["benchmarks"])
+    return pd.DataFrame({"quantity": list(rows), "value": [_cell(v) for v in rows.values()]})
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (numbers to 4 significant digits), without needing ``tabulate``."""
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * table.shape[1]]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    if isinstance(value, float | np.floating):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def _largest_families(fit: xr.DataTree, n: int = 2) -> list[str]:
+    """The ``n`` families with the most models (ties: first seen first)."""
+    counts = Counter(map(str, fit["constant_data"]["model_family"].values))
+    return [family for family, _ in counts.most_common(n)]
+
+
+def _figures(fit: xr.DataTree, allocation: pd.DataFrame) -> dict[str, tuple[str, object]]:
+    from bayes_lsl import plots
+    from bayes_lsl.plots import allocation as plot_allocation
+
+    makers = {
+        "loadings": ("Loadings of the benchmarks on the skills", lambda: plots.loadings(fit)),
+        "skill_correlation": ("Correlation of the family effects", lambda: plots.skill_correlation(fit)),
+        "allocation": ("Compute-optimal allocation per skill", lambda: plot_allocation(allocation)),
+        "forest": ("Estimates of beta and lam with 95% intervals",
+                   lambda: plots.forest({fit.attrs["method"]: fit}, names=("beta", "lam"))),
+    }  # fmt: skip
+    for family in _largest_families(fit):
+        makers[f"scaling_{family}"] = (f"Scaling curves of {family}", lambda f=family: plots.scaling_curves(fit, f))
+    return makers
+
+
+def _tables(fit: xr.DataTree, allocation: pd.DataFrame) -> dict[str, tuple[str, pd.DataFrame]]:
+    tables = {
+        "summary": ("Fit summary", fit_summary(fit)),
+        "parameters": ("Parameter estimates", parameter_table(fit)),
+        "allocation": ("Compute-optimal allocation at the paper's budgets", allocation),
+    }
+    if fit.attrs["method"] == "nuts":
+        from bayes_lsl.diagnostics import diagnose
+
+        tables["diagnostics"] = ("Convergence diagnostics", diagnose(fit).rename_axis("entry").reset_index())
+    return tables
+
+
+def write_report(fit: xr.DataTree, out_dir: str | os.PathLike, *, data: ScalingData | None = None) -> Path:
+    """Write a fit's main figures (PNG) and tables (CSV and Markdown) into one folder.
+
+    Parameters
+    ----------
+    fit : xarray.DataTree
+        From :func:`bayes_lsl.fit` or :func:`bayes_lsl.load_fit`.
+    out_dir : path
+        The folder to create; an existing one is replaced as a whole. Its parent must exist.
+    data : ScalingData, optional
+        The data the fit was made on; checked against the fit, and summarized in the index.
+
+    Returns
+    -------
+    Path
+        The folder's ``index.md``, which shows the fit summary and the figures and links
+        the tables: ``summary``, ``parameters`` (with standard errors for ``mle``,
+        posterior sd for draw-based fits), ``allocation`` (at
+        :func:`bayes_lsl.allocation.paper_budgets`) and, for ``nuts``, ``diagnostics``.
+        Figures: ``loadings``, ``skill_correlation``, ``allocation``, ``forest`` (beta and
+        lam) and ``scaling_<family>`` for the two families with the most models.
+    """
+    import matplotlib.pyplot as plt
+
+    from bayes_lsl.allocation import allocate, paper_budgets
+    from bayes_lsl.inference import data_fingerprint
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OSError(f"cannot write the report to {str(out)!r}: it is a file")
+    if data is not None and data_fingerprint(data) != fit.attrs.get("data_fingerprint"):
+        raise ValueError("the data given are not the data the fit was made on")
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
+    tmp.mkdir()
+    try:
+        logger.info("report: allocation at the paper's budgets")
+        allocation = allocate(fit, paper_budgets(fit))
+        index = [f"# bayes_lsl report: {fit.attrs['method']} fit, K = {fit.attrs['K']}\n"]
+        if data is not None:
+            index.append(f"```\n{data}\n```\n")
+        tables = _tables(fit, allocation)
+        index.append(markdown_table(tables["summary"][1]))
+        index.append("## Tables\n")
+        for name, (title, table) in tables.items():
+            table.to_csv(tmp / f"{name}.csv", index=False)
+            (tmp / f"{name}.md").write_text(f"# {title}\n\n" + markdown_table(table))
+            index.append(f"- {title}: [{name}.md]({name}.md), [{name}.csv]({name}.csv)")
+        index.append("\n## Figures\n")
+        for name, (title, make) in _figures(fit, allocation).items():
+            logger.info("report: %s", name)
+            fig = make()
+            fig.savefig(tmp / f"{name}.png", dpi=120)
+            plt.close(fig)  # a notebook would otherwise show every figure again
+            index.append(f"### {title}\n\n![{title}]({name}.png)\n")
+        (tmp / "index.md").write_text("\n".join(index))
+        _replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out / "index.md"
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Rename ``new`` onto ``target``; an existing ``target`` is moved aside first, then removed."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.{secrets.token_hex(4)}.old")
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

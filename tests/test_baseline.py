@@ -1,0 +1,98 @@
+"""The sigmoid baseline: recovery on its own model, a sanity check on the leaderboard, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+
+from bayes_lsl.baseline import SigmoidBaseline, fit_baseline, log_flops
+from bayes_lsl.data import ScalingData
+from bayes_lsl.simulate import random_design
+
+BENCHMARKS = ["b0", "b1", "b2"]
+SLOPE = np.array([0.5, 0.3, 0.8])  # per unit of log FLOPs
+FLOOR = np.array([0.25, 0.1, 0.4])
+NOISE = 0.01
+
+
+@pytest.fixture(scope="module")
+def sim():
+    """12 families of 7 models; the first model of each family is held out of the fit."""
+    rng = np.random.default_rng(0)
+    design = random_design(12, 7, seed=0)
+    family = pd.factorize(design["family"])[0]
+    intercept = rng.normal(-0.5, 1.0, size=(12, 3))
+    x = log_flops(design["size"], design["tokens"])[:, None] - 50
+    mu = FLOOR + (1 - FLOOR) * expit(SLOPE * x + intercept[family])
+    scores = np.clip(mu + rng.normal(0, NOISE, mu.shape), 0, 1)
+    frame = pd.concat([design, pd.DataFrame(scores, columns=BENCHMARKS)], axis=1)
+    held = design.groupby("family").head(1).index
+    train = ScalingData.from_frame(frame.drop(held), floors=dict.fromkeys(BENCHMARKS, 0.0))
+    return fit_baseline(train), design.loc[held], mu[held], train
+
+
+# Noise sd 0.01 on ~72 scores per benchmark: over 10 simulation seeds the errors stayed below 0.035
+# (slope), 0.04 (floor) and 0.025 (largest held-out mean); the tolerances leave about twice that.
+def test_recovers_slopes_and_floors(sim):
+    fit, *_ = sim
+    np.testing.assert_allclose(fit.slope / fit.flops_scale, SLOPE, atol=0.07)
+    np.testing.assert_allclose(fit.floor, FLOOR, atol=0.08)
+
+
+def test_predicts_held_out_models_of_seen_families(sim):
+    fit, held, true_mean, _ = sim
+    pred = fit.predict(held)
+    assert list(pred.columns) == ["model", "family", "benchmark", "mean"]
+    assert len(pred) == len(held) * 3 and list(pred["benchmark"][:3]) == BENCHMARKS
+    error = np.abs(pred["mean"].to_numpy().reshape(-1, 3) - true_mean)
+    assert error.max() < 5 * NOISE and error.mean() < 1.5 * NOISE
+
+
+def test_unseen_family_gets_mean_intercept(sim):
+    fit, held, _, train = sim
+    new = held.head(1).assign(family="never-seen")
+    z = (log_flops(new["size"], new["tokens"]) - fit.flops_center) / fit.flops_scale
+    expect = fit.floor + (1 - fit.floor) * expit(fit.slope * z + fit.intercept.mean(axis=0))
+    np.testing.assert_allclose(fit.predict(new)["mean"], expect)
+    # A training family never scored on one benchmark falls back the same way, on that benchmark only.
+    frame = train.to_frame()
+    frame.loc[frame["family"] == held["family"].iloc[0], "b1"] = np.nan
+    partial = fit_baseline(ScalingData.from_frame(frame, floors=dict.fromkeys(BENCHMARKS, 0.0)))
+    row = partial.intercept[partial.families.index(held["family"].iloc[0])]
+    assert np.isnan(row[1]) and not np.isnan(row[[0, 2]]).any()
+    z = (log_flops(new["size"], new["tokens"])[0] - partial.flops_center) / partial.flops_scale
+    floor, eta = partial.floor[1], partial.slope[1] * z + np.nanmean(partial.intercept[:, 1])
+    expect = floor + (1 - floor) * expit(eta)
+    assert partial.predict(held.head(1))["mean"].iloc[1] == pytest.approx(expect)
+
+
+@pytest.fixture(scope="module")
+def paper_fit(paper) -> SigmoidBaseline:
+    return fit_baseline(paper)
+
+
+def test_paper_in_sample_beats_benchmark_means(paper, paper_fit):
+    pred = paper_fit.predict(paper.to_frame())
+    mean = pred["mean"].to_numpy().reshape(paper.n_models, paper.n_benchmarks)
+    assert list(pred["benchmark"][: paper.n_benchmarks]) == list(paper.benchmarks)
+    assert np.all((mean >= 0) & (mean <= 1))
+    obs = paper.observed
+    mae = np.abs(mean - paper.scores)[obs].mean()
+    mae_of_means = np.abs(np.nanmean(paper.scores, axis=0) - paper.scores)[obs].mean()
+    assert mae < 0.5 * mae_of_means
+
+
+def test_bad_input(sim):
+    fit, held, *_ = sim
+    with pytest.raises(ValueError, match="tokens"):
+        fit.predict(held.drop(columns="tokens"))
+    bad = held.reset_index(drop=True)
+    bad.loc[1, "size"] = 0.0
+    with pytest.raises(ValueError, match=r"'size'.*row 1 \(model 'fam001"):
+        fit.predict(bad)
+    bad = held.reset_index(drop=True).astype({"tokens": object})
+    bad.loc[2, "tokens"] = "lots"
+    with pytest.raises(ValueError, match=r"'tokens'.*'lots'.*row 2"):
+        fit.predict(bad)

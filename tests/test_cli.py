@@ -1,0 +1,207 @@
+"""The ``bayes-lsl`` commands end to end on the shipped example: files, contents and errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import bayes_lsl as bl
+from bayes_lsl import report
+from bayes_lsl.cli import main
+from bayes_lsl.parameters import PARAMETERS, parameter_draws
+
+matplotlib.use("Agg")
+
+COMMANDS = ["data", "fit", "select-k", "predict", "allocate", "report"]
+
+
+@pytest.fixture(scope="module")
+def fit_path(tmp_path_factory):
+    """One mle fit of the example (K = 2) through the command line, shared by the module."""
+    path = tmp_path_factory.mktemp("fit") / "fit.nc"
+    assert main(["fit", "--data", "example", "--K", "2", "--method", "mle", "--out", str(path), "--quiet"]) == 0
+    return path
+
+
+@pytest.fixture
+def new_models(tmp_path):
+    path = tmp_path / "new.csv"
+    # A bigger member of a seen family, and a model of an unseen family with one observed score.
+    pd.DataFrame({"model": ["big", "stranger"], "family": ["fam000", "newfam"], "size": [40.0, 7.0],
+                  "tokens": [1.0, 2.0], "mmlu": [np.nan, 0.6]}).to_csv(path, index=False)  # fmt: skip
+    return path
+
+
+def _one_error_line(err: str) -> str:
+    assert err.startswith("bayes-lsl: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_predict(fit_path, new_models, tmp_path, capsys):
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(fit_path), str(new_models), "--out", str(out), "--draws", "300", "--quiet"]) == 0
+    assert str(out) in capsys.readouterr().out
+    table = pd.read_csv(out)
+    benchmarks = list(bl.load_fit(fit_path).attrs["benchmarks"])
+    assert len(table) == 2 * len(benchmarks) and set(table["benchmark"]) == set(benchmarks)
+    assert {"model", "family", "mean", "median", "lower", "upper", "observed", "seen_family"} <= set(table.columns)
+    assert ((0 <= table["lower"]) & (table["lower"] < table["median"]) & (table["median"] < table["upper"])
+            & (table["upper"] <= 1)).all()  # fmt: skip
+    assert table.set_index(["model", "benchmark"]).loc[("stranger", "mmlu"), "observed"] == pytest.approx(0.6)
+    assert table.groupby("model")["seen_family"].first().to_dict() == {"big": True, "stranger": False}
+    assert set(tmp_path.iterdir()) == {new_models, out}  # no temporary file left
+
+    skills = tmp_path / "skills.csv"
+    assert main(["predict", str(fit_path), str(new_models), "--kind", "theta", "--draws", "200",
+                 "--out", str(skills), "--quiet"]) == 0  # fmt: skip
+    assert set(pd.read_csv(skills)["skill"]) == {"skill_1", "skill_2"}
+
+
+def test_allocate(fit_path, tmp_path):
+    out, plot = tmp_path / "allocation.csv", tmp_path / "allocation.png"
+    argv = ["allocate", str(fit_path), "--flops", "1e22", "3e22", "--paper-budgets", "--benchmark", "mmlu",
+            "--draws", "300", "--plot", str(plot), "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    table = pd.read_csv(out)
+    assert len(table) == 12 and set(table["target"]) == {"mmlu"} and table["flops"].is_monotonic_increasing
+    np.testing.assert_allclose(6 * table["N_opt"] * table["D_opt"], table["flops"], rtol=1e-6)
+    slack = 1 + 1e-9
+    assert (table["N_lower"] <= table["N_opt"] * slack).all() and (table["N_opt"] <= table["N_upper"] * slack).all()
+    assert plot.stat().st_size > 10_000
+
+    skills = tmp_path / "skills.csv"
+    assert main(["allocate", str(fit_path), "--flops", "1e22", "--skill", "math", "--unconstrained",
+                 "--draws", "200", "--out", str(skills), "--quiet"]) == 0  # fmt: skip
+    assert list(pd.read_csv(skills)["target"]) == ["skill_1"]
+
+
+def test_report(fit_path, tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an earlier report")
+    assert main(["report", str(fit_path), "--out", str(out), "--quiet"]) == 0
+    files = {p.name for p in out.iterdir()}
+    figures = {"loadings.png", "skill_correlation.png", "allocation.png", "forest.png"}
+    tables = {f"{name}.{ext}" for name in ("summary", "parameters", "allocation") for ext in ("csv", "md")}
+    assert figures | tables | {"index.md"} <= files and "stale.txt" not in files
+    scaling = sorted(f for f in files if f.startswith("scaling_"))
+    assert len(scaling) == 2 and all(f.endswith(".png") for f in scaling)
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # the temporary and the old folder are gone
+
+    index = (out / "index.md").read_text()
+    for name in files - {"index.md"}:
+        assert f"({name})" in index, name
+    params = pd.read_csv(out / "parameters.csv")
+    assert list(params.columns) == ["parameter", "estimate", "se", "lower", "upper"]
+    assert len(params) == 6 + 2 * 8 + 8 + 8 + 1 and "lam[skill_1, mmlu]" in set(params["parameter"])
+    summary = pd.read_csv(out / "summary.csv").set_index("quantity")["value"]
+    assert {"marginal_loglik", "aic", "bic", "n_params"} <= set(summary.index)
+    assert "| parameter | estimate | se | lower | upper |" in (out / "parameters.md").read_text()
+
+
+def test_report_tables_of_a_sampled_fit(fit_path):
+    """A draw-based fit reports posterior sd and intervals, and for nuts the diagnostics."""
+    fit = bl.load_fit(fit_path)
+    draws = parameter_draws(fit, n_draws=200, seed=1)
+    posterior = xr.Dataset(
+        {
+            name: (("chain", "draw", *da.dims[1:]), da.values.reshape(2, 100, *da.shape[1:]))
+            for name, da in ((name, draws[name]) for name in PARAMETERS)
+        },
+        coords={d: draws[d] for d in ("covariate", "skill", "benchmark", "skill_other")},
+    )
+    sampled = fit.copy()
+    sampled["posterior"] = xr.DataTree(posterior)
+    sampled.attrs["method"] = "nuts"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 200 draws fall short of the ESS threshold
+        tables = report._tables(sampled, pd.DataFrame())
+    params = tables["parameters"][1]
+    assert list(params.columns) == ["parameter", "estimate", "sd", "lower", "upper"]
+    free = params[params["sd"] > 0]
+    assert ((free["lower"] < free["estimate"]) & (free["estimate"] < free["upper"])).all()
+    assert "r_hat" in tables["diagnostics"][1].columns
+
+
+def test_select_k_writes_table_and_plot(tmp_path, monkeypatch, capsys):
+    """The command's wiring; the criteria themselves are tested with bl.select_k."""
+    table = pd.DataFrame({"K": [1, 2], "marginal_loglik": [100.0, 150.0], "n_params": [20, 30]}).set_index("K")
+    table["aic"] = -2 * table["marginal_loglik"] + 2 * table["n_params"]
+    table["bic"] = table["aic"] + 10
+    monkeypatch.setattr("bayes_lsl.selection.select_k", lambda data, **kw: table.loc[kw["Ks"]])
+    out, plot = tmp_path / "ic.csv", tmp_path / "ic.png"
+    argv = ["select-k", "--data", "example", "--Ks", "1", "2", "--out", str(out), "--plot", str(plot), "--quiet"]
+    assert main(argv) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out, index_col="K"), table)
+    assert plot.stat().st_size > 10_000 and "-160.0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message", "out"),
+    [
+        (["predict", "{fit}", "{csv:tokens}", "--out", "{tmp}/p.csv"], "lacks column(s) ['tokens']", "p.csv"),
+        (["predict", "{fit}", "{csv:foo}", "--out", "{tmp}/p.csv"], "unknown column(s) ['foo']", "p.csv"),
+        (["predict", "{fit}", "{tmp}/none.csv", "--out", "{tmp}/p.csv"], "no CSV file", "p.csv"),
+        (["predict", "{garbage}", "{csv:}", "--out", "{tmp}/p.csv"], "cannot read a fit", "p.csv"),
+        (["predict", "{not_a_fit}", "{csv:}", "--out", "{tmp}/p.csv"], "not a bayes_lsl fit", "p.csv"),
+        (["predict", "{tmp}/none.nc", "{csv:}", "--out", "{tmp}/p.csv"], "no fit file", "p.csv"),
+        (["predict", "{fit}", "{csv:}", "--level", "1.5", "--out", "{tmp}/p.csv"], "level must be in", "p.csv"),
+        (
+            ["allocate", "{fit}", "--flops", "1e22", "--benchmark", "nope", "--out", "{tmp}/a.csv"],
+            "unknown benchmark 'nope'",
+            "a.csv",
+        ),
+        (["allocate", "{fit}", "--out", "{tmp}/a.csv"], "no budgets", "a.csv"),
+        (["allocate", "{fit}", "--flops", "-1", "--out", "{tmp}/a.csv"], "flops must be positive", "a.csv"),
+        (["allocate", "{fit}", "--flops", "lots", "--out", "{tmp}/a.csv"], "invalid float value: 'lots'", "a.csv"),
+        (["allocate", "{fit}", "--flops", "1e22", "--skill", "math", "--benchmark", "mmlu"], "not allowed", None),
+        (["report", "{fit}", "--out", "{tmp}/no/such/dir"], "does not exist", None),
+        (["report", "{fit}", "--out", "{csv:}"], "it is a file", None),
+        (["fit", "--data", "example", "--out", "{tmp}/no/fit.nc"], "does not exist", None),
+        (["select-k", "--data", "{tmp}/none.csv", "--out", "{tmp}/k.csv"], "not 'example', 'leaderboard'", "k.csv"),
+        (["frobnicate"], "invalid choice: 'frobnicate'", None),
+    ],
+)
+def test_bad_input_is_one_line_and_no_file(argv, message, out, fit_path, new_models, tmp_path, capsys):
+    garbage, not_a_fit = tmp_path / "garbage.nc", tmp_path / "dataset.nc"
+    garbage.write_text("not a fit\n")
+    xr.Dataset({"v": ("x", [1.0])}).to_netcdf(not_a_fit, engine="h5netcdf")
+    frame = pd.read_csv(new_models)
+
+    def csv(drop_or_add: str) -> str:
+        if not drop_or_add:
+            return str(new_models)
+        bad = frame.drop(columns=drop_or_add) if drop_or_add in frame else frame.assign(**{drop_or_add: 0.5})
+        bad.to_csv(path := tmp_path / "bad.csv", index=False)
+        return str(path)
+
+    def fill(arg: str) -> str:
+        if arg.startswith("{csv:"):
+            return csv(arg[5:-1])
+        return arg.format(fit=fit_path, tmp=tmp_path, garbage=garbage, not_a_fit=not_a_fit)
+
+    before = set(tmp_path.iterdir())
+    assert main([fill(a) for a in argv]) == 2
+    err = _one_error_line(capsys.readouterr().err)
+    assert message in err
+    if out is not None:
+        assert not (tmp_path / out).exists()
+    assert set(tmp_path.iterdir()) - before <= {tmp_path / "bad.csv"}  # no temporary files left behind
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
+def test_help_has_an_example(command, capsys):
+    assert main([*command, "--help"]) == 0
+    assert "Example: bayes-lsl" in capsys.readouterr().out
+
+
+def test_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "bayes_lsl", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "Example: bayes-lsl" in result.stdout and "allocate" in result.stdout
