@@ -14,7 +14,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from bayes_lsl.inference import POSTERIOR_VARS
+from bayes_lsl.inference import OPTIONAL_VARS, POSTERIOR_VARS
 
 SAMPLE_DIMS = ("chain", "draw")
 
@@ -26,7 +26,7 @@ def _plain_coords(ds: xr.Dataset) -> xr.Dataset:
 
 
 def posterior_group(draws: xr.Dataset) -> xr.Dataset:
-    """The ``posterior`` group from a sampler's draws: :data:`POSTERIOR_VARS` only.
+    """The ``posterior`` group from a sampler's draws: :data:`POSTERIOR_VARS` (and :data:`OPTIONAL_VARS`).
 
     Internal variables (``alpha_z``, ``corr_z``, ``lam_anchor``, ``lam_free``, transformed
     values) are dropped so that every method's posterior has the same variables; the
@@ -35,7 +35,7 @@ def posterior_group(draws: xr.Dataset) -> xr.Dataset:
     missing = [v for v in POSTERIOR_VARS if v not in draws]
     if missing:
         raise RuntimeError(f"the draws lack variable(s) {missing}")
-    ds = _plain_coords(draws[list(POSTERIOR_VARS)])
+    ds = _plain_coords(draws[[*POSTERIOR_VARS, *(v for v in OPTIONAL_VARS if v in draws)]])
     return ds.drop_vars([c for c in ds.coords if c not in ds.dims])
 
 

@@ -25,6 +25,9 @@ from bayes_lsl.model import build_model
 
 #: Variables every fit's ``posterior`` group carries, whatever the method.
 POSTERIOR_VARS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr", "alpha", "theta")
+#: Kept in ``posterior`` too when the model has them (``dispersion="covariates"``), so
+#: that predictions can compute the precision of new models.
+OPTIONAL_VARS: tuple[str, ...] = ("phi_a", "phi_s")
 
 #: A method takes the model, the data and options and returns the DataTree's groups
 #: (``posterior`` at least) and attrs of its own.
@@ -150,12 +153,13 @@ def assemble(
 
 def point_posterior(values: Mapping[str, np.ndarray], model: pm.Model) -> xr.Dataset:
     """A one-chain, one-draw ``posterior`` group from point values of the model's variables."""
-    dims = {name: model.named_vars_to_dims.get(name, ()) for name in POSTERIOR_VARS}
+    names = [*POSTERIOR_VARS, *(n for n in OPTIONAL_VARS if n in values)]
+    dims = {name: model.named_vars_to_dims.get(name, ()) for name in names}
     coords = {d: list(model.coords[d]) for ds in dims.values() for d in ds}
     return xr.Dataset(
         {
             name: (("chain", "draw", *dims[name]), np.asarray(values[name])[None, None])
-            for name in POSTERIOR_VARS
+            for name in names
         },
         coords={"chain": [0], "draw": [0], **coords},
     )

@@ -266,7 +266,7 @@ def family_modes(
     tol: float = 1e-8,
     max_iter: int = 50,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each family's mode of ``h_l`` and the Cholesky factor of the inverse negative Hessian there.
+    """Each family's mode of ``h_l`` and ``S`` with ``S S' = (-H)^{-1}`` (H the Hessian there).
 
     Damped Newton, all families at once; a family's step is halved until its ``h_l``
     does not decrease.
@@ -288,8 +288,10 @@ def family_modes(
         h, g, H = h_new, g_new, H_new
         if done and np.abs(g).max() < 1e-5:
             break
-    scales = np.linalg.cholesky(np.linalg.inv(_positive(-H)))
-    return a, scales
+    # A symmetric square root from the eigendecomposition: unlike a Cholesky factor of the
+    # inverse it cannot fail when -H is nearly singular far from the optimum.
+    w, V = np.linalg.eigh(_positive(np.where(np.isfinite(H), -H, np.eye(K))))
+    return a, (V / np.sqrt(w)[..., None, :]) @ np.swapaxes(V, -1, -2)
 
 
 def _positive(M: np.ndarray, floor: float = 1e-6) -> np.ndarray:

@@ -29,6 +29,8 @@ import xarray as xr
 from bayes_lsl.model import beta_parameters, corr_cholesky, loadings, score_information, score_logp
 
 PARAMETERS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr")
+#: With ``dispersion="covariates"`` the precision is ``exp(phi_a + x' phi_s)`` per model.
+DISPERSION_PARAMETERS: tuple[str, ...] = ("phi_a", "phi_s")
 _DIMS = {
     "beta": ("covariate", "skill"),
     "lam": ("skill", "benchmark"),
@@ -36,24 +38,37 @@ _DIMS = {
     "phi": ("benchmark",),
     "corr": ("skill", "skill_other"),
     "alpha": ("family", "skill"),
+    "phi_a": ("benchmark",),
+    "phi_s": ("covariate", "benchmark"),
 }
 
 
-def _check_dispersion(fit: xr.DataTree) -> None:
-    if fit.attrs.get("dispersion", "benchmark") != "benchmark":
-        raise NotImplementedError(
-            "predictions need one precision phi per benchmark; this fit used dispersion="
-            f"{fit.attrs['dispersion']!r} (refit with the default dispersion='benchmark')"
-        )
+def _names(fit: xr.DataTree) -> tuple[str, ...]:
+    """The parameters a fit's draws carry: ``phi_a``, ``phi_s`` in place of ``phi`` when
+    the precision depends on the covariates."""
+    if fit.attrs.get("dispersion", "benchmark") == "covariates":
+        return ("beta", "lam", "b", *DISPERSION_PARAMETERS, "corr")
+    return PARAMETERS
+
+
+def cell_precision(params: xr.Dataset, x: np.ndarray, benchmark: np.ndarray) -> np.ndarray:
+    """``phi`` (sample, cell) of scores on ``benchmark`` (indices) of models with covariates ``x``."""
+    if "phi_a" in params:
+        phi_a, phi_s = params["phi_a"].values, params["phi_s"].values
+        return np.exp(phi_a[:, benchmark] + np.einsum("cp,spc->sc", x, phi_s[:, :, benchmark]))
+    return params["phi"].values[:, benchmark]
 
 
 def parameter_draws(fit: xr.DataTree, n_draws: int = 1000, seed: int = 0) -> xr.Dataset:
     """Draws of ``beta``, ``lam``, ``b``, ``phi``, ``corr`` (and ``alpha`` for draw-based fits).
 
+    With ``dispersion="covariates"``, ``phi_a`` and ``phi_s`` replace ``phi`` (see
+    :func:`cell_precision`).
+
     Parameters
     ----------
     fit : xarray.DataTree
-        From :func:`bayes_lsl.fit` (any method, ``dispersion="benchmark"``).
+        From :func:`bayes_lsl.fit` (any method).
     n_draws : int
         Number of draws. Draw-based fits with more draws are subsampled without
         replacement (seeded); with fewer, all their draws are used.
@@ -66,7 +81,6 @@ def parameter_draws(fit: xr.DataTree, n_draws: int = 1000, seed: int = 0) -> xr.
         Dims ``sample`` plus each parameter's own dims (``covariate``, ``skill``,
         ``benchmark``, ``skill_other``, and ``family`` for ``alpha``).
     """
-    _check_dispersion(fit)
     if n_draws < 1:
         raise ValueError(f"n_draws must be positive, got {n_draws}")
     method = fit.attrs["method"]
@@ -74,7 +88,11 @@ def parameter_draws(fit: xr.DataTree, n_draws: int = 1000, seed: int = 0) -> xr.
     post = fit["posterior"].to_dataset()
     if method == "mle":
         return _mle_draws(fit, n_draws, rng)
-    stacked = post[[*PARAMETERS, "alpha"]].stack(sample=("chain", "draw"))
+    names = _names(fit)
+    missing = [n for n in names if n not in post]
+    if missing:
+        raise ValueError(f"the fit's posterior lacks {missing} (a fit saved by an older version?)")
+    stacked = post[[*names, "alpha"]].stack(sample=("chain", "draw"))
     n_total = stacked.sizes["sample"]
     if n_total == 1:
         warnings.warn(
@@ -100,16 +118,18 @@ def _mle_draws(fit: xr.DataTree, n_draws: int, rng: np.random.Generator) -> xr.D
     natural = _natural_function(tuple(names), K, J)
     values = [natural(t) for t in theta]
     post = fit["posterior"].to_dataset()
-    coords = {d: post[d].values for name in PARAMETERS for d in _DIMS[name]}
+    names = _names(fit)
+    coords = {d: post[d].values for name in names for d in _DIMS[name]}
     return xr.Dataset(
-        {name: (("sample", *_DIMS[name]), np.stack([v[i] for v in values])) for i, name in enumerate(PARAMETERS)},
+        {name: (("sample", *_DIMS[name]), np.stack([v[i] for v in values])) for i, name in enumerate(names)},
         coords={"sample": np.arange(n_draws), **coords},
     )
 
 
 @cache
 def _natural_function(names: tuple[str, ...], K: int, J: int):
-    """Compiled map from the MLE's unconstrained vector to (beta, lam, b, phi, corr).
+    """Compiled map from the MLE's unconstrained vector to (beta, lam, b, phi, corr)
+    (``phi_a``, ``phi_s`` in place of ``phi`` for ``dispersion="covariates"``).
 
     The layout is the one in the fit's ``mle.param`` coordinate (``beta[0]``,
     ``lam_anchor_log__[0]`` ...); the transforms are PyMC's log for positive variables
@@ -124,13 +144,13 @@ def _natural_function(names: tuple[str, ...], K: int, J: int):
     part = {name: theta[idx[0] : idx[-1] + 1] for name, idx in blocks.items()}
     beta = part["beta"].reshape((-1, K))
     lam = loadings(pt.exp(part["lam_anchor_log__"]), part["lam_free"].reshape((K, J - K)))
-    phi = pt.exp(part["phi_log__"])
+    phi = [pt.exp(part["phi_log__"])] if "phi_log__" in part else [part["phi_a"], part["phi_s"].reshape((-1, J))]
     if K > 1:
         chol, _ = corr_cholesky(part["corr_z"], K)
         corr = chol @ chol.T
     else:
         corr = pt.ones((1, 1))
-    fn = _compile([theta], [beta, lam, part["b"], phi, corr])
+    fn = _compile([theta], [beta, lam, part["b"], *phi, corr])
     return fn
 
 
@@ -214,7 +234,7 @@ def conditional_family_effects(
     chol : ndarray (sample, group, skill, skill)
         Cholesky factor of the approximate posterior covariance.
     """
-    beta, lam, b, phi = (params[n].values for n in ("beta", "lam", "b", "phi"))
+    beta, lam, b = (params[n].values for n in ("beta", "lam", "b"))
     corr = params["corr"].values
     S, K = beta.shape[0], beta.shape[-1]
     G = n_groups
@@ -223,7 +243,7 @@ def conditional_family_effects(
     xb = np.einsum("cp,spk->sck", cells.x, beta)  # (S, C, K)
     offset = (xb * lam_c).sum(-1) + b[:, cells.benchmark]  # eta without alpha
     floor = np.asarray(floors, float)[cells.benchmark]
-    phi_c = phi[:, cells.benchmark]
+    phi_c = cell_precision(params, cells.x, cells.benchmark)
     y = np.broadcast_to(cells.y, offset.shape)
     onehot = np.eye(G)[cells.group] if len(cells.group) else np.zeros((0, G))  # (C, G)
     outer = (lam_c[..., :, None] * lam_c[..., None, :]).reshape(S, -1, K * K)  # (S, C, K*K)

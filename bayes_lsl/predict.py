@@ -15,7 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_lsl.data import COVARIATES, DataError, raw_covariates
-from bayes_lsl.parameters import beta_shapes, family_effect_draws, parameter_draws
+from bayes_lsl.parameters import beta_shapes, cell_precision, family_effect_draws, parameter_draws
 
 REQUIRED = ("model", "family", "size", "tokens")
 KINDS = ("score", "mu", "theta")
@@ -143,10 +143,12 @@ def predictive_draws(
     ]
     alpha = family_effect_draws(fit, params, frame["family"].astype(str).tolist(), x, observed, seeds[1])
 
-    beta, lam, b, phi = (params[n].values for n in ("beta", "lam", "b", "phi"))
+    beta, lam, b = (params[n].values for n in ("beta", "lam", "b"))
     theta = alpha + np.einsum("mp,spk->smk", x, beta)
     eta = np.einsum("smk,skj->smj", theta, lam) + b[:, None, :]
-    shape_a, shape_b = beta_shapes(eta.reshape(S, -1), np.tile(floors, len(frame)), np.tile(phi, (1, len(frame))))
+    J = len(benchmarks)
+    phi = cell_precision(params, np.repeat(x, J, axis=0), np.tile(np.arange(J), len(frame)))  # (S, model*J)
+    shape_a, shape_b = beta_shapes(eta.reshape(S, -1), np.tile(floors, len(frame)), phi)
     shape_a, shape_b = shape_a.reshape(eta.shape), shape_b.reshape(eta.shape)
     mu = shape_a / (shape_a + shape_b)
     y = np.random.default_rng(seeds[2]).beta(shape_a, shape_b)

@@ -16,6 +16,7 @@ import warnings
 import pandas as pd
 
 import bayes_lsl as bl
+from bayes_lsl.report import markdown_table
 
 
 def main() -> None:
@@ -48,7 +49,7 @@ def main() -> None:
     if args.out:
         table.to_csv(args.out, index=False)
     print(f"\ncommit {commit}, {time.strftime('%Y-%m-%d')}\n")
-    print(table.round(3).to_markdown(index=False))
+    print(markdown_table(table.round(3)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,61 @@
+"""The README's commands run as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def _block_with(language: str, marker: str) -> str:
+    found = [b for b in _blocks(language) if marker in b]
+    assert len(found) == 1, f"expected one {language} block containing {marker!r}"
+    return found[0]
+
+
+def _shell(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+
+
+def test_shell_quickstart(tmp_path):
+    done = _shell(_block_with("bash", "--data example"), tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    assert set(predictions["model"]) == {"fam000-m9-30b", "brand-new-7b"}
+    assert (predictions["lower"] <= predictions["upper"]).all()
+    assert len(pd.read_csv(tmp_path / "allocation.csv")) == 10 * 2  # 10 budgets x 2 skills
+    assert (tmp_path / "report" / "index.md").is_file()
+
+
+@pytest.mark.slow
+def test_python_blocks_in_order(tmp_path, monkeypatch):
+    # The Python examples build on each other (data, fit): run them in one namespace.
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in _blocks("python"):
+        exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["fit"].attrs["method"] in {"mle", "nuts"}
+
+
+@pytest.mark.slow
+def test_reproduce_the_paper_fit(tmp_path):
+    block = _block_with("bash", "--variant paper --K 4")
+    fit_line = next(line for line in block.splitlines() if line.startswith("bayes-lsl fit"))
+    done = _shell(fit_line, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import bayes_lsl as bl
+
+    assert bl.load_fit(tmp_path / "mle_k4.nc").attrs["marginal_loglik"] >= 3112.0
