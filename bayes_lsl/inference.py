@@ -54,7 +54,7 @@ def fit(
     *,
     priors: Mapping[str, float] | None = None,
     dispersion: str = "benchmark",
-    centered: bool = False,
+    centered: bool | str = False,
     progress: bool = True,
     **options,
 ) -> xr.DataTree:
@@ -82,6 +82,7 @@ def fit(
         Show progress bars.
     **options
         Method options, see the method's function (``bayes_lsl.mle.fit_mle`` etc.).
+        For ``nuts``, ``init="mle"`` fits the MLE first and starts every chain there.
 
     Returns
     -------
@@ -92,6 +93,11 @@ def fit(
 
     if method not in _METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(_METHODS)}")
+    if isinstance(options.get("init"), str):
+        if options["init"] != "mle" or method != "nuts":
+            raise ValueError(f"init={options['init']!r}: the only named start is init='mle', for method='nuts'")
+        # The MLE's neighbourhood is the posterior's main mode (see sampling.fit_nuts).
+        options["init"] = fit(data, K, "mle", seed, priors=priors, dispersion=dispersion, progress=progress)
     model = build_model(data, K=K, priors=priors, dispersion=dispersion, centered=centered)
     groups, attrs = _METHODS[method](model, data, seed=seed, progress=progress, **options)
     attrs = {"dispersion": dispersion, "centered": centered, "priors": repr(dict(priors or {})), **attrs}

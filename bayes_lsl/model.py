@@ -142,13 +142,128 @@ def check_K(data: ScalingData, K: int) -> int:
     return int(K)
 
 
+#: Ways to sample the family effects, by the value of ``build_model(centered=...)``.
+PARAMETERIZATIONS: dict[object, str] = {
+    False: "alpha = z L' with z iid N(0, 1) (non-centered; the default, and the marginal likelihood's)",
+    True: "alpha ~ N(0, corr) sampled directly (centered)",
+    "zerosum": "non-centered zero-sum deviations z0 L', mean L zbar absorbed into the intercepts",
+    "zerosum_centered": "centered zero-sum deviations alpha0, mean L zbar absorbed into the intercepts",
+    "zerosum_scaled": "as zerosum_centered, with each skill measured in units of its anchor's loading",
+}
+ZERO_SUM = ("zerosum", "zerosum_centered", "zerosum_scaled")
+
+
+def _skill_scaled_coefficients(lam_anchor, pr, J: int, p: int) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    r"""Slopes and free loadings with each skill measured in units of its anchor loading :math:`s_k`.
+
+    The likelihood depends on skill :math:`k` only through :math:`\lambda_{kj} \theta_{ik}`,
+    unchanged when :math:`\theta_{\cdot k}` (``alpha`` and ``beta``) is multiplied by a factor and
+    :math:`\lambda_{k\cdot}` divided by it: only the unit variance of the family effects pins
+    that scale, a ridge along which the loadings, slopes and family effects of a skill
+    move together. Sampled instead: the ratios :math:`r_{kj} = \lambda_{kj} / s_k`
+    (``lam_ratio``) and :math:`\tilde\beta_{ck} = s_k \beta_{ck}` (``beta_scaled``), which the
+    scores determine directly; the model's priors on ``lam_free`` and ``beta`` and the
+    log-Jacobian :math:`((J - K) - p) \sum_k \log s_k` enter as potentials. (The family
+    effects are scaled alike in :func:`_zero_sum_family_effects`.)
+    """
+    K = len(pm.modelcontext(None).coords["skill"])
+    ratio = pm.Flat("lam_ratio", dims=("skill", "free_benchmark"))
+    beta_scaled = pm.Flat("beta_scaled", dims=("covariate", "skill"))
+    log_s = pt.log(lam_anchor)
+    lam_free = lam_anchor[:, None] * ratio
+    beta = pm.Deterministic("beta", beta_scaled / lam_anchor, dims=("covariate", "skill"))
+    lam_free_logp = pm.logp(pm.Normal.dist(0.0, pr["lam_sigma"]), lam_free).sum()
+    pm.Potential("lam_free_prior", lam_free_logp + (J - K) * log_s.sum())
+    pm.Potential("beta_prior", pm.logp(pm.Normal.dist(0.0, pr["beta_sigma"]), beta).sum() - p * log_s.sum())
+    return beta, lam_free
+
+
+def parameterization(centered: bool | str) -> str:
+    """``"default"`` for ``centered`` in (False, True), else the zero-sum variant's name; validates."""
+    if isinstance(centered, (bool, np.bool_)):
+        return "default"
+    if centered in ZERO_SUM:
+        return str(centered)
+    raise ValueError(f"centered must be True, False or one of {ZERO_SUM}, got {centered!r}")
+
+
+def _zero_sum_family_effects(
+    chol: pt.TensorVariable, lam: pt.TensorVariable, b_sigma: float, centered: bool, scale=None
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    r"""Family effects split into zero-sum deviations and their mean, the mean moved into the intercepts.
+
+    With :math:`F` families, rows :math:`\alpha_l \sim N(0, \Sigma)` iid are exactly
+    :math:`\alpha = \alpha_0 + 1 m^\top` with :math:`\alpha_0` the deviations from the mean
+    over families (each skill's column sums to zero) and :math:`m = L \bar z`,
+    :math:`\bar z \sim N(0, I/F)`, independent of them. The linear predictor
+    :math:`\lambda_j^\top(\alpha_l + \beta^\top x_i) + b_j` then depends on :math:`m` only
+    through :math:`c_j = b_j + \lambda_j^\top m`, which is sampled in place of :math:`b_j`
+    (a shift: Jacobian 1), with :math:`b = c - \lambda^\top m` keeping its
+    :math:`N(0, b_\sigma)` prior through a potential. The intercept and the mean family
+    effect, nearly confounded in the data (a direction a diagonal mass matrix cannot
+    follow), become a well-identified ``c`` and an ``m`` that only the priors inform.
+
+    ``centered=False``: :math:`\alpha_0 = Z_0 L^\top`, :math:`Z_0` a standard zero-sum normal
+    (``alpha_z0``). ``centered=True``: :math:`\alpha_0` itself (``alpha0``), with density
+    :math:`|\Sigma|^{-(F-1)/2} \exp(-\tfrac12 \operatorname{tr} \alpha_0 \Sigma^{-1}\alpha_0^\top)`
+    on the zero-sum subspace. With ``scale`` (the anchor loadings :math:`s`, centered only)
+    ``alpha0`` holds :math:`\alpha_0 \operatorname{diag}(s)` (see
+    :func:`_skill_scaled_coefficients`), with log-Jacobian :math:`-(F - 1) \sum_k \log s_k`.
+    Returns the deterministics ``alpha`` and ``b``.
+    """
+    model = pm.modelcontext(None)
+    F = len(model.coords["family"])
+    if centered:
+        # ZeroSumNormal(1) gives the zero-sum transform and -|alpha0|^2 / 2; the potential
+        # turns that into the N(0, Sigma) deviations' density.
+        raw = pm.ZeroSumNormal("alpha0", sigma=1.0, dims=("skill", "family")).T  # (F, K)
+        alpha0 = raw if scale is None else raw / scale
+        white = alpha0 @ pt.linalg.inv(chol).T  # rows L^{-1} alpha0_l (one K x K inverse)
+        log_det = pt.log(pt.diagonal(chol)).sum() + (0.0 if scale is None else pt.log(scale).sum())
+        pm.Potential("alpha0_prior", -0.5 * (white**2).sum() + 0.5 * (raw**2).sum() - (F - 1) * log_det)
+    else:
+        z0 = pm.ZeroSumNormal("alpha_z0", sigma=1.0, dims=("skill", "family"))
+        alpha0 = z0.T @ chol.T
+    zbar = pm.Normal("alpha_zbar", 0.0, 1.0 / np.sqrt(F), dims="skill")
+    m = chol @ zbar  # mean family effect (K,)
+    c = pm.Flat("c", dims="benchmark")  # b + lam' m: what the scores inform
+    b = pm.Deterministic("b", c - m @ lam, dims="benchmark")
+    pm.Potential("b_prior", pm.logp(pm.Normal.dist(0.0, b_sigma), b).sum())
+    alpha = pm.Deterministic("alpha", alpha0 + m[None, :], dims=("family", "skill"))
+    return alpha, b
+
+
+def zero_sum_values(values: Mapping[str, np.ndarray], mode: str) -> dict[str, np.ndarray]:
+    """Values of the zero-sum parameterization's free variables from ``alpha``, ``b``, ``lam``, ``corr``.
+
+    The inverse of :func:`_zero_sum_family_effects`, for starting values (e.g. an MLE).
+    """
+    alpha, b, lam = (np.asarray(values[k], float) for k in ("alpha", "b", "lam"))
+    L = np.linalg.cholesky(np.asarray(values["corr"], float))
+    m = alpha.mean(axis=0)
+    alpha0 = alpha - m
+    out = {"alpha_zbar": np.linalg.solve(L, m), "c": b + m @ lam}
+    if mode == "zerosum_scaled":
+        s = np.diag(lam)[: lam.shape[0]].copy()
+        K = len(s)
+        out["alpha0"] = (alpha0 * s).T
+        out["lam_anchor"] = s
+        out["lam_ratio"] = lam[:, K:] / s[:, None]
+        out["beta_scaled"] = np.asarray(values["beta"], float) * s
+    elif mode == "zerosum_centered":
+        out["alpha0"] = alpha0.T
+    else:
+        out["alpha_z0"] = np.linalg.solve(L, alpha0.T)  # (skill, family), rows sum to zero
+    return out
+
+
 # --------------------------------------------------------------------- the model
 def build_model(
     data: ScalingData,
     K: int = 4,
     priors: Mapping[str, float] | None = None,
     dispersion: str = "benchmark",
-    centered: bool = False,
+    centered: bool | str = False,
 ) -> pm.Model:
     """Build the PyMC model of the latent-skill scaling law.
 
@@ -164,9 +279,13 @@ def build_model(
         ``"benchmark"``: one precision ``phi_j`` per benchmark (the paper's main model).
         ``"covariates"``: ``log phi_ij = a_j + x_i' s_j``, the authors' variant for
         prediction intervals.
-    centered : bool
-        Sample the family effects directly (``True``) or as ``L z`` with standard-normal
-        ``z`` (``False``, the default, better for NUTS when families have few models).
+    centered : bool or {"zerosum", "zerosum_centered"}
+        How the family effects are sampled (the model is the same for every choice; see
+        :data:`PARAMETERIZATIONS`): ``False`` (the default), as ``L z`` with standard-normal
+        ``z``; ``True``, directly; ``"zerosum"`` and ``"zerosum_centered"``, split into their
+        mean over families and deviations that sum to zero, the mean absorbed into shifted
+        intercepts (see :func:`_zero_sum_family_effects`): the parameterizations for NUTS.
+        The marginal likelihood (``mle``) needs ``False`` or ``True``.
 
     Returns
     -------
@@ -180,6 +299,7 @@ def build_model(
     K = check_K(data, K)
     if dispersion not in ("benchmark", "covariates"):
         raise ValueError(f"dispersion must be 'benchmark' or 'covariates', got {dispersion!r}")
+    mode = parameterization(centered)
     pr = _priors(priors)
     skills = [f"skill_{k + 1}" for k in range(K)]
     rows, cols = np.nonzero(data.observed)
@@ -202,11 +322,15 @@ def build_model(
         cell_model = pm.Data("cell_model", rows, dims="cell")
         cell_benchmark = pm.Data("cell_benchmark", cols, dims="cell")
 
-        beta = pm.Normal("beta", 0.0, pr["beta_sigma"], dims=("covariate", "skill"))
         lam_anchor = pm.HalfNormal("lam_anchor", pr["lam_sigma"], dims="anchor")
-        lam_free = pm.Normal("lam_free", 0.0, pr["lam_sigma"], dims=("skill", "free_benchmark"))
+        if mode == "zerosum_scaled":
+            beta, lam_free = _skill_scaled_coefficients(lam_anchor, pr, J=data.n_benchmarks, p=len(COVARIATES))
+        else:
+            beta = pm.Normal("beta", 0.0, pr["beta_sigma"], dims=("covariate", "skill"))
+            lam_free = pm.Normal("lam_free", 0.0, pr["lam_sigma"], dims=("skill", "free_benchmark"))
         lam = pm.Deterministic("lam", loadings(lam_anchor, lam_free), dims=("skill", "benchmark"))
-        b = pm.Normal("b", 0.0, pr["b_sigma"], dims="benchmark")
+        if mode == "default":
+            b = pm.Normal("b", 0.0, pr["b_sigma"], dims="benchmark")
 
         # Correlation matrix through its Cholesky factor, with the LKJ prior and the
         # Jacobian of the transform added by hand (see corr_cholesky).
@@ -215,7 +339,10 @@ def build_model(
         pm.Potential("corr_prior", lkj_cholesky_logp(chol, pr["lkj_eta"]) + log_jac)
         pm.Deterministic("corr", chol @ chol.T, dims=("skill", "skill_other"))
 
-        if centered:
+        if mode != "default":
+            scale = lam_anchor if mode == "zerosum_scaled" else None
+            alpha, b = _zero_sum_family_effects(chol, lam, pr["b_sigma"], centered=mode != "zerosum", scale=scale)
+        elif centered:
             alpha = pm.MvNormal("alpha", mu=np.zeros(K), chol=chol, dims=("family", "skill"))
         else:
             alpha_z = pm.Normal("alpha_z", 0.0, 1.0, dims=("family", "skill"))

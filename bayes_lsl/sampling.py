@@ -14,6 +14,7 @@ import xarray as xr
 from bayes_lsl.data import ScalingData
 from bayes_lsl.draws import initial_values, log_likelihood_group, numeric_stats, posterior_group
 from bayes_lsl.inference import FitResult, register
+from bayes_lsl.model import zero_sum_values
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 
@@ -77,12 +78,39 @@ def _run_pymc(model, initvals, *, seed, progress, chains, tune, draws, target_ac
     )
 
 
+def _initial_values(model: pm.Model, init: Mapping[str, np.ndarray] | xr.DataTree) -> dict[str, np.ndarray]:
+    """:func:`~bayes_lsl.draws.initial_values`, plus the zero-sum parameterizations' variables.
+
+    With ``centered="zerosum..."`` ``b`` and ``alpha`` (and, for ``"zerosum_scaled"``,
+    ``beta`` and the free loadings) are not free variables; given them (and ``lam``,
+    ``corr``), e.g. from an MLE, they are converted to the free variables of that
+    parameterization (see :func:`bayes_lsl.model.zero_sum_values`).
+    """
+    free = {rv.name for rv in model.free_RVs}
+    if "c" not in free:
+        return initial_values(model, init)
+    mode = "zerosum" if "alpha_z0" in free else "zerosum_scaled" if "lam_ratio" in free else "zerosum_centered"
+    if isinstance(init, xr.DataTree):
+        post = init["posterior"].to_dataset()
+        values = {k: post[k].mean(("chain", "draw")).values for k in post.data_vars}
+    else:
+        values = {k: np.asarray(v, float) for k, v in init.items()}
+    # What draws.initial_values converts itself: free variables, corr, and lam where lam_free is free.
+    plain = {k: v for k, v in values.items() if k in free or k == "corr" or (k == "lam" and "lam_free" in free)}
+    out = initial_values(model, plain)
+    if {"alpha", "b", "lam", "corr"} <= values.keys() and (mode != "zerosum_scaled" or "beta" in values):
+        out.update({k: v for k, v in zero_sum_values(values, mode).items() if k in free})
+    return out
+
+
 def minor_mode_chains(lp: xr.DataArray, gap: float = 10.0) -> tuple[list[int], list[float]]:
-    """Chains whose mean log density is more than ``gap`` below the best chain's.
+    """Chains whose mean ``lp`` (log density or log-likelihood per draw) is more than ``gap`` below the best chain's.
 
     A chain stuck in a minor mode of the posterior looks converged on its own, but its
     log density sits well below the other chains' (on the paper's data, 35-40 lower in
-    the mode where the math and bbh skills trade loadings on mmlu).
+    the mode where the math and bbh skills trade loadings on mmlu). :func:`fit_nuts`
+    passes the log-likelihood of all scores, which does not depend on the
+    parameterization.
 
     Returns
     -------
@@ -135,8 +163,8 @@ def fit_nuts(
         nutpie's mass-matrix adaptation; ``"low_rank"`` also learns the strongest
         posterior correlations (here: loadings against slopes), at some cost per step.
     lp_gap : float
-        A chain whose mean log density is more than this below the best chain's is
-        reported as stuck in a minor mode.
+        A chain whose mean log-likelihood (of all scores) is more than this below the
+        best chain's is reported as stuck in a minor mode.
 
     Returns
     -------
@@ -144,13 +172,14 @@ def fit_nuts(
         ``posterior``, ``sample_stats`` (``diverging``, ``lp``, ``energy`` ...) and
         ``log_likelihood`` of ``y`` (dims ``chain, draw, cell``). Attrs ``sampler``,
         ``chains``, ``tune``, ``draws``, ``target_accept``, ``wall_time_s`` (compilation
-        included), ``n_divergences``, ``chain_mean_lp`` and ``minor_mode_chains`` (a warning
-        is issued when it is not empty).
+        included), ``n_divergences``, ``chain_mean_lp`` (the sampler's log density),
+        ``chain_mean_loglik`` and ``minor_mode_chains`` (a warning is issued when it is not
+        empty).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
     start = time.perf_counter()
-    initvals = initial_values(model, init) if init is not None else None
+    initvals = _initial_values(model, init) if init is not None else None
     settings = dict(
         seed=seed, progress=progress, chains=chains, tune=tune, draws=draws, target_accept=target_accept, cores=cores
     )
@@ -168,11 +197,15 @@ def fit_nuts(
         "log_likelihood": log_likelihood_group(draws_ds, model),
     }
     n_div = int(stats["diverging"].sum()) if "diverging" in stats else 0
-    stuck, chain_lp = minor_mode_chains(stats["lp"], lp_gap) if "lp" in stats else ([], [])
+    chain_lp = [float(m) for m in stats["lp"].mean("draw").values] if "lp" in stats else []
+    # Judged on the log-likelihood, which (unlike the sampler's log density, which holds
+    # the Jacobians of the parameterization) means the same in every parameterization.
+    loglik = groups["log_likelihood"]["y"].sum("cell")
+    stuck, chain_ll = minor_mode_chains(loglik, lp_gap)
     if stuck:
         warnings.warn(
-            f"chain(s) {stuck} sit in a minor mode: mean log density more than {lp_gap} below the best chain's "
-            f"(chain means {np.round(chain_lp, 1).tolist()}). Drop them or restart from init=<an mle fit>.",
+            f"chain(s) {stuck} sit in a minor mode: mean log-likelihood more than {lp_gap} below the best chain's "
+            f"(chain means {np.round(chain_ll, 1).tolist()}). Drop them or restart from init=<an mle fit>.",
             stacklevel=3,
         )
     attrs = {
@@ -185,6 +218,7 @@ def fit_nuts(
         "wall_time_s": time.perf_counter() - start,
         "n_divergences": n_div,
         "chain_mean_lp": chain_lp,
+        "chain_mean_loglik": chain_ll,
         "minor_mode_chains": stuck,
     }
     return groups, attrs

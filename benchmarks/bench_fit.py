@@ -5,7 +5,7 @@ Usage (from the repository root, with BAYES_LSL_DATA set)::
     python benchmarks/bench_fit.py mle --variant paper --K 4
     python benchmarks/bench_fit.py sweep --variant paper --Ks 1 2 3 4 5 6 7 8
     python benchmarks/bench_fit.py advi --variant raw
-    python benchmarks/bench_fit.py nuts --variant raw --init-mle
+    python benchmarks/bench_fit.py nuts --variant raw --init-mle --centered zerosum_scaled
 
 Each run prints one Markdown table row per fit; copy them into benchmarks/README.md with
 the date and the machine.
@@ -49,8 +49,13 @@ def main() -> None:
     parser.add_argument("--init-mle", action="store_true", help="nuts: start the chains at the MLE")
     parser.add_argument("--n-starts", type=int, default=None)
     parser.add_argument("--adaptation", default="diag", choices=["diag", "low_rank"], help="nuts (nutpie)")
-    parser.add_argument("--centered", action="store_true", help="centered family effects")
+    parser.add_argument("--centered", nargs="?", const="true", default="false",
+                        choices=["false", "true", "zerosum", "zerosum_centered", "zerosum_scaled"],
+                        help="parameterization of the family effects (bare --centered: centered)")  # fmt: skip
+    parser.add_argument("--target-accept", type=float, default=0.8, help="nuts")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    centered = {"false": False, "true": True}.get(args.centered, args.centered)
     warnings.simplefilter("ignore", UserWarning)
     data = bl.load_leaderboard(args.variant)
     opts = {} if args.n_starts is None else {"n_starts": args.n_starts}
@@ -59,17 +64,26 @@ def main() -> None:
         print("| method | variant | K | log-lik (check) | objective | AIC | BIC | starts agree | grad norm | wall s |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         t0 = time.perf_counter()
-        for K in [args.K] if args.what == "mle" else args.Ks:
-            bench_mle(data, K, args.variant, **opts)
-        if args.what == "sweep":
-            print(f"sweep total: {time.perf_counter() - t0:.1f} s")
+        if args.what == "mle":
+            bench_mle(data, args.K, args.variant, **opts)
+            return
+        # The sweep as users run it: select_k, with its cheaper options and warm starts.
+        table = bl.select_k(data, Ks=args.Ks, progress=False, **opts)
+        for K, fit in table.attrs["fits"].items():
+            a = fit.attrs
+            print(f"| sweep | {args.variant} | {K} | {a['marginal_loglik']:.2f} | "
+                  f"{a['marginal_loglik_objective']:.2f} | "
+                  f"{a['aic']:.1f} | {a['bic']:.1f} | {a['n_agree']}/{a['n_starts']} | {a['grad_norm']:.2g} | "
+                  f"{table.loc[K, 'wall_time_s']:.1f} |")  # fmt: skip
+        print(f"sweep total: {time.perf_counter() - t0:.1f} s")
         return
     init = bl.fit(data, K=args.K, method="mle", progress=False) if args.init_mle else None
     t0 = time.perf_counter()
     options = {"init": init} if init is not None else {}
     if args.what == "nuts":
         options["adaptation"] = args.adaptation
-    fit = bl.fit(data, K=args.K, method=args.what, progress=False, centered=args.centered, **options)
+        options["target_accept"] = args.target_accept
+    fit = bl.fit(data, K=args.K, method=args.what, progress=False, centered=centered, seed=args.seed, **options)
     wall = time.perf_counter() - t0
     a = fit.attrs
     if args.what == "nuts":
@@ -80,7 +94,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|---|---|")
         print(f"| nuts | {args.variant} | {args.K} | {'mle' if init is not None else 'default'} | {wall:.0f} | "
               f"{a['n_divergences']} | {np.nanmax(table['r_hat']):.3f} | {ess:.0f} | {ess / wall:.2f} | "
-              f"{a['minor_mode_chains']} | {args.adaptation}, centered={args.centered}, {n_draws} draws")  # fmt: skip
+              f"{a['minor_mode_chains']} | {args.adaptation}, centered={centered}, {n_draws} draws")  # fmt: skip
     else:
         if args.what == "advi":
             extra = f"ELBO {a['elbo_final']:.1f}, converged {a['elbo_converged']}"

@@ -134,3 +134,23 @@ def test_parameterization_of_family_effects_does_not_change_the_mle(mle_fit, sma
     centered = bl.fit(small_sim[0], K=2, method="mle", seed=0, progress=False, centered=True)
     assert np.isclose(centered.attrs["marginal_loglik"], mle_fit.attrs["marginal_loglik"], atol=1e-6)
     assert centered.attrs["centered"] and not mle_fit.attrs["centered"]
+
+
+def test_warm_start_from_fewer_skills_and_cheap_hessian(mle_fit, small_sim):
+    """A K=1 optimum gives a start at K=2 that reaches the same optimum; the Laplace-rule
+    Hessian gives standard errors close to the full rule's; the zero-sum NUTS
+    parameterizations are refused (the marginal likelihood integrates alpha out)."""
+    import pytest
+
+    data, _ = small_sim
+    one = bl.fit(data, K=1, method="mle", progress=False, n_starts=1, hessian_nodes=1)
+    assert one.attrs["hessian_nodes_per_dim"] == 1 and np.isfinite(one.mle["lam_se"]).all()
+    warm = bl.fit(data, K=2, method="mle", progress=False, n_starts=1, start_from=one, hessian_nodes=1)
+    assert warm.attrs["n_starts"] == 2 and warm.attrs["warm_start"]
+    assert warm.attrs["marginal_loglik"] > mle_fit.attrs["marginal_loglik"] - 0.05
+    ratio = warm.mle["lam_se"].values[:, 2:] / mle_fit.mle["lam_se"].values[:, 2:]
+    assert np.all((ratio > 0.8) & (ratio < 1.25)), ratio
+    with pytest.raises(ValueError, match="start"):
+        bl.fit(data, K=1, method="mle", progress=False, start_from=mle_fit)
+    with pytest.raises(ValueError, match="zero-sum"):
+        bl.fit(data, K=2, method="mle", progress=False, centered="zerosum_scaled")

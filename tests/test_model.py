@@ -127,3 +127,63 @@ def test_simulate_is_seeded_and_fit_ready(small_sim):
     reloaded = bl.ScalingData.from_frame(data.to_frame(), anchors=data.benchmarks)
     np.testing.assert_array_equal(reloaded.scores, data.scores)
     assert np.isfinite(bl.build_model(reloaded, K=2).compile_logp()(bl.build_model(reloaded, K=2).initial_point()))
+
+
+
+@pytest.mark.parametrize("mode", ["zerosum", "zerosum_centered", "zerosum_scaled"])
+def test_zero_sum_parameterization_has_the_same_density(small_sim, mode):
+    """The zero-sum parameterizations are the same model as the default.
+
+    At matched points (the same beta, lam, b, phi, corr, alpha) the log density on the
+    sampler's scale differs from the default's by a constant only, plus the log-Jacobian
+    of the change of variables: for centered deviations -(F - 1) log|L| (Z0 -> alpha0 =
+    Z0 L'), for skills scaled by their anchor loadings s also (J - K - p - (F - 1)) sum
+    log s. b, alpha, beta and lam come back as the same deterministics.
+    """
+    from pymc.distributions.transforms import ZeroSumTransform
+
+    from bayes_lsl.model import corr_cholesky, zero_sum_values
+
+    data, _ = small_sim
+    K, J, F = 2, data.n_benchmarks, len(data.families)
+    default = bl.build_model(data, K=K)
+    other = bl.build_model(data, K=K, centered=mode)
+    assert other.named_vars_to_dims["b"] == ("benchmark",)
+    assert other.named_vars_to_dims["alpha"] == ("family", "skill")
+    logp_default, logp_other = default.compile_logp(), other.compile_logp()
+    natural_fn = pytensor.function(
+        other.value_vars,
+        other.replace_rvs_by_values([other[n] for n in ("b", "alpha", "beta", "lam")]),
+        on_unused_input="ignore",
+    )
+    zs = "alpha_z0" if mode == "zerosum" else "alpha0"
+    rng = np.random.default_rng(11)
+    diffs = []
+    for _ in range(3):
+        corr_z = rng.normal(scale=0.7, size=K * (K - 1) // 2)
+        L = pytensor.function([], corr_cholesky(pt.as_tensor(corr_z), K)[0])()
+        lam_anchor, lam_free = rng.uniform(0.5, 1.5, K), rng.normal(size=(K, J - K))
+        alpha_z = rng.normal(size=(F, K)) + rng.normal(size=K)  # a non-zero mean over families
+        alpha, b = alpha_z @ L.T, rng.normal(size=J)
+        common = {"beta": rng.normal(size=(3, K)), "lam_anchor_log__": np.log(lam_anchor), "lam_free": lam_free,
+                  "corr_z": corr_z, "phi_log__": np.log(rng.uniform(10, 100, J))}  # fmt: skip
+        lam = np.hstack([np.diag(lam_anchor), lam_free])
+        ours = zero_sum_values({"alpha": alpha, "b": b, "lam": lam, "corr": L @ L.T, "beta": common["beta"]}, mode)
+        ours[f"{zs}_zerosum__"] = ZeroSumTransform([-1]).forward(pt.as_tensor(ours.pop(zs))).eval()
+        if "lam_anchor" in ours:
+            ours["lam_anchor_log__"] = np.log(ours.pop("lam_anchor"))
+        point = {v.name: (common | ours)[v.name] for v in other.value_vars}
+        for got, expected in zip(natural_fn(*point.values()), (b, alpha, common["beta"], lam), strict=True):
+            np.testing.assert_allclose(got, expected, atol=1e-10)
+        jac = 0.0
+        if mode != "zerosum":  # centered deviations alpha0 = Z0 L' on the (F - 1) K-dim. zero-sum subspace
+            jac -= (F - 1) * np.log(np.diag(L)).sum()
+        if mode == "zerosum_scaled":  # lam_free = s r, beta = beta~ / s, alpha0 = alpha0~ / s
+            jac += (J - K - 3 - (F - 1)) * np.log(lam_anchor).sum()
+        diffs.append(logp_other(point) - logp_default(common | {"b": b, "alpha_z": alpha_z}) - jac)
+    np.testing.assert_allclose(diffs, diffs[0], atol=1e-8)
+
+
+def test_unknown_parameterization(small_sim):
+    with pytest.raises(ValueError, match="centered must be"):
+        bl.build_model(small_sim[0], K=2, centered="zero")
