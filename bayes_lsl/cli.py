@@ -122,7 +122,14 @@ def _cmd_fit(args: argparse.Namespace) -> None:
 
     out = _out_path(args.out)
     data = _load(args)
-    result = fit(data, K=args.K, method=args.method, seed=args.seed, progress=not args.quiet)
+    options = {}
+    if args.method == "nuts":
+        # What mixes best on the leaderboard data (README, "Known difficulty").
+        options = {"centered": {"false": False, "true": True}.get(args.centered, args.centered)}
+        if args.init == "mle":
+            options["init"] = "mle"
+        options.update(chains=args.chains, tune=args.tune, draws=args.draws)
+    result = fit(data, K=args.K, method=args.method, seed=args.seed, progress=not args.quiet, **options)
     save_fit(result, out)
     attrs = result.attrs
     if args.method == "mle":
@@ -254,6 +261,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="mle", choices=["mle", "map", "advi", "nuts"],
                    help="mle: the paper's estimator (default); map, advi, nuts: Bayesian")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
+    p.add_argument("--init", default="mle", choices=["mle", "default"],
+                   help="nuts: start every chain at the MLE (default; fitted first) or at PyMC's start")  # fmt: skip
+    p.add_argument("--centered", default="zerosum", choices=["zerosum", "true", "false"],
+                   help="nuts: parameterization of the family effects (default zerosum; see build_model)")  # fmt: skip
+    p.add_argument("--chains", type=int, default=4, help="nuts: chains (default 4)")
+    p.add_argument("--tune", type=int, default=1000, help="nuts: tuning steps per chain (default 1000)")
+    p.add_argument("--draws", type=int, default=1000, help="nuts: kept draws per chain (default 1000)")
     p.add_argument("--out", default="fit.nc", help="output file (default fit.nc)")
 
     p = command("select-k", _cmd_select_k, "information criteria (AIC, BIC) of mle fits for several K",

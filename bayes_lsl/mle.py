@@ -293,7 +293,7 @@ def fit_mle(
         "timings_s": [round(v, 2) for v in timings.values()],
         "timings_phases": list(timings),
     }
-    log.info("mle K=%d: loglik %.2f, %d/%d starts agree", K, loglik, n_agree, len(starts))
+    log.info("mle K=%d: loglik %.2f, %d/%d starts agree, %.0f s", K, loglik, n_agree, len(starts), attrs["wall_time_s"])
     return groups, attrs
 
 

@@ -146,11 +146,18 @@ def check_K(data: ScalingData, K: int) -> int:
 PARAMETERIZATIONS: dict[object, str] = {
     False: "alpha = z L' with z iid N(0, 1) (non-centered; the default, and the marginal likelihood's)",
     True: "alpha ~ N(0, corr) sampled directly (centered)",
-    "zerosum": "non-centered zero-sum deviations z0 L', mean L zbar absorbed into the intercepts",
-    "zerosum_centered": "centered zero-sum deviations alpha0, mean L zbar absorbed into the intercepts",
-    "zerosum_scaled": "as zerosum_centered, with each skill measured in units of its anchor's loading",
+    "zerosum": "centered zero-sum deviations, their mean absorbed into the intercepts, "
+    "each skill in units of its anchor loading (for NUTS)",
 }
-ZERO_SUM = ("zerosum", "zerosum_centered", "zerosum_scaled")
+
+
+def parameterization(centered: bool | str) -> str:
+    """``"default"`` for ``centered`` in (False, True), else ``"zerosum"``; validates."""
+    if isinstance(centered, (bool, np.bool_)):
+        return "default"
+    if centered == "zerosum":
+        return "zerosum"
+    raise ValueError(f"centered must be True, False or 'zerosum', got {centered!r}")
 
 
 def _skill_scaled_coefficients(lam_anchor, pr, J: int, p: int) -> tuple[pt.TensorVariable, pt.TensorVariable]:
@@ -178,17 +185,8 @@ def _skill_scaled_coefficients(lam_anchor, pr, J: int, p: int) -> tuple[pt.Tenso
     return beta, lam_free
 
 
-def parameterization(centered: bool | str) -> str:
-    """``"default"`` for ``centered`` in (False, True), else the zero-sum variant's name; validates."""
-    if isinstance(centered, (bool, np.bool_)):
-        return "default"
-    if centered in ZERO_SUM:
-        return str(centered)
-    raise ValueError(f"centered must be True, False or one of {ZERO_SUM}, got {centered!r}")
-
-
 def _zero_sum_family_effects(
-    chol: pt.TensorVariable, lam: pt.TensorVariable, b_sigma: float, centered: bool, scale=None
+    chol: pt.TensorVariable, lam: pt.TensorVariable, lam_anchor: pt.TensorVariable, b_sigma: float
 ) -> tuple[pt.TensorVariable, pt.TensorVariable]:
     r"""Family effects split into zero-sum deviations and their mean, the mean moved into the intercepts.
 
@@ -203,27 +201,20 @@ def _zero_sum_family_effects(
     effect, nearly confounded in the data (a direction a diagonal mass matrix cannot
     follow), become a well-identified ``c`` and an ``m`` that only the priors inform.
 
-    ``centered=False``: :math:`\alpha_0 = Z_0 L^\top`, :math:`Z_0` a standard zero-sum normal
-    (``alpha_z0``). ``centered=True``: :math:`\alpha_0` itself (``alpha0``), with density
-    :math:`|\Sigma|^{-(F-1)/2} \exp(-\tfrac12 \operatorname{tr} \alpha_0 \Sigma^{-1}\alpha_0^\top)`
-    on the zero-sum subspace. With ``scale`` (the anchor loadings :math:`s`, centered only)
-    ``alpha0`` holds :math:`\alpha_0 \operatorname{diag}(s)` (see
-    :func:`_skill_scaled_coefficients`), with log-Jacobian :math:`-(F - 1) \sum_k \log s_k`.
-    Returns the deterministics ``alpha`` and ``b``.
+    The deviations are sampled centered, in units of the anchor loadings :math:`s` (see
+    :func:`_skill_scaled_coefficients`): ``alpha0`` holds :math:`\alpha_0 \operatorname{diag}(s)`,
+    with density :math:`|\Sigma|^{-(F-1)/2} \exp(-\tfrac12 \operatorname{tr} \alpha_0
+    \Sigma^{-1}\alpha_0^\top)` on the zero-sum subspace and log-Jacobian
+    :math:`-(F - 1) \sum_k \log s_k`. Returns the deterministics ``alpha`` and ``b``.
     """
-    model = pm.modelcontext(None)
-    F = len(model.coords["family"])
-    if centered:
-        # ZeroSumNormal(1) gives the zero-sum transform and -|alpha0|^2 / 2; the potential
-        # turns that into the N(0, Sigma) deviations' density.
-        raw = pm.ZeroSumNormal("alpha0", sigma=1.0, dims=("skill", "family")).T  # (F, K)
-        alpha0 = raw if scale is None else raw / scale
-        white = alpha0 @ pt.linalg.inv(chol).T  # rows L^{-1} alpha0_l (one K x K inverse)
-        log_det = pt.log(pt.diagonal(chol)).sum() + (0.0 if scale is None else pt.log(scale).sum())
-        pm.Potential("alpha0_prior", -0.5 * (white**2).sum() + 0.5 * (raw**2).sum() - (F - 1) * log_det)
-    else:
-        z0 = pm.ZeroSumNormal("alpha_z0", sigma=1.0, dims=("skill", "family"))
-        alpha0 = z0.T @ chol.T
+    F = len(pm.modelcontext(None).coords["family"])
+    # ZeroSumNormal(1) gives the zero-sum transform and -|alpha0|^2 / 2; the potential
+    # turns that into the N(0, Sigma) deviations' density.
+    raw = pm.ZeroSumNormal("alpha0", sigma=1.0, dims=("skill", "family")).T  # (F, K)
+    alpha0 = raw / lam_anchor
+    white = alpha0 @ pt.linalg.inv(chol).T  # rows L^{-1} alpha0_l (one K x K inverse)
+    log_det = pt.log(pt.diagonal(chol)).sum() + pt.log(lam_anchor).sum()
+    pm.Potential("alpha0_prior", -0.5 * (white**2).sum() + 0.5 * (raw**2).sum() - (F - 1) * log_det)
     zbar = pm.Normal("alpha_zbar", 0.0, 1.0 / np.sqrt(F), dims="skill")
     m = chol @ zbar  # mean family effect (K,)
     c = pm.Flat("c", dims="benchmark")  # b + lam' m: what the scores inform
@@ -233,28 +224,25 @@ def _zero_sum_family_effects(
     return alpha, b
 
 
-def zero_sum_values(values: Mapping[str, np.ndarray], mode: str) -> dict[str, np.ndarray]:
-    """Values of the zero-sum parameterization's free variables from ``alpha``, ``b``, ``lam``, ``corr``.
+def zero_sum_values(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The ``"zerosum"`` parameterization's free variables from ``alpha``, ``b``, ``beta``, ``lam``, ``corr``.
 
-    The inverse of :func:`_zero_sum_family_effects`, for starting values (e.g. an MLE).
+    The inverse of :func:`_zero_sum_family_effects` and :func:`_skill_scaled_coefficients`,
+    for starting values (e.g. an MLE).
     """
     alpha, b, lam = (np.asarray(values[k], float) for k in ("alpha", "b", "lam"))
     L = np.linalg.cholesky(np.asarray(values["corr"], float))
+    K = lam.shape[0]
+    s = np.diag(lam[:, :K]).copy()
     m = alpha.mean(axis=0)
-    alpha0 = alpha - m
-    out = {"alpha_zbar": np.linalg.solve(L, m), "c": b + m @ lam}
-    if mode == "zerosum_scaled":
-        s = np.diag(lam)[: lam.shape[0]].copy()
-        K = len(s)
-        out["alpha0"] = (alpha0 * s).T
-        out["lam_anchor"] = s
-        out["lam_ratio"] = lam[:, K:] / s[:, None]
-        out["beta_scaled"] = np.asarray(values["beta"], float) * s
-    elif mode == "zerosum_centered":
-        out["alpha0"] = alpha0.T
-    else:
-        out["alpha_z0"] = np.linalg.solve(L, alpha0.T)  # (skill, family), rows sum to zero
-    return out
+    return {
+        "alpha_zbar": np.linalg.solve(L, m),
+        "c": b + m @ lam,
+        "alpha0": ((alpha - m) * s).T,
+        "lam_anchor": s,
+        "lam_ratio": lam[:, K:] / s[:, None],
+        "beta_scaled": np.asarray(values["beta"], float) * s,
+    }
 
 
 # --------------------------------------------------------------------- the model
@@ -279,12 +267,13 @@ def build_model(
         ``"benchmark"``: one precision ``phi_j`` per benchmark (the paper's main model).
         ``"covariates"``: ``log phi_ij = a_j + x_i' s_j``, the authors' variant for
         prediction intervals.
-    centered : bool or {"zerosum", "zerosum_centered"}
+    centered : bool or "zerosum"
         How the family effects are sampled (the model is the same for every choice; see
         :data:`PARAMETERIZATIONS`): ``False`` (the default), as ``L z`` with standard-normal
-        ``z``; ``True``, directly; ``"zerosum"`` and ``"zerosum_centered"``, split into their
-        mean over families and deviations that sum to zero, the mean absorbed into shifted
-        intercepts (see :func:`_zero_sum_family_effects`): the parameterizations for NUTS.
+        ``z``; ``True``, directly; ``"zerosum"``, split into their mean over families and
+        centered deviations that sum to zero, the mean absorbed into shifted intercepts,
+        each skill measured in units of its anchor loading (see
+        :func:`_zero_sum_family_effects`): the parameterization that mixes best under NUTS.
         The marginal likelihood (``mle``) needs ``False`` or ``True``.
 
     Returns
@@ -323,7 +312,7 @@ def build_model(
         cell_benchmark = pm.Data("cell_benchmark", cols, dims="cell")
 
         lam_anchor = pm.HalfNormal("lam_anchor", pr["lam_sigma"], dims="anchor")
-        if mode == "zerosum_scaled":
+        if mode == "zerosum":
             beta, lam_free = _skill_scaled_coefficients(lam_anchor, pr, J=data.n_benchmarks, p=len(COVARIATES))
         else:
             beta = pm.Normal("beta", 0.0, pr["beta_sigma"], dims=("covariate", "skill"))
@@ -339,9 +328,8 @@ def build_model(
         pm.Potential("corr_prior", lkj_cholesky_logp(chol, pr["lkj_eta"]) + log_jac)
         pm.Deterministic("corr", chol @ chol.T, dims=("skill", "skill_other"))
 
-        if mode != "default":
-            scale = lam_anchor if mode == "zerosum_scaled" else None
-            alpha, b = _zero_sum_family_effects(chol, lam, pr["b_sigma"], centered=mode != "zerosum", scale=scale)
+        if mode == "zerosum":
+            alpha, b = _zero_sum_family_effects(chol, lam, lam_anchor, pr["b_sigma"])
         elif centered:
             alpha = pm.MvNormal("alpha", mu=np.zeros(K), chol=chol, dims=("family", "skill"))
         else:

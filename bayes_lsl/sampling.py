@@ -79,27 +79,24 @@ def _run_pymc(model, initvals, *, seed, progress, chains, tune, draws, target_ac
 
 
 def _initial_values(model: pm.Model, init: Mapping[str, np.ndarray] | xr.DataTree) -> dict[str, np.ndarray]:
-    """:func:`~bayes_lsl.draws.initial_values`, plus the zero-sum parameterizations' variables.
+    """:func:`~bayes_lsl.draws.initial_values`, plus the ``"zerosum"`` parameterization's variables.
 
-    With ``centered="zerosum..."`` ``b`` and ``alpha`` (and, for ``"zerosum_scaled"``,
-    ``beta`` and the free loadings) are not free variables; given them (and ``lam``,
-    ``corr``), e.g. from an MLE, they are converted to the free variables of that
-    parameterization (see :func:`bayes_lsl.model.zero_sum_values`).
+    With ``centered="zerosum"``, ``alpha``, ``b``, ``beta`` and the free loadings are not
+    free variables; given them (and ``lam``, ``corr``), e.g. from an MLE, they are
+    converted to that parameterization's (see :func:`bayes_lsl.model.zero_sum_values`).
     """
     free = {rv.name for rv in model.free_RVs}
     if "c" not in free:
         return initial_values(model, init)
-    mode = "zerosum" if "alpha_z0" in free else "zerosum_scaled" if "lam_ratio" in free else "zerosum_centered"
     if isinstance(init, xr.DataTree):
         post = init["posterior"].to_dataset()
         values = {k: post[k].mean(("chain", "draw")).values for k in post.data_vars}
     else:
         values = {k: np.asarray(v, float) for k, v in init.items()}
-    # What draws.initial_values converts itself: free variables, corr, and lam where lam_free is free.
-    plain = {k: v for k, v in values.items() if k in free or k == "corr" or (k == "lam" and "lam_free" in free)}
-    out = initial_values(model, plain)
-    if {"alpha", "b", "lam", "corr"} <= values.keys() and (mode != "zerosum_scaled" or "beta" in values):
-        out.update({k: v for k, v in zero_sum_values(values, mode).items() if k in free})
+    # What draws.initial_values converts itself: free variables and corr.
+    out = initial_values(model, {k: v for k, v in values.items() if k in free or k == "corr"})
+    if {"alpha", "b", "beta", "lam", "corr"} <= values.keys():
+        out.update({k: v for k, v in zero_sum_values(values).items() if k in free})
     return out
 
 
@@ -155,8 +152,9 @@ def fit_nuts(
         Target acceptance rate of the step-size adaptation.
     init : dict or DataTree, optional
         Starting values for every chain (see :func:`bayes_lsl.draws.initial_values`), e.g. an
-        ``mle`` fit, to start the chains in the major mode; not jittered. Default: PyMC's
-        default point, jittered per chain.
+        ``mle`` fit, to start the chains in the major mode; not jittered
+        (``bayes_lsl.fit(..., init="mle")`` fits the MLE first). Default: PyMC's default
+        point, jittered per chain.
     cores : int, optional
         Chains run in parallel; default one core per chain (at most 4 for PyMC).
     adaptation : {"diag", "low_rank"}
@@ -173,8 +171,8 @@ def fit_nuts(
         ``log_likelihood`` of ``y`` (dims ``chain, draw, cell``). Attrs ``sampler``,
         ``chains``, ``tune``, ``draws``, ``target_accept``, ``wall_time_s`` (compilation
         included), ``n_divergences``, ``chain_mean_lp`` (the sampler's log density),
-        ``chain_mean_loglik`` and ``minor_mode_chains`` (a warning is issued when it is not
-        empty).
+        ``chain_mean_loglik``, ``minor_mode_chains`` (a warning is issued when it is not
+        empty) and ``init`` (``"default"``, ``"values"``, or the method of the fit started from).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
@@ -220,5 +218,7 @@ def fit_nuts(
         "chain_mean_lp": chain_lp,
         "chain_mean_loglik": chain_ll,
         "minor_mode_chains": stuck,
+        "init": "default" if init is None else init.attrs.get("method", "values") if isinstance(init, xr.DataTree)
+        else "values",
     }
     return groups, attrs

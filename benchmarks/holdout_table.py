@@ -4,6 +4,9 @@ Fits without the 41 held-out models and predicts the 11 test models' 102 scores,
 each variant, K and method asked for, then prints a Markdown table.
 
     python benchmarks/holdout_table.py --variants paper raw --Ks 3 4 5 --methods mle nuts baseline
+    python benchmarks/holdout_table.py --variants paper --Ks 4 --methods mle --dispersion covariates
+
+NUTS chains start at the MLE, with the ``zerosum`` parameterization.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ def main() -> None:
     parser.add_argument("--Ks", nargs="+", type=int, default=[3, 4, 5])
     parser.add_argument("--methods", nargs="+", default=["mle", "nuts", "baseline"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dispersion", default="benchmark", choices=["benchmark", "covariates"])
     parser.add_argument("--out", default=None, help="also write the rows as CSV")
     args = parser.parse_args()
 
@@ -36,12 +40,15 @@ def main() -> None:
             data = bl.load_leaderboard(variant=variant)
         for method in args.methods:
             for K in [None] if method == "baseline" else args.Ks:
-                options = {"init": "mle", "centered": True} if method == "nuts" else {}
+                options = {"init": "mle", "centered": "zerosum"} if method == "nuts" else {}
+                if method != "baseline":
+                    options["dispersion"] = args.dispersion
                 t0 = time.perf_counter()
                 result = bl.evaluate_holdout(data, "paper", K=K or 4, method=method, seed=args.seed, progress=False,
                                              **options)  # fmt: skip
                 overall = result.summary.loc["overall"]
-                rows.append({"variant": variant, "method": method, "K": K or "-", "n": int(overall["n"]),
+                rows.append({"variant": variant, "method": method, "K": K or "-",
+                             "dispersion": args.dispersion if method != "baseline" else "-", "n": int(overall["n"]),
                              "mae": overall["mae"], "mae_se": overall["mae_se"], "coverage": overall["coverage"],
                              "width": overall["width"], "seconds": time.perf_counter() - t0})  # fmt: skip
                 print(pd.DataFrame(rows[-1:]).round(4).to_string(index=False, header=len(rows) == 1), flush=True)

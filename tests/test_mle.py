@@ -139,7 +139,7 @@ def test_parameterization_of_family_effects_does_not_change_the_mle(mle_fit, sma
 def test_warm_start_from_fewer_skills_and_cheap_hessian(mle_fit, small_sim):
     """A K=1 optimum gives a start at K=2 that reaches the same optimum; the Laplace-rule
     Hessian gives standard errors close to the full rule's; the zero-sum NUTS
-    parameterizations are refused (the marginal likelihood integrates alpha out)."""
+    parameterization is refused (the marginal likelihood integrates alpha out)."""
     import pytest
 
     data, _ = small_sim
@@ -153,4 +153,4 @@ def test_warm_start_from_fewer_skills_and_cheap_hessian(mle_fit, small_sim):
     with pytest.raises(ValueError, match="start"):
         bl.fit(data, K=1, method="mle", progress=False, start_from=mle_fit)
     with pytest.raises(ValueError, match="zero-sum"):
-        bl.fit(data, K=2, method="mle", progress=False, centered="zerosum_scaled")
+        bl.fit(data, K=2, method="mle", progress=False, centered="zerosum")

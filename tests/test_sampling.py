@@ -89,16 +89,15 @@ def test_short_nuts_recovers_truth(small_sim, nuts_fit):
     assert np.mean(z < 3) >= 0.9, np.round(z, 2)
 
 
-@pytest.mark.parametrize("centered", ["zerosum", "zerosum_centered", "zerosum_scaled"])
-def test_zero_sum_starting_values_reproduce_the_fit(small_sim, mle_fit, centered):
-    """Starting values from an MLE, converted to a zero-sum parameterization's free
+def test_zero_sum_starting_values_reproduce_the_fit(small_sim, mle_fit):
+    """Starting values from an MLE, converted to the zero-sum parameterization's free
     variables, give back the MLE's beta, lam, b, corr and alpha."""
     import pytensor
 
     from bayes_lsl import build_model
     from bayes_lsl.sampling import _initial_values
 
-    model = build_model(small_sim[0], K=K, centered=centered)
+    model = build_model(small_sim[0], K=K, centered="zerosum")
     init = _initial_values(model, mle_fit)
     assert {rv.name for rv in model.free_RVs} <= init.keys()
     point = model.initial_point()
@@ -115,11 +114,17 @@ def test_zero_sum_starting_values_reproduce_the_fit(small_sim, mle_fit, centered
 
 
 @pytest.mark.slow
-def test_nuts_in_the_scaled_zero_sum_parameterization(small_sim, mle_fit):
+def test_nuts_in_the_zero_sum_parameterization(small_sim, mle_fit):
     """A short run from the MLE: same posterior layout, chains agree, no minor-mode false alarm."""
-    fitted = fit(small_sim[0], K=K, method="nuts", centered="zerosum_scaled", init=mle_fit, seed=2, progress=False,
+    fitted = fit(small_sim[0], K=K, method="nuts", centered="zerosum", init=mle_fit, seed=2, progress=False,
                  chains=2, tune=200, draws=200)  # fmt: skip
     assert set(fitted["posterior"].data_vars) == set(POSTERIOR_VARS)
     assert fitted.attrs["minor_mode_chains"] == [] and len(fitted.attrs["chain_mean_loglik"]) == 2
     lam = fitted["posterior"]["lam"].mean("draw")
     np.testing.assert_allclose(lam.isel(chain=0), lam.isel(chain=1), atol=0.3)
+
+
+@pytest.mark.parametrize(("method", "init"), [("nuts", "prior"), ("advi", "mle")])
+def test_named_start_is_mle_for_nuts_only(small_sim, method, init):
+    with pytest.raises(ValueError, match="only named start"):
+        fit(small_sim[0], K=K, method=method, init=init, progress=False)
