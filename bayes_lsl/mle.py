@@ -297,6 +297,22 @@ def fit_mle(
     return groups, attrs
 
 
+def information_covariance(info: np.ndarray) -> tuple[np.ndarray, float]:
+    """Covariance of the estimates from the observed information, and its smallest eigenvalue.
+
+    The inverse where the information is positive definite. Where it is not (a flat or
+    a wrongly curved direction at the optimum), the pseudo-inverse of its positive part:
+    directions without positive curvature get no variance, rather than the negative or
+    huge variances that ``pinv`` would give and that parameter draws
+    (:func:`bayes_lsl.parameters.parameter_draws`) would turn into degenerate correlation
+    matrices.
+    """
+    eig, vec = np.linalg.eigh(0.5 * (info + info.T))
+    keep = eig > max(eig.max(), 0.0) * 1e-12
+    cov = (vec[:, keep] / eig[keep]) @ vec[:, keep].T
+    return 0.5 * (cov + cov.T), float(eig.min())
+
+
 def _mle_groups(
     model: pm.Model, data: ScalingData, parts: MarginalLikelihood, best: dict, hessian_nodes: int
 ) -> dict[str, xr.Dataset]:
@@ -309,15 +325,13 @@ def _mle_groups(
     posterior = point_posterior(natural, model)
 
     H = _hessian(parts, theta, modes, hessian_nodes)
-    info = -0.5 * (H + H.T)
-    eig = np.linalg.eigvalsh(info)
-    if eig.min() <= 0:
+    cov, eigmin = information_covariance(-H)
+    if eigmin <= 0:
         warnings.warn(
-            f"observed information is not positive definite (smallest eigenvalue {eig.min():.3g}); "
-            "standard errors use its pseudo-inverse and are unreliable",
+            f"observed information is not positive definite (smallest eigenvalue {eigmin:.3g}); "
+            "standard errors use the pseudo-inverse of its positive part and are unreliable",
             stacklevel=3,
         )
-    cov = np.linalg.pinv(info)
     jac = parts.natural_jacobian(theta)
     nat_var = np.einsum("ij,jk,ik->i", jac, cov, jac)
     se, k = {}, 0
@@ -336,7 +350,7 @@ def _mle_groups(
             "theta_hat": ("param", theta),
             "theta_cov": (("param", "param_other"), cov),
             "alpha_cov": (("family", "skill", "skill_other"), eb_cov),
-            "information_eigmin": ((), float(eig.min())),
+            "information_eigmin": ((), eigmin),
         },
         coords={d: list(model.coords[d]) for ds in dims.values() for d in ds}
         | {"param": param, "param_other": param, "family": list(data.families)},

@@ -107,23 +107,50 @@ def parameter_draws(fit: xr.DataTree, n_draws: int = 1000, seed: int = 0) -> xr.
     return out.transpose("sample", ...)
 
 
+_BOUNDARY_EPS = 1e-6
+_Z_MAX = float(np.arctanh(1.0 - _BOUNDARY_EPS))
+
+
 def _mle_draws(fit: xr.DataTree, n_draws: int, rng: np.random.Generator) -> xr.Dataset:
     mle = fit["mle"].to_dataset()
     names = [str(p) for p in mle["param"].values]
     theta_hat = mle["theta_hat"].values
-    cov = mle["theta_cov"].values
-    # eigh-based sampling tolerates a covariance that is only positive semi-definite.
-    theta = rng.multivariate_normal(theta_hat, 0.5 * (cov + cov.T), size=n_draws, method="eigh")
+    # Clipped to its positive part (fits saved before information_covariance could hold a
+    # pseudo-inverse with negative eigenvalues); eigh-based sampling tolerates the rest.
+    eig, vec = np.linalg.eigh(0.5 * (mle["theta_cov"].values + mle["theta_cov"].values.T))
+    cov = (vec * np.clip(eig, 0.0, None)) @ vec.T
+    theta = rng.multivariate_normal(theta_hat, cov, size=n_draws, method="eigh")
+    # A correlation whose MLE sits near +-1 on a flat likelihood has a huge standard error
+    # on the unconstrained scale, and many draws would give a singular (or non-finite)
+    # correlation matrix. Its canonical partial correlations tanh(z) are kept within
+    # 1 - _BOUNDARY_EPS of +-1, far below the correlation's own uncertainty.
+    z = np.array([name.startswith("corr_z") for name in names])
+    outside = (np.abs(theta[:, z]) > _Z_MAX).any(axis=1)
+    if outside.any():
+        theta[:, z] = np.clip(theta[:, z], -_Z_MAX, _Z_MAX)
+        warnings.warn(
+            f"{int(outside.sum())} of {n_draws} parameter draws put a skill correlation within {_BOUNDARY_EPS:g} of "
+            "+-1 and were clipped there: a correlation of this fit is near +-1 with a large standard error "
+            f"(smallest eigenvalue of the information {float(mle.get('information_eigmin', np.nan)):.3g})",
+            stacklevel=3,
+        )
     K, J = int(fit.attrs["K"]), len(fit.attrs["benchmarks"])
     natural = _natural_function(tuple(names), K, J)
     values = [natural(t) for t in theta]
     post = fit["posterior"].to_dataset()
     names = _names(fit)
     coords = {d: post[d].values for name in names for d in _DIMS[name]}
-    return xr.Dataset(
+    draws = xr.Dataset(
         {name: (("sample", *_DIMS[name]), np.stack([v[i] for v in values])) for i, name in enumerate(names)},
         coords={"sample": np.arange(n_draws), **coords},
     )
+    if not np.isfinite(draws["corr"].values).all():
+        raise ValueError(
+            "draws from the MLE's asymptotic normal give non-finite correlations: the fit's observed information "
+            f"is degenerate (smallest eigenvalue {float(mle.get('information_eigmin', np.nan)):.3g}). "
+            "Refit with more starts (n_starts), or use method='nuts'."
+        )
+    return draws
 
 
 @cache

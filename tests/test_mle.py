@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 import scipy.special
 import scipy.stats
 
@@ -154,3 +155,45 @@ def test_warm_start_from_fewer_skills_and_cheap_hessian(mle_fit, small_sim):
         bl.fit(data, K=1, method="mle", progress=False, start_from=mle_fit)
     with pytest.raises(ValueError, match="zero-sum"):
         bl.fit(data, K=2, method="mle", progress=False, centered="zerosum")
+
+
+def test_information_covariance_drops_directions_without_positive_curvature():
+    """Positive definite information: its inverse. Indefinite (an optimum on a saddle or a
+    flat ridge): no variance along the bad directions instead of negative or huge ones,
+    so that parameter draws stay finite."""
+    from bayes_lsl.mle import information_covariance
+
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    good = q @ np.diag([4.0, 2.0, 1.0, 0.5]) @ q.T
+    cov, eigmin = information_covariance(good)
+    np.testing.assert_allclose(cov, np.linalg.inv(good), atol=1e-12)
+    assert eigmin == pytest.approx(0.5)
+
+    bad = q @ np.diag([4.0, 2.0, 0.0, -1.19]) @ q.T
+    cov, eigmin = information_covariance(bad)
+    assert eigmin == pytest.approx(-1.19)
+    assert np.linalg.eigvalsh(cov).min() > -1e-12
+    np.testing.assert_allclose(cov @ q[:, 2:], 0.0, atol=1e-12)
+    np.testing.assert_allclose(q[:, :2].T @ cov @ q[:, :2], np.diag([0.25, 0.5]), atol=1e-12)
+
+
+def test_draws_at_the_correlation_boundary_are_regularized(mle_fit):
+    """A correlation with a huge standard error on the unconstrained scale (its MLE near
+    +-1 on a flat likelihood) gives draws with singular correlation matrices; they are
+    clipped within 1e-6 of the boundary, with a warning, so that predictions stay computable."""
+    import xarray as xr
+
+    from bayes_lsl.parameters import parameter_draws
+
+    fit = mle_fit.copy(deep=True)
+    mle = fit["mle"].to_dataset()
+    i = next(k for k, name in enumerate(mle["param"].values) if str(name).startswith("corr_z"))
+    cov = mle["theta_cov"].values.copy()
+    cov[i, i] = 1e4
+    fit["mle"] = xr.DataTree(mle.assign(theta_cov=(("param", "param_other"), cov)))
+    with pytest.warns(UserWarning, match="clipped"):
+        draws = parameter_draws(fit, 200, seed=0)
+    corr = draws["corr"].values
+    assert np.linalg.eigvalsh(corr).min() > 0
+    assert np.abs(corr[:, 0, 1]).max() > 0.999  # the boundary is reached, only regularized
