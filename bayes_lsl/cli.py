@@ -133,7 +133,8 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     save_fit(result, out)
     attrs = result.attrs
     if args.method == "mle":
-        print(f"K={args.K}: marginal log-likelihood {attrs['marginal_loglik']:.2f}, AIC {attrs['aic']:.1f}, "
+        print(f"K={args.K}: marginal log-likelihood {attrs['marginal_loglik']:.2f} "
+              f"(+- {attrs['marginal_loglik_mc_se']:.2f}), AIC {attrs['aic']:.1f}, "
               f"BIC {attrs['bic']:.1f} ({attrs['n_agree']}/{attrs['n_starts']} starts agree)")  # fmt: skip
     print(f"wrote {out}")
 

@@ -134,6 +134,9 @@ def _predict_split(
     from bayes_lsl.inference import fit
     from bayes_lsl.predict import predict
 
+    if method == "mle":
+        # Predictions need the optimum, not its log-likelihood: skip the importance sampler.
+        fit_options = {"check_draws": 0, **fit_options}
     result = fit(train, K=K, method=method, seed=seed, progress=progress, **fit_options)
     return predict(result, new, level=level, seed=seed, n_draws=n_draws), result
 

@@ -97,7 +97,8 @@ def fit(
         if options["init"] != "mle" or method != "nuts":
             raise ValueError(f"init={options['init']!r}: the only named start is init='mle', for method='nuts'")
         # The MLE's neighbourhood is the posterior's main mode (see sampling.fit_nuts).
-        options["init"] = fit(data, K, "mle", seed, priors=priors, dispersion=dispersion, progress=progress)
+        options["init"] = fit(data, K, "mle", seed, priors=priors, dispersion=dispersion, progress=progress,
+                              check_draws=0)  # only the optimum is needed
     model = build_model(data, K=K, priors=priors, dispersion=dispersion, centered=centered)
     groups, attrs = _METHODS[method](model, data, seed=seed, progress=progress, **options)
     attrs = {"dispersion": dispersion, "centered": centered, "priors": repr(dict(priors or {})), **attrs}

@@ -24,8 +24,9 @@ from bayes_lsl.parameters import PARAMETERS
 logger = logging.getLogger(__name__)
 
 #: Fit attrs worth a line in the summary, when the method sets them.
-_SUMMARY_ATTRS = ("method", "K", "seed", "marginal_loglik", "aic", "bic", "n_params", "n_observations",
-                  "integration_error", "n_agree", "n_starts", "converged", "bayes_lsl_version")  # fmt: skip
+_SUMMARY_ATTRS = ("method", "K", "seed", "marginal_loglik", "marginal_loglik_mc_se", "aic", "bic", "n_params",
+                  "n_observations", "integration_error", "n_agree", "n_starts", "converged",
+                  "bayes_lsl_version")  # fmt: skip
 
 
 def parameter_table(fit: xr.DataTree, level: float = 0.95) -> pd.DataFrame:

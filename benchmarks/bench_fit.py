@@ -30,14 +30,16 @@ def _header() -> None:
     print(f"# {time.strftime('%Y-%m-%d')} on {machine}")
 
 
+def _mle_row(what: str, variant: str, K: int, a: dict, wall: float) -> str:
+    return (f"| {what} | {variant} | {K} | {a['marginal_loglik']:.2f} +- {a['marginal_loglik_mc_se']:.2f} | "
+            f"{a['marginal_loglik_objective']:.2f} | {a['aic']:.1f} | {a['bic']:.1f} | "
+            f"{a['n_agree']}/{a['n_starts']} | {a['grad_norm']:.2g} | {wall:.1f} |")  # fmt: skip
+
+
 def bench_mle(data, K: int, variant: str, **opts) -> bl.fit:
     t0 = time.perf_counter()
     fit = bl.fit(data, K=K, method="mle", progress=False, **opts)
-    wall = time.perf_counter() - t0
-    a = fit.attrs
-    print(f"| mle | {variant} | {K} | {a['marginal_loglik']:.2f} | {a['marginal_loglik_objective']:.2f} | "
-          f"{a['aic']:.1f} | {a['bic']:.1f} | {a['n_agree']}/{a['n_starts']} | {a['grad_norm']:.2g} | "
-          f"{wall:.1f} |")  # fmt: skip
+    print(_mle_row("mle", variant, K, fit.attrs, time.perf_counter() - t0))
     return fit
 
 
@@ -49,7 +51,7 @@ def main() -> None:
     parser.add_argument("--Ks", type=int, nargs="+", default=list(range(1, 9)))
     parser.add_argument("--init-mle", action="store_true", help="nuts: start the chains at the MLE")
     parser.add_argument("--n-starts", type=int, default=None)
-    parser.add_argument("--adaptation", default="diag", choices=["diag", "low_rank"], help="nuts (nutpie)")
+    parser.add_argument("--adaptation", default="diag", choices=["diag", "draw_diag", "low_rank"], help="nuts (nutpie)")
     parser.add_argument("--centered", nargs="?", const="true", default="false",
                         choices=["false", "true", "zerosum"],
                         help="parameterization of the family effects (bare --centered: centered)")  # fmt: skip
@@ -62,7 +64,7 @@ def main() -> None:
     opts = {} if args.n_starts is None else {"n_starts": args.n_starts}
     _header()
     if args.what in ("mle", "sweep"):
-        print("| method | variant | K | log-lik (check) | objective | AIC | BIC | starts agree | grad norm | wall s |")
+        print("| method | variant | K | log-lik (IS) | objective | AIC | BIC | starts agree | grad norm | wall s |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         t0 = time.perf_counter()
         if args.what == "mle":
@@ -74,11 +76,7 @@ def main() -> None:
         logging.getLogger("bayes_lsl").setLevel(logging.INFO)
         table = bl.select_k(data, Ks=args.Ks, progress=False, **opts)
         for K, fit in table.attrs["fits"].items():
-            a = fit.attrs
-            print(f"| sweep | {args.variant} | {K} | {a['marginal_loglik']:.2f} | "
-                  f"{a['marginal_loglik_objective']:.2f} | "
-                  f"{a['aic']:.1f} | {a['bic']:.1f} | {a['n_agree']}/{a['n_starts']} | {a['grad_norm']:.2g} | "
-                  f"{table.loc[K, 'wall_time_s']:.1f} |")  # fmt: skip
+            print(_mle_row("sweep", args.variant, K, fit.attrs, table.loc[K, "wall_time_s"]))
         print(f"sweep total: {time.perf_counter() - t0:.1f} s")
         return
     init = bl.fit(data, K=args.K, method="mle", progress=False) if args.init_mle else None

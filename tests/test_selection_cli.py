@@ -26,6 +26,9 @@ def test_select_k_table(k_table):
     assert list(k_table.index) == [1, 2]
     assert {"marginal_loglik", "n_params", "aic", "bic", "integration_error"} <= set(k_table.columns)
     np.testing.assert_allclose(k_table["aic"], -2 * k_table["marginal_loglik"] + 2 * k_table["n_params"])
+    # The reported log-likelihood is the sweep's importance sampler's, with its error.
+    assert ((k_table["marginal_loglik_mc_se"] > 0) & (k_table["marginal_loglik_mc_se"] < 0.1)).all()
+    assert k_table.attrs["fits"][2].attrs["check"] == "4000 draws"
     # The data were simulated with K=2: one skill fits far worse than two.
     assert k_table["marginal_loglik"][2] > k_table["marginal_loglik"][1] + 20
     assert k_table["aic"].idxmin() == 2 and k_table["bic"].idxmin() == 2
