@@ -214,9 +214,9 @@ class MarginalLikelihood:
         """log p(Y_l) per family by importance sampling, and its Monte Carlo standard error.
 
         The reference the rules are checked against: ``n_draws`` draws per family from a
-        multivariate t (``df`` degrees of freedom, scale 1.5 times the adaptive rule's)
-        around each family's mode, so that the weights have finite variance even where the
-        family's posterior has heavier tails than the normal.
+        multivariate t (``df`` degrees of freedom, shape 1.5 times the adaptive rule's
+        covariance) around each family's mode, so that the weights have finite variance
+        even where the family's posterior has heavier tails than the normal.
         """
         if "importance" not in self._compiled:
             z = pt.tensor3("z")
