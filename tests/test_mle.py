@@ -239,3 +239,37 @@ def test_draws_at_the_correlation_boundary_are_regularized(mle_fit):
     corr = draws["corr"].values
     assert np.linalg.eigvalsh(corr).min() > 0
     assert np.abs(corr[:, 0, 1]).max() > 0.999  # the boundary is reached, only regularized
+
+
+def test_refine_stops_when_rounds_stall_and_keeps_the_best():
+    """A re-centered objective that oscillates between rounds instead of settling (what the
+    cubature does at K >= 6 on the paper data): the rounds stop after ``patience`` rounds
+    without improvement, flagged ``stalled``, and the best round is returned, consistent
+    with its own modes."""
+    from types import SimpleNamespace
+
+    from bayes_lsl.mle import refine
+
+    def target(modes):  # where theta's optimum sits given the modes: jumps between rounds
+        return 1.0 + 0.5 * np.sin(50.0 * modes[0, 0])
+
+    def objective(theta, modes):
+        d = theta[0] - target(modes)
+        return -(d**2) - 0.1 * theta[0] ** 2, np.array([-2 * d - 0.2 * theta[0]])
+
+    def family_curvature(a, theta):  # one family, K = 1, mode at theta
+        return -0.5 * (a[:, 0] - theta[0]) ** 2, -(a - theta[0]), -np.ones((1, 1, 1))
+
+    parts = SimpleNamespace(objective=lambda n: objective, n_families=1, K=1, family_curvature=family_curvature)
+    result = refine(parts, np.array([0.3]), n_nodes=1, tol=1e-6, max_rounds=30, patience=3)
+    assert result["stalled"] and not result["converged"] and result["rounds"] < 30
+    value_there = objective(result["theta"], result["modes"])[0]
+    assert np.isclose(result["loglik"], value_there)
+    # No other round's re-centered value was higher: re-run the same rounds by hand.
+    theta, values = np.array([0.3]), []
+    for _ in range(result["rounds"]):
+        modes = np.array([[theta[0]]])
+        theta = np.array([target(modes) / 1.1])  # the round's maximizer with the modes fixed
+        values.append(objective(theta, np.array([[theta[0]]]))[0])
+    assert np.isclose(result["loglik"], max(values), atol=1e-6)
+
