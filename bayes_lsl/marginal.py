@@ -13,9 +13,11 @@ where :math:`m_l` is (one Newton step from) the mode of :math:`h_l`, :math:`S_l 
 the inverse of the curvature there (the scores' Fisher information plus the prior's
 precision, positive definite everywhere), and :math:`(z_q, w_q)` a rule for the standard
 normal: tensor-product Gauss-Hermite (``n**K`` nodes) or, where that grows too large, a
-degree-3 spherical-radial cubature (2K nodes). Nodes fixed on the prior :math:`\mathcal N(0, \Sigma)` are badly
-biased when a family's posterior is narrow (hundreds of log-likelihood units on the paper
-data); placing them at each family's mode makes a few nodes per dimension accurate.
+degree-3 spherical-radial cubature (2K nodes). Nodes fixed on the prior
+:math:`\mathcal N(0, \Sigma)` are badly biased when a family's posterior is narrow
+(hundreds of log-likelihood units on the paper data); placing them at each family's mode
+makes a few nodes per dimension accurate. Importance sampling
+(:meth:`MarginalLikelihood.importance`) gives the reference value at an optimum.
 
 The likelihood itself comes from :mod:`bayes_lsl.model` (``score_logp``,
 ``corr_cholesky``): this module only integrates it.
