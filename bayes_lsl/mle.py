@@ -191,7 +191,7 @@ def fit_mle(
         Starting points (the anchored factor-analysis start plus ``n_starts - 1`` random
         perturbations of it), each first maximized on the cheap Laplace approximation.
     n_refine : int
-        Best Laplace optima refined on the adaptive Gauss-Hermite marginal likelihood.
+        Best Laplace optima refined on the adaptive quadrature (rule ``n_nodes``).
     n_nodes : int or "cubature", optional
         The refinement's rule: Gauss-Hermite nodes per skill dimension, or the 2K-node
         cubature (default :func:`default_nodes`).
