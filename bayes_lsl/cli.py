@@ -264,8 +264,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
     p.add_argument("--init", default="mle", choices=["mle", "default"],
                    help="nuts: start every chain at the MLE (default; fitted first) or at PyMC's start")  # fmt: skip
-    p.add_argument("--centered", default="zerosum", choices=["zerosum", "true", "false"],
-                   help="nuts: parameterization of the family effects (default zerosum; see build_model)")  # fmt: skip
+    p.add_argument("--centered", default="partial", choices=["partial", "true", "false"],
+                   help="nuts: parameterization of the family effects (default partial; see build_model)")  # fmt: skip
     p.add_argument("--chains", type=int, default=4, help="nuts: chains (default 4)")
     p.add_argument("--tune", type=int, default=1000, help="nuts: tuning steps per chain (default 1000)")
     p.add_argument("--draws", type=int, default=1000, help="nuts: kept draws per chain (default 1000)")

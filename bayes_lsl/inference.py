@@ -54,7 +54,7 @@ def fit(
     *,
     priors: Mapping[str, float] | None = None,
     dispersion: str = "benchmark",
-    centered: bool | str = False,
+    centered: bool | str | None = None,
     progress: bool = True,
     **options,
 ) -> xr.DataTree:
@@ -76,8 +76,12 @@ def fit(
         - ``"nuts"``: full posterior by NUTS (nutpie by default).
     seed : int
         Seed of every random step; the same seed gives the same numbers.
-    priors, dispersion, centered
+    priors, dispersion
         Passed to :func:`bayes_lsl.build_model`.
+    centered : bool or "partial", optional
+        How the family effects are parameterized (see :func:`bayes_lsl.build_model`); the
+        model is the same. Default: ``"partial"`` for ``nuts`` (it mixes best),
+        ``False`` otherwise.
     progress : bool
         Show progress bars.
     **options
@@ -99,6 +103,8 @@ def fit(
         # The MLE's neighbourhood is the posterior's main mode (see sampling.fit_nuts).
         options["init"] = fit(data, K, "mle", seed, priors=priors, dispersion=dispersion, progress=progress,
                               check_draws=0)  # only the optimum is needed
+    if centered is None:
+        centered = "partial" if method == "nuts" else False
     model = build_model(data, K=K, priors=priors, dispersion=dispersion, centered=centered)
     groups, attrs = _METHODS[method](model, data, seed=seed, progress=progress, **options)
     attrs = {"dispersion": dispersion, "centered": centered, "priors": repr(dict(priors or {})), **attrs}

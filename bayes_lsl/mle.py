@@ -242,7 +242,7 @@ def fit_mle(
     t0 = time.perf_counter()
     if "b" not in {rv.name for rv in model.free_RVs}:
         raise ValueError(
-            "method='mle' integrates the family effects out: use centered=False (or True), not a zero-sum one"
+            "method='mle' integrates the family effects out: use centered=False (or True), not 'partial'"
         )
     K = len(model.coords["skill"])
     n_nodes = n_nodes or default_nodes(K)

@@ -19,6 +19,7 @@ likelihood is written down.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pymc as pm
@@ -146,18 +147,18 @@ def check_K(data: ScalingData, K: int) -> int:
 PARAMETERIZATIONS: dict[object, str] = {
     False: "alpha = z L' with z iid N(0, 1) (non-centered; the default, and the marginal likelihood's)",
     True: "alpha ~ N(0, corr) sampled directly (centered)",
-    "zerosum": "centered zero-sum deviations, their mean absorbed into the intercepts, "
-    "each skill in units of its anchor loading (for NUTS)",
+    "partial": "centered where a family has scores on the skill's anchor, non-centered given those "
+    "where not; their mean absorbed into the intercepts, each skill in units of its anchor loading (for NUTS)",
 }
 
 
 def parameterization(centered: bool | str) -> str:
-    """``"default"`` for ``centered`` in (False, True), else ``"zerosum"``; validates."""
+    """``"default"`` for ``centered`` in (False, True), else ``"partial"``; validates."""
     if isinstance(centered, (bool, np.bool_)):
         return "default"
-    if centered == "zerosum":
-        return "zerosum"
-    raise ValueError(f"centered must be True, False or 'zerosum', got {centered!r}")
+    if centered == "partial":
+        return "partial"
+    raise ValueError(f"centered must be True, False or 'partial', got {centered!r}")
 
 
 def _skill_scaled_coefficients(lam_anchor, pr, J: int, p: int) -> tuple[pt.TensorVariable, pt.TensorVariable]:
@@ -171,7 +172,7 @@ def _skill_scaled_coefficients(lam_anchor, pr, J: int, p: int) -> tuple[pt.Tenso
     (``lam_ratio``) and :math:`\tilde\beta_{ck} = s_k \beta_{ck}` (``beta_scaled``), which the
     scores determine directly; the model's priors on ``lam_free`` and ``beta`` and the
     log-Jacobian :math:`((J - K) - p) \sum_k \log s_k` enter as potentials. (The family
-    effects are scaled alike in :func:`_zero_sum_family_effects`.)
+    effects are scaled alike in :func:`_partially_centered_family_effects`.)
     """
     K = len(pm.modelcontext(None).coords["skill"])
     ratio = pm.Flat("lam_ratio", dims=("skill", "free_benchmark"))
@@ -185,64 +186,177 @@ def _skill_scaled_coefficients(lam_anchor, pr, J: int, p: int) -> tuple[pt.Tenso
     return beta, lam_free
 
 
-def _zero_sum_family_effects(
-    chol: pt.TensorVariable, lam: pt.TensorVariable, lam_anchor: pt.TensorVariable, b_sigma: float
+def _zero_sum_basis(n: int) -> np.ndarray:
+    """An orthonormal basis (n, n - 1) of the vectors of length n that sum to zero."""
+    if n < 2:
+        return np.zeros((n, 0))
+    q, _ = np.linalg.qr((np.eye(n) - 1.0 / n)[:, : n - 1])
+    return q
+
+
+@dataclass(frozen=True)
+class FamilyLayout:
+    """Which family effects the sampler takes centered, and the covariates the shear uses.
+
+    Skill ``k`` of family ``l`` is *informed* when some model of the family is scored on
+    skill ``k``'s anchor benchmark; otherwise only the free loadings and the skill
+    correlations speak to it.
+    """
+
+    informed: np.ndarray  # (family, skill) bool
+    xbar: np.ndarray  # (family, covariate): mean covariates of each family's models
+
+    @classmethod
+    def from_data(cls, data: ScalingData, K: int) -> FamilyLayout:
+        F = len(data.families)
+        counts = np.bincount(data.family_index, minlength=F)
+        xbar = np.stack([np.bincount(data.family_index, weights=col, minlength=F) for col in data.x.T], axis=1)
+        informed = np.zeros((F, K), bool)
+        np.logical_or.at(informed, data.family_index, data.observed[:, :K])
+        return cls(informed=informed, xbar=xbar / counts[:, None])
+
+    def centered(self, k: int) -> np.ndarray:
+        """Families whose skill ``k`` is sampled centered."""
+        return np.flatnonzero(self.informed[:, k])
+
+    def patterns(self) -> list[tuple[np.ndarray, list[int], list[int]]]:
+        """``(families, informed skills, uninformed skills)`` for each pattern that occurs."""
+        rows = np.unique(self.informed, axis=0)
+        out = []
+        for row in rows:
+            fams = np.flatnonzero((self.informed == row).all(axis=1))
+            out.append((fams, [int(k) for k in np.flatnonzero(row)], [int(k) for k in np.flatnonzero(~row)]))
+        return out
+
+
+def _conditional(corr, seen: list[int], unseen: list[int]):
+    """Regression (unseen, seen) of skills on skills and the Cholesky factor of the residual covariance."""
+    c_ss, c_su = corr[seen][:, seen], corr[seen][:, unseen]
+    reg = pt.linalg.solve(c_ss, c_su, assume_a="pos").T
+    return reg, pt.linalg.cholesky(corr[unseen][:, unseen] - reg @ c_su)
+
+
+def _partially_centered_family_effects(
+    chol: pt.TensorVariable,
+    lam: pt.TensorVariable,
+    lam_anchor: pt.TensorVariable,
+    beta: pt.TensorVariable,
+    layout: FamilyLayout,
+    b_sigma: float,
 ) -> tuple[pt.TensorVariable, pt.TensorVariable]:
-    r"""Family effects split into zero-sum deviations and their mean, the mean moved into the intercepts.
+    r"""Family effects sampled centered where the scores inform them, non-centered where they do not.
 
-    With :math:`F` families, rows :math:`\alpha_l \sim N(0, \Sigma)` iid are exactly
-    :math:`\alpha = \alpha_0 + 1 m^\top` with :math:`\alpha_0` the deviations from the mean
-    over families (each skill's column sums to zero) and :math:`m = L \bar z`,
-    :math:`\bar z \sim N(0, I/F)`, independent of them. The linear predictor
-    :math:`\lambda_j^\top(\alpha_l + \beta^\top x_i) + b_j` then depends on :math:`m` only
-    through :math:`c_j = b_j + \lambda_j^\top m`, which is sampled in place of :math:`b_j`
-    (a shift: Jacobian 1), with :math:`b = c - \lambda^\top m` keeping its
-    :math:`N(0, b_\sigma)` prior through a potential. The intercept and the mean family
-    effect, nearly confounded in the data (a direction a diagonal mass matrix cannot
-    follow), become a well-identified ``c`` and an ``m`` that only the priors inform.
+    The same prior, rows :math:`\alpha_l \sim N(0, \Sigma)` iid, with sampler coordinates
+    chosen for NUTS (each change of variables is aimed at a direction a diagonal mass
+    matrix could not follow, found in the leaderboard posterior):
 
-    The deviations are sampled centered, in units of the anchor loadings :math:`s` (see
-    :func:`_skill_scaled_coefficients`): ``alpha0`` holds :math:`\alpha_0 \operatorname{diag}(s)`,
-    with density :math:`|\Sigma|^{-(F-1)/2} \exp(-\tfrac12 \operatorname{tr} \alpha_0
-    \Sigma^{-1}\alpha_0^\top)` on the zero-sum subspace and log-Jacobian
-    :math:`-(F - 1) \sum_k \log s_k`. Returns the deterministics ``alpha`` and ``b``.
+    - *Informed effects centered, uninformed ones non-centered.* Where a family has scores
+      on a skill's anchor (``layout.informed``), its scores pin the effect, and centered
+      sampling mixes well. Where it has none (on the leaderboard: the HellaSwag skill of
+      the 95 families scored only on v2 benchmarks), the effect follows its prior given the
+      family's other skills, and a centered effect would couple to the correlations like a
+      funnel. Those are sampled as :math:`\alpha_{lU} = A \alpha_{lO} + L_{U|O} z_l`,
+      :math:`z_l \sim N(0, I)` (``alpha_z``), with :math:`A` and :math:`L_{U|O}` the
+      regression on and the residual Cholesky factor given the informed skills :math:`O`.
+    - *Mean into the intercepts.* Per skill, the centered effects are their mean
+      :math:`m_k` (``alpha_mean``) plus deviations that sum to zero (``alpha_dev``, in an
+      orthonormal basis), and the intercepts are sampled as :math:`c_j = b_j + \lambda_j^\top
+      (m + \beta^\top \bar x)`; :math:`b` keeps its :math:`N(0, b_\sigma)` prior through a
+      potential. The intercepts and the mean family effect, nearly confounded in the data,
+      become a well-identified ``c`` and an ``m`` that mostly the prior informs.
+    - *Family-level skills.* The deviations are those of :math:`\alpha_{lk} + \beta_k^\top
+      \bar x_l`, the skill at the family's mean covariates (``layout.xbar``), which is what a
+      family's scores pin down: training tokens barely vary within a family (0.6% of their
+      variance on the leaderboard), so with :math:`\alpha` sampled directly a slope could
+      only move with every family's effect at once.
+    - *Skill units.* The deviations are in units of the anchor loadings :math:`s` (see
+      :func:`_skill_scaled_coefficients`).
+
+    All maps are linear given the structural parameters; the log-Jacobian
+    :math:`-\sum_k (n_k - 1) \log s_k` (:math:`n_k` centered families of skill :math:`k`)
+    and the density of the informed effects, :math:`N(\alpha_{lO}; 0, \Sigma_{OO})`, enter as
+    a potential. Returns the deterministics ``alpha`` (family, skill) and ``b``.
     """
-    F = len(pm.modelcontext(None).coords["family"])
-    # ZeroSumNormal(1) gives the zero-sum transform and -|alpha0|^2 / 2; the potential
-    # turns that into the N(0, Sigma) deviations' density.
-    raw = pm.ZeroSumNormal("alpha0", sigma=1.0, dims=("skill", "family")).T  # (F, K)
-    alpha0 = raw / lam_anchor
-    white = alpha0 @ pt.linalg.inv(chol).T  # rows L^{-1} alpha0_l (one K x K inverse)
-    log_det = pt.log(pt.diagonal(chol)).sum() + pt.log(lam_anchor).sum()
-    pm.Potential("alpha0_prior", -0.5 * (white**2).sum() + 0.5 * (raw**2).sum() - (F - 1) * log_det)
-    zbar = pm.Normal("alpha_zbar", 0.0, 1.0 / np.sqrt(F), dims="skill")
-    m = chol @ zbar  # mean family effect (K,)
-    c = pm.Flat("c", dims="benchmark")  # b + lam' m: what the scores inform
-    b = pm.Deterministic("b", c - m @ lam, dims="benchmark")
+    F, K = layout.informed.shape
+    corr = chol @ chol.T
+    m = pm.Flat("alpha_mean", dims="skill")
+    n_dev = [max(len(layout.centered(k)) - 1, 0) for k in range(K)]
+    u = pm.Flat("alpha_dev", shape=sum(n_dev)) if sum(n_dev) else pt.zeros(0)
+    alpha, shift = pt.zeros((F, K)), []
+    log_jac, offset = 0.0, 0
+    for k in range(K):
+        fams = layout.centered(k)
+        xbar_k = layout.xbar[fams] - layout.xbar[fams].mean(axis=0)
+        dev = pt.dot(_zero_sum_basis(len(fams)), u[offset : offset + n_dev[k]]) / lam_anchor[k]
+        alpha = pt.set_subtensor(alpha[fams, k], m[k] + dev - pt.dot(xbar_k, beta[:, k]))
+        shift.append(m[k] + pt.dot(layout.xbar[fams].mean(axis=0), beta[:, k]))
+        log_jac -= n_dev[k] * pt.log(lam_anchor[k])
+        offset += n_dev[k]
+
+    patterns = layout.patterns()
+    n_z = sum(len(fams) * len(unseen) for fams, _, unseen in patterns)
+    z = pm.Normal("alpha_z", 0.0, 1.0, shape=n_z) if n_z else pt.zeros(0)
+    logp, offset = log_jac, 0
+    for fams, seen, unseen in patterns:
+        a_seen = alpha[fams][:, seen]
+        if seen:
+            l_seen = chol if len(seen) == K else pt.linalg.cholesky(corr[seen][:, seen])
+            white = pt.linalg.solve_triangular(l_seen, a_seen.T, lower=True)
+            logp += -0.5 * (white**2).sum() - len(fams) * pt.log(pt.diagonal(l_seen)).sum()
+        if unseen:
+            z_p = z[offset : offset + len(fams) * len(unseen)].reshape((len(fams), len(unseen)))
+            offset += len(fams) * len(unseen)
+            if seen:
+                reg, l_cond = _conditional(corr, seen, unseen)
+                a_unseen = a_seen @ reg.T + z_p @ l_cond.T
+            else:
+                a_unseen = z_p @ chol.T
+            alpha = pt.set_subtensor(alpha[fams[:, None], np.array(unseen)[None, :]], a_unseen)
+    pm.Potential("alpha_prior", logp)
+    c = pm.Flat("c", dims="benchmark")  # b + lam' (m + beta' xbar): what the scores inform
+    b = pm.Deterministic("b", c - pt.stack(shift) @ lam, dims="benchmark")
     pm.Potential("b_prior", pm.logp(pm.Normal.dist(0.0, b_sigma), b).sum())
-    alpha = pm.Deterministic("alpha", alpha0 + m[None, :], dims=("family", "skill"))
-    return alpha, b
+    return pm.Deterministic("alpha", alpha, dims=("family", "skill")), b
 
 
-def zero_sum_values(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The ``"zerosum"`` parameterization's free variables from ``alpha``, ``b``, ``beta``, ``lam``, ``corr``.
+def partially_centered_values(values: Mapping[str, np.ndarray], layout: FamilyLayout) -> dict[str, np.ndarray]:
+    """The ``"partial"`` parameterization's free variables from ``alpha``, ``b``, ``beta``, ``lam``, ``corr``.
 
-    The inverse of :func:`_zero_sum_family_effects` and :func:`_skill_scaled_coefficients`,
-    for starting values (e.g. an MLE).
+    The inverse of :func:`_partially_centered_family_effects` and
+    :func:`_skill_scaled_coefficients`, for starting values (e.g. an MLE).
     """
-    alpha, b, lam = (np.asarray(values[k], float) for k in ("alpha", "b", "lam"))
-    L = np.linalg.cholesky(np.asarray(values["corr"], float))
+    alpha, b, lam, beta, corr = (np.asarray(values[k], float) for k in ("alpha", "b", "lam", "beta", "corr"))
     K = lam.shape[0]
     s = np.diag(lam[:, :K]).copy()
-    m = alpha.mean(axis=0)
-    return {
-        "alpha_zbar": np.linalg.solve(L, m),
-        "c": b + m @ lam,
-        "alpha0": ((alpha - m) * s).T,
+    m, dev, shift = np.zeros(K), [], np.zeros(K)
+    for k in range(K):
+        fams = layout.centered(k)
+        xbar_mean = layout.xbar[fams].mean(axis=0)
+        m[k] = alpha[fams, k].mean()
+        g = alpha[fams, k] - m[k] + (layout.xbar[fams] - xbar_mean) @ beta[:, k]
+        dev.append(_zero_sum_basis(len(fams)).T @ (s[k] * g))
+        shift[k] = m[k] + xbar_mean @ beta[:, k]
+    z = []
+    for fams, seen, unseen in layout.patterns():
+        if not unseen:
+            continue
+        if seen:
+            reg = np.linalg.solve(corr[np.ix_(seen, seen)], corr[np.ix_(seen, unseen)]).T
+            l_cond = np.linalg.cholesky(corr[np.ix_(unseen, unseen)] - reg @ corr[np.ix_(seen, unseen)])
+            resid = alpha[np.ix_(fams, unseen)] - alpha[np.ix_(fams, seen)] @ reg.T
+        else:
+            l_cond, resid = np.linalg.cholesky(corr), alpha[fams]
+        z.append(np.linalg.solve(l_cond, resid.T).T.ravel())
+    out = {
+        "alpha_mean": m,
+        "alpha_dev": np.concatenate(dev),
+        "alpha_z": np.concatenate(z) if z else np.zeros(0),
+        "c": b + shift @ lam,
         "lam_anchor": s,
         "lam_ratio": lam[:, K:] / s[:, None],
-        "beta_scaled": np.asarray(values["beta"], float) * s,
+        "beta_scaled": beta * s,
     }
+    return out
 
 
 # --------------------------------------------------------------------- the model
@@ -267,14 +381,15 @@ def build_model(
         ``"benchmark"``: one precision ``phi_j`` per benchmark (the paper's main model).
         ``"covariates"``: ``log phi_ij = a_j + x_i' s_j``, the authors' variant for
         prediction intervals.
-    centered : bool or "zerosum"
+    centered : bool or "partial"
         How the family effects are sampled (the model is the same for every choice; see
         :data:`PARAMETERIZATIONS`): ``False`` (the default), as ``L z`` with standard-normal
-        ``z``; ``True``, directly; ``"zerosum"``, split into their mean over families and
-        centered deviations that sum to zero, the mean absorbed into shifted intercepts,
-        each skill measured in units of its anchor loading (see
-        :func:`_zero_sum_family_effects`): the parameterization that mixes best under NUTS.
-        The marginal likelihood (``mle``) needs ``False`` or ``True``.
+        ``z``; ``True``, directly; ``"partial"``, centered where a family has scores on the
+        skill's anchor and non-centered given those where it has none, their mean over
+        families absorbed into shifted intercepts, each skill measured in units of its
+        anchor loading (see :func:`_partially_centered_family_effects`): the
+        parameterization that mixes best under NUTS. The marginal likelihood (``mle``)
+        needs ``False`` or ``True``.
 
     Returns
     -------
@@ -312,7 +427,7 @@ def build_model(
         cell_benchmark = pm.Data("cell_benchmark", cols, dims="cell")
 
         lam_anchor = pm.HalfNormal("lam_anchor", pr["lam_sigma"], dims="anchor")
-        if mode == "zerosum":
+        if mode == "partial":
             beta, lam_free = _skill_scaled_coefficients(lam_anchor, pr, J=data.n_benchmarks, p=len(COVARIATES))
         else:
             beta = pm.Normal("beta", 0.0, pr["beta_sigma"], dims=("covariate", "skill"))
@@ -328,8 +443,9 @@ def build_model(
         pm.Potential("corr_prior", lkj_cholesky_logp(chol, pr["lkj_eta"]) + log_jac)
         pm.Deterministic("corr", chol @ chol.T, dims=("skill", "skill_other"))
 
-        if mode == "zerosum":
-            alpha, b = _zero_sum_family_effects(chol, lam, lam_anchor, pr["b_sigma"])
+        if mode == "partial":
+            layout = FamilyLayout.from_data(data, K)
+            alpha, b = _partially_centered_family_effects(chol, lam, lam_anchor, beta, layout, pr["b_sigma"])
         elif centered:
             alpha = pm.MvNormal("alpha", mu=np.zeros(K), chol=chol, dims=("family", "skill"))
         else:

@@ -62,7 +62,9 @@ def parameter_table(fit: xr.DataTree, level: float = 0.95) -> pd.DataFrame:
         elif draws > 1:
             q = da.quantile([tail, 1 - tail], dim=("chain", "draw")).drop_vars("quantile")
             stats |= {"sd": da.std(("chain", "draw")), "lower": q[0], "upper": q[1]}
-        frame = xr.Dataset(stats).to_dataframe()
+        # The variable's own dim order, so that labels read the same for every method
+        # (a Dataset orders its dims by its coordinates, which can differ between fits).
+        frame = xr.Dataset(stats).to_dataframe(dim_order=[d for d in da.dims if d not in ("chain", "draw")])
         if name == "corr":  # symmetric with a unit diagonal: the lower triangle says it all
             i, j = np.tril_indices(da.sizes["skill"], -1)
             frame = frame.iloc[i * da.sizes["skill"] + j]

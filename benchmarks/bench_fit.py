@@ -5,7 +5,7 @@ Usage (from the repository root, with BAYES_LSL_DATA set)::
     python benchmarks/bench_fit.py mle --variant paper --K 4
     python benchmarks/bench_fit.py sweep --variant paper --Ks 1 2 3 4 5 6 7 8
     python benchmarks/bench_fit.py advi --variant raw
-    python benchmarks/bench_fit.py nuts --variant raw --init-mle --centered zerosum
+    python benchmarks/bench_fit.py nuts --variant raw --init-mle --centered partial
 
 Each run prints one Markdown table row per fit; copy them into benchmarks/README.md with
 the date and the machine.
@@ -51,10 +51,11 @@ def main() -> None:
     parser.add_argument("--Ks", type=int, nargs="+", default=list(range(1, 9)))
     parser.add_argument("--init-mle", action="store_true", help="nuts: start the chains at the MLE")
     parser.add_argument("--n-starts", type=int, default=None)
-    parser.add_argument("--adaptation", default="diag", choices=["diag", "draw_diag", "low_rank"], help="nuts (nutpie)")
-    parser.add_argument("--centered", nargs="?", const="true", default="false",
-                        choices=["false", "true", "zerosum"],
-                        help="parameterization of the family effects (bare --centered: centered)")  # fmt: skip
+    parser.add_argument("--adaptation", default="draw_diag", choices=["draw_diag", "diag", "low_rank"],
+                        help="nuts (nutpie)")  # fmt: skip
+    parser.add_argument("--centered", nargs="?", const="true", default=None,
+                        choices=["false", "true", "partial"],
+                        help="family effects (default: fit's; bare --centered: centered)")  # fmt: skip
     parser.add_argument("--target-accept", type=float, default=0.8, help="nuts")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -6,7 +6,7 @@ each variant, K and method asked for, then prints a Markdown table.
     python benchmarks/holdout_table.py --variants paper raw --Ks 3 4 5 --methods mle nuts baseline
     python benchmarks/holdout_table.py --variants paper --Ks 4 --methods mle --dispersion covariates
 
-NUTS chains start at the MLE, with the ``zerosum`` parameterization.
+NUTS chains start at the MLE, with the ``partial`` parameterization.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
             data = bl.load_leaderboard(variant=variant)
         for method in args.methods:
             for K in [None] if method == "baseline" else args.Ks:
-                options = {"init": "mle", "centered": "zerosum"} if method == "nuts" else {}
+                options = {"init": "mle", "centered": "partial"} if method == "nuts" else {}
                 if method != "baseline":
                     options["dispersion"] = args.dispersion
                 t0 = time.perf_counter()

@@ -208,7 +208,7 @@ def test_module_entry_point():
 
 
 def test_fit_nuts_starts_at_the_mle(tmp_path):
-    """nuts from the command line: chains start at an MLE fitted first, zero-sum parameterization."""
+    """nuts from the command line: chains start at an MLE fitted first, partially centered parameterization."""
     out = tmp_path / "nuts.nc"
     args = ["fit", "--data", "example", "--K", "2", "--method", "nuts", "--chains", "2", "--tune", "150",
             "--draws", "100", "--out", str(out), "--quiet"]  # fmt: skip
@@ -216,6 +216,6 @@ def test_fit_nuts_starts_at_the_mle(tmp_path):
         warnings.simplefilter("ignore")  # 2 x 100 draws fail the diagnostics' thresholds, as they should
         assert main(args) == 0
     fitted = bl.load_fit(out)
-    assert fitted.attrs["init"] == "mle" and fitted.attrs["centered"] == "zerosum"
+    assert fitted.attrs["init"] == "mle" and fitted.attrs["centered"] == "partial"
     assert fitted.posterior.sizes["chain"] == 2 and fitted.posterior.sizes["draw"] == 100
     assert "log_likelihood" in fitted.children

@@ -181,7 +181,7 @@ def test_parameterization_of_family_effects_does_not_change_the_mle(mle_fit, sma
 
 def test_warm_start_from_fewer_skills_and_cheap_hessian(mle_fit, small_sim):
     """A K=1 optimum gives a start at K=2 that reaches the same optimum; the Laplace-rule
-    Hessian gives standard errors close to the full rule's; the zero-sum NUTS
+    Hessian gives standard errors close to the full rule's; the partially centered NUTS
     parameterization is refused (the marginal likelihood integrates alpha out)."""
     import pytest
 
@@ -195,8 +195,8 @@ def test_warm_start_from_fewer_skills_and_cheap_hessian(mle_fit, small_sim):
     assert np.all((ratio > 0.8) & (ratio < 1.25)), ratio
     with pytest.raises(ValueError, match="start"):
         bl.fit(data, K=1, method="mle", progress=False, start_from=mle_fit)
-    with pytest.raises(ValueError, match="zero-sum"):
-        bl.fit(data, K=2, method="mle", progress=False, centered="zerosum")
+    with pytest.raises(ValueError, match="partial"):
+        bl.fit(data, K=2, method="mle", progress=False, centered="partial")
 
 
 def test_information_covariance_drops_directions_without_positive_curvature():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -129,24 +131,32 @@ def test_simulate_is_seeded_and_fit_ready(small_sim):
     assert np.isfinite(bl.build_model(reloaded, K=2).compile_logp()(bl.build_model(reloaded, K=2).initial_point()))
 
 
+def test_partial_parameterization_has_the_same_density(small_sim):
+    """The NUTS parameterization is the same model as the default.
 
-def test_zero_sum_parameterization_has_the_same_density(small_sim):
-    """The zero-sum parameterization is the same model as the default.
-
-    At matched points (the same beta, lam, b, phi, corr, alpha) the log density on the
-    sampler's scale differs from the default's by a constant only, plus the log-Jacobian
-    of the change of variables: -(F - 1) log|L| for the centered deviations (Z0 ->
-    alpha0 = Z0 L') and (J - K - p - (F - 1)) sum log s for skills scaled by their anchor
-    loadings s. b, alpha, beta and lam come back as the same deterministics.
+    Some families lose all scores on an anchor (so that their effect on that skill is
+    sampled non-centered), one on both. At matched points (the same beta, lam, b, phi,
+    corr, alpha) the log density on the sampler's scale differs from the default's by a
+    constant only, plus the log-Jacobian of the change of variables: per skill, -(n_k - 1)
+    log s_k for the n_k centered effects in anchor units; per family, log|L_{U|O}| for the
+    non-centered effects U given the centered O; -F log|L| for the default's
+    alpha = z L'; (J - K - p) sum log s for the loadings and slopes in anchor units.
+    b, alpha, beta and lam come back as the same deterministics.
     """
-    from pymc.distributions.transforms import ZeroSumTransform
-
-    from bayes_lsl.model import corr_cholesky, zero_sum_values
+    from bayes_lsl.model import FamilyLayout, corr_cholesky, partially_centered_values
 
     data, _ = small_sim
+    scores = data.scores.copy()
+    fam = data.family_index
+    scores[np.isin(fam, [0, 1, 2, 3]), 0] = np.nan  # no skill-1 anchor scores
+    scores[np.isin(fam, [4, 5, 6]), 1] = np.nan  # no skill-2 anchor scores
+    scores[fam == 7, :2] = np.nan  # neither
+    data = dataclasses.replace(data, scores=scores)
     K, J, F = 2, data.n_benchmarks, len(data.families)
+    layout = FamilyLayout.from_data(data, K)
+    assert layout.informed[:4].tolist() == [[False, True]] * 4 and layout.informed[7].tolist() == [False, False]
     default = bl.build_model(data, K=K)
-    other = bl.build_model(data, K=K, centered="zerosum")
+    other = bl.build_model(data, K=K, centered="partial")
     assert other.named_vars_to_dims["b"] == ("benchmark",)
     assert other.named_vars_to_dims["alpha"] == ("family", "skill")
     logp_default, logp_other = default.compile_logp(), other.compile_logp()
@@ -166,13 +176,21 @@ def test_zero_sum_parameterization_has_the_same_density(small_sim):
         common = {"beta": rng.normal(size=(3, K)), "lam_anchor_log__": np.log(lam_anchor), "lam_free": lam_free,
                   "corr_z": corr_z, "phi_log__": np.log(rng.uniform(10, 100, J))}  # fmt: skip
         lam = np.hstack([np.diag(lam_anchor), lam_free])
-        ours = zero_sum_values({"alpha": alpha, "b": b, "lam": lam, "corr": L @ L.T, "beta": common["beta"]})
-        ours["alpha0_zerosum__"] = ZeroSumTransform([-1]).forward(pt.as_tensor(ours.pop("alpha0"))).eval()
+        ours = partially_centered_values(
+            {"alpha": alpha, "b": b, "lam": lam, "corr": L @ L.T, "beta": common["beta"]}, layout
+        )
         ours["lam_anchor_log__"] = np.log(ours.pop("lam_anchor"))
         point = {v.name: (common | ours)[v.name] for v in other.value_vars}
         for got, expected in zip(natural_fn(*point.values()), (b, alpha, common["beta"], lam), strict=True):
             np.testing.assert_allclose(got, expected, atol=1e-10)
-        jac = -(F - 1) * np.log(np.diag(L)).sum() + (J - K - 3 - (F - 1)) * np.log(lam_anchor).sum()
+        # Residual sd of skill 1 given skill 2 (and the reverse): sqrt(1 - r^2); both: |L|.
+        r = (L @ L.T)[0, 1]
+        n_u = {"one": 4 + 3, "both": 1}
+        jac = (
+            -sum((layout.informed[:, k].sum() - 1) * np.log(lam_anchor[k]) for k in range(K))
+            + n_u["one"] * 0.5 * np.log(1 - r**2) + n_u["both"] * np.log(np.diag(L)).sum()
+            - F * np.log(np.diag(L)).sum() + (J - K - 3) * np.log(lam_anchor).sum()
+        )  # fmt: skip
         diffs.append(logp_other(point) - logp_default(common | {"b": b, "alpha_z": alpha_z}) - jac)
     np.testing.assert_allclose(diffs, diffs[0], atol=1e-8)
 

@@ -89,16 +89,16 @@ def test_short_nuts_recovers_truth(small_sim, nuts_fit):
     assert np.mean(z < 3) >= 0.9, np.round(z, 2)
 
 
-def test_zero_sum_starting_values_reproduce_the_fit(small_sim, mle_fit):
-    """Starting values from an MLE, converted to the zero-sum parameterization's free
+def test_partial_starting_values_reproduce_the_fit(small_sim, mle_fit):
+    """Starting values from an MLE, converted to the partially centered parameterization's free
     variables, give back the MLE's beta, lam, b, corr and alpha."""
     import pytensor
 
     from bayes_lsl import build_model
     from bayes_lsl.sampling import _initial_values
 
-    model = build_model(small_sim[0], K=K, centered="zerosum")
-    init = _initial_values(model, mle_fit)
+    model = build_model(small_sim[0], K=K, centered="partial")
+    init = _initial_values(model, small_sim[0], mle_fit)
     assert {rv.name for rv in model.free_RVs} <= init.keys()
     point = model.initial_point()
     for rv in model.free_RVs:  # constrained starting values -> the sampler's scale
@@ -114,9 +114,9 @@ def test_zero_sum_starting_values_reproduce_the_fit(small_sim, mle_fit):
 
 
 @pytest.mark.slow
-def test_nuts_in_the_zero_sum_parameterization(small_sim, mle_fit):
+def test_nuts_in_the_partial_parameterization(small_sim, mle_fit):
     """A short run from the MLE: same posterior layout, chains agree, no minor-mode false alarm."""
-    fitted = fit(small_sim[0], K=K, method="nuts", centered="zerosum", init=mle_fit, seed=2, progress=False,
+    fitted = fit(small_sim[0], K=K, method="nuts", centered="partial", init=mle_fit, seed=2, progress=False,
                  chains=2, tune=200, draws=200)  # fmt: skip
     assert set(fitted["posterior"].data_vars) == set(POSTERIOR_VARS)
     assert fitted.attrs["minor_mode_chains"] == [] and len(fitted.attrs["chain_mean_loglik"]) == 2
@@ -128,3 +128,16 @@ def test_nuts_in_the_zero_sum_parameterization(small_sim, mle_fit):
 def test_named_start_is_mle_for_nuts_only(small_sim, method, init):
     with pytest.raises(ValueError, match="only named start"):
         fit(small_sim[0], K=K, method=method, init=init, progress=False)
+
+
+def test_parameter_table_labels_agree_across_methods(nuts_fit, mle_fit):
+    """The same entry gets the same label from every method, and the label names its value
+    (a Dataset orders dims by its coordinates, which differ between parameterizations)."""
+    from bayes_lsl.report import parameter_table
+
+    ours, mle = parameter_table(nuts_fit).set_index("parameter"), parameter_table(mle_fit).set_index("parameter")
+    assert list(ours.index) == list(mle.index)
+    beta = nuts_fit.posterior["beta"].sel(covariate="log_tokens", skill="skill_2").mean()
+    assert np.isclose(ours.loc["beta[log_tokens, skill_2]", "estimate"], float(beta))
+    lam = mle_fit.posterior["lam"].isel(chain=0, draw=0).sel(skill="skill_1")
+    assert np.isclose(mle.loc[f"lam[skill_1, {lam.benchmark.values[-1]}]", "estimate"], float(lam[-1]))
