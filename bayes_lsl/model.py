@@ -213,6 +213,9 @@ class FamilyLayout:
         xbar = np.stack([np.bincount(data.family_index, weights=col, minlength=F) for col in data.x.T], axis=1)
         informed = np.zeros((F, K), bool)
         np.logical_or.at(informed, data.family_index, data.observed[:, :K])
+        unscored = [data.benchmarks[k] for k in np.flatnonzero(~informed.any(axis=0))]
+        if unscored:
+            raise DataError(f"anchor benchmark(s) {unscored} have no scores: they cannot anchor a skill")
         return cls(informed=informed, xbar=xbar / counts[:, None])
 
     def centered(self, k: int) -> np.ndarray:

@@ -194,6 +194,10 @@ def test_partial_parameterization_has_the_same_density(small_sim):
         diffs.append(logp_other(point) - logp_default(common | {"b": b, "alpha_z": alpha_z}) - jac)
     np.testing.assert_allclose(diffs, diffs[0], atol=1e-8)
 
+    unanchored = dataclasses.replace(data, scores=np.where(np.arange(J) == 1, np.nan, scores))
+    with pytest.raises(DataError, match="anchor"):
+        FamilyLayout.from_data(unanchored, K)
+
 
 def test_unknown_parameterization(small_sim):
     with pytest.raises(ValueError, match="centered must be"):
