@@ -289,10 +289,10 @@ def _partially_centered_family_effects(
     log_jac, offset = 0.0, 0
     for k in range(K):
         fams = layout.centered(k)
-        xbar_k = layout.xbar[fams] - layout.xbar[fams].mean(axis=0)
+        xbar_mean = layout.xbar[fams].mean(axis=0)
         dev = pt.dot(_zero_sum_basis(len(fams)), u[offset : offset + n_dev[k]]) / lam_anchor[k]
-        alpha = pt.set_subtensor(alpha[fams, k], m[k] + dev - pt.dot(xbar_k, beta[:, k]))
-        shift.append(m[k] + pt.dot(layout.xbar[fams].mean(axis=0), beta[:, k]))
+        alpha = pt.set_subtensor(alpha[fams, k], m[k] + dev - pt.dot(layout.xbar[fams] - xbar_mean, beta[:, k]))
+        shift.append(m[k] + pt.dot(xbar_mean, beta[:, k]))
         log_jac -= n_dev[k] * pt.log(lam_anchor[k])
         offset += n_dev[k]
 
@@ -350,7 +350,7 @@ def partially_centered_values(values: Mapping[str, np.ndarray], layout: FamilyLa
         else:
             l_cond, resid = np.linalg.cholesky(corr), alpha[fams]
         z.append(np.linalg.solve(l_cond, resid.T).T.ravel())
-    out = {
+    return {
         "alpha_mean": m,
         "alpha_dev": np.concatenate(dev),
         "alpha_z": np.concatenate(z) if z else np.zeros(0),
@@ -359,7 +359,6 @@ def partially_centered_values(values: Mapping[str, np.ndarray], layout: FamilyLa
         "lam_ratio": lam[:, K:] / s[:, None],
         "beta_scaled": beta * s,
     }
-    return out
 
 
 # --------------------------------------------------------------------- the model

@@ -168,7 +168,7 @@ def fit_nuts(
         mixes in the gradients' variances, and ``"low_rank"`` also learns the strongest
         posterior correlations at several times the cost per draw. On the leaderboard
         (raw, K = 4, ``centered="partial"``, from the MLE) ``"draw_diag"`` gave a minimum
-        bulk ESS of 480 to 590 over three seeds, ``"diag"`` 290 to 300 (see
+        bulk ESS of 480 to 590 over five seeds, ``"diag"`` 290 to 300 over two (see
         ``benchmarks/README.md``). PyMC's and numpyro's samplers adapt a diagonal.
     lp_gap : float
         A chain whose mean log-likelihood (of all scores) is more than this below the
