@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
-import warnings
-from pathlib import Path
 
-import pytest
+# One BLAS thread per test process, set before numpy loads. OpenBLAS otherwise starts a
+# thread per core in each xdist worker, and on 2 cores the two workers' spinning threads
+# slow each other down several-fold (the MLE coverage test: 36 s with one thread, 255 s
+# with the default beside the notebooks test). The notebook kernels inherit it.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from bayes_lsl.simulate import random_design, random_parameters, simulate
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from bayes_lsl.simulate import random_design, random_parameters, simulate  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
