@@ -1,6 +1,6 @@
 """bayes_lsl: latent-skill scaling laws for large language models (arXiv:2512.06553)."""
 
-from bayes_lsl.allocation import allocate, paper_budgets
+from bayes_lsl.allocation import allocate, model_budgets, paper_budgets
 from bayes_lsl.compare import compare_families
 from bayes_lsl.data import DataError, ScalingData, example_truth, load_example, load_leaderboard
 from bayes_lsl.diagnostics import diagnose
@@ -27,6 +27,7 @@ __all__ = [
     "load_example",
     "load_fit",
     "load_leaderboard",
+    "model_budgets",
     "paper_budgets",
     "predict",
     "save_fit",

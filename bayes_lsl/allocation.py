@@ -4,10 +4,18 @@ With ``u = log N`` (billions of parameters) and ``v = log D`` (trillions of toke
 skill of the family-average model (``alpha = 0``) is ``theta_k = const + g1 u + g2 v + g3 u v``
 with ``g = beta_k / covariate_scale``. On the line ``v = L - u`` this is a quadratic in ``u``,
 maximized in closed form over the feasible interval: the vertex (when concave) clipped to
-the interval, compared with both ends. A benchmark's expected score is increasing in
+the interval, compared with both ends. A benchmark's mean score is increasing in
 ``lam_j' theta``, itself such a quadratic (``g = beta lam_j / scale``), so the same applies.
 The optimum is found for the point estimate and, vectorized, for every parameter draw
 (:func:`bayes_lsl.parameters.parameter_draws`), which gives the intervals.
+
+What it assumes: the family effects ``alpha`` are independent of size and tokens, so that
+the slopes ``beta`` say what more parameters or tokens would do *within* a family. Tokens
+barely vary within the leaderboard's families, so the token slope is identified mostly
+from differences between families, where it is confounded with their training recipes
+(``benchmarks/mundlak_check.py`` measures how much that matters).
+
+Units: sizes in billions of parameters and tokens in trillions, as in the inputs.
 """
 
 from __future__ import annotations
@@ -26,9 +34,43 @@ from bayes_lsl.parameters import parameter_draws
 #: log(F / (6 N D)) with N in billions of parameters and D in trillions of tokens.
 _LOG_UNIT = np.log(6e21)
 
+#: The edges of the box of sizes and tokens, in the order of :func:`_box`.
+EDGES: tuple[str, ...] = ("min size", "max size", "min tokens", "max tokens")
+
+
+def _budgets(log_nd_min: float, log_nd_max: float, n: int) -> np.ndarray:
+    """``n`` FLOPs budgets log-spaced between two values of ``log(N D)`` (billions, trillions)."""
+    return np.exp(np.linspace(log_nd_min, log_nd_max, n) + _LOG_UNIT)
+
 
 def paper_budgets(fit: xr.DataTree, n: int = 10) -> np.ndarray:
-    """``n`` FLOPs budgets log-spaced between ``6 N D`` of the data's smallest and largest ``N D``.
+    """The paper's grid: ``n`` budgets log-spaced from ``6 Nmin Dmin`` to ``6 Nmax Dmax``.
+
+    The ends are the corners of the data's box of sizes and tokens (as in the authors'
+    ``leaderboard_analysis.ipynb``; on the paper data 0.07B x 0.15T = 6.3e19 up to
+    180B x 15T = 1.62e25 FLOPs), where the iso-FLOPs line touches the box in a single point.
+
+    Parameters
+    ----------
+    fit : xarray.DataTree
+        From :func:`bayes_lsl.fit`.
+    n : int
+        Number of budgets.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        FLOPs, increasing.
+    """
+    u_min, u_max, v_min, v_max = _box(fit, 0.0)
+    return _budgets(u_min + v_min, u_max + v_max, n)
+
+
+def model_budgets(fit: xr.DataTree, n: int = 10) -> np.ndarray:
+    """``n`` budgets log-spaced between ``6 N D`` of the data's smallest and largest model.
+
+    A narrower grid than :func:`paper_budgets` (on the paper data 1.26e20 to 6.3e24
+    FLOPs): the budgets that models of the data were trained with.
 
     Parameters
     ----------
@@ -44,7 +86,7 @@ def paper_budgets(fit: xr.DataTree, n: int = 10) -> np.ndarray:
     """
     cd = fit["constant_data"]
     log_nd = np.log(cd["size"].values) + np.log(cd["tokens"].values)
-    return np.exp(np.linspace(log_nd.min(), log_nd.max(), n) + _LOG_UNIT)
+    return _budgets(log_nd.min(), log_nd.max(), n)
 
 
 def _box(fit: xr.DataTree, margin: float) -> tuple[float, float, float, float]:
@@ -105,7 +147,7 @@ def _target(fit: xr.DataTree, skill: str | None, benchmark: str | None) -> tuple
 
 
 def _coefficients(params: xr.Dataset, name: str, kind: str, scale: np.ndarray) -> np.ndarray:
-    """Coefficients (sample, 3) of the objective on the raw covariates."""
+    """Coefficients (sample, 3) of the objective on the raw covariates, one row per draw."""
     beta = params["beta"].transpose("sample", "covariate", "skill").values
     if kind == "skill":
         weights = beta[:, :, list(params["skill"].values).index(name)]
@@ -114,16 +156,37 @@ def _coefficients(params: xr.Dataset, name: str, kind: str, scale: np.ndarray) -
     return weights / scale
 
 
-def _value(fit: xr.DataTree, point: xr.Dataset, name: str, kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Skill, or expected benchmark score, of the family-average model at ``(exp u, exp v)``."""
-    x = (raw_covariates(np.exp(u), np.exp(v)) - fit.attrs["covariate_center"]) / fit.attrs["covariate_scale"]
-    theta = x @ point["beta"].isel(sample=0).transpose("covariate", "skill").values
+def _objective(fit: xr.DataTree, params: xr.Dataset, name: str, kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Skill, or mean benchmark score, of a family with ``alpha = 0`` at ``(exp u, exp v)``, per draw.
+
+    ``u`` and ``v`` have shape ``(budget,)`` (the same point for every draw) or
+    ``(sample, budget)``; the result has shape ``(sample, budget)``.
+    """
+    u, v = np.broadcast_arrays(u, v)
+    raw = raw_covariates(np.exp(u).ravel(), np.exp(v).ravel()).reshape(*u.shape, -1)
+    x = (raw - fit.attrs["covariate_center"]) / fit.attrs["covariate_scale"]  # (..., budget, covariate)
+    beta = params["beta"].transpose("sample", "covariate", "skill").values
+    theta = np.einsum("sbp,spk->sbk", np.broadcast_to(x, (len(beta), *x.shape[-2:])), beta)
     if kind == "skill":
-        return theta[:, list(point["skill"].values).index(name)]
+        return theta[..., list(params["skill"].values).index(name)]
     j = list(fit.attrs["benchmarks"]).index(name)
     floor = fit.attrs["floors"][j]
-    eta = theta @ point["lam"].isel(sample=0).sel(benchmark=name).values + point["b"].isel(sample=0).values[j]
+    lam = params["lam"].sel(benchmark=name).transpose("sample", "skill").values
+    eta = np.einsum("sbk,sk->sb", theta, lam) + params["b"].transpose("sample", "benchmark").values[:, [j]]
     return floor + (1 - floor) * expit(eta)
+
+
+def _edge_shares(u: np.ndarray, log_c: np.ndarray, box: tuple[float, float, float, float]) -> dict[str, np.ndarray]:
+    """Share of draws (rows of ``u``) on each edge of the box, and in its interior, per budget.
+
+    A draw at a corner counts for both of its edges. NaN where the budget misses the box.
+    """
+    v = log_c - u
+    at = [np.isclose(w, bound) for w, bound in zip((u, u, v, v), box, strict=True)]
+    missing = np.isnan(u).all(axis=0)
+    shares = {f"share_{edge.replace(' ', '_')}": np.mean(a, axis=0) for edge, a in zip(EDGES, at, strict=True)}
+    shares["share_interior"] = np.mean(~np.logical_or.reduce(at), axis=0)
+    return {k: np.where(missing, np.nan, s) for k, s in shares.items()}
 
 
 def allocate(
@@ -138,7 +201,7 @@ def allocate(
     seed: int = 0,
     margin: float = 5.0,
 ) -> pd.DataFrame:
-    """Compute-optimal parameters and tokens per FLOPs budget, with intervals over parameter draws.
+    """Compute-optimal size and tokens per FLOPs budget, with intervals over parameter draws.
 
     Parameters
     ----------
@@ -149,9 +212,9 @@ def allocate(
     skill : str, optional
         A skill (``"skill_1"``) or its anchor benchmark; default every skill.
     benchmark : str, optional
-        Maximize this benchmark's expected score instead (family-average model).
+        Maximize this benchmark's mean score (of a family with ``alpha = 0``) instead.
     constrained : bool
-        ``True``: ``N`` and ``D`` stay within the data's ranges. ``False``: within those
+        ``True``: size and tokens stay within the data's ranges. ``False``: within those
         ranges widened by ``margin`` (in log) on each side, so an optimum on the edge
         means the objective grows without bound along the line.
     level : float
@@ -164,12 +227,30 @@ def allocate(
     Returns
     -------
     pandas.DataFrame
-        One row per (budget, target): ``flops``, ``target``, ``N_opt``, ``D_opt`` (point
-        estimate), ``N_lower``, ``N_upper``, ``D_lower``, ``D_upper``, ``tokens_per_param``,
-        ``on_boundary`` (the point optimum is on an edge of the box), ``edge`` (which one:
-        ``"min N"``, ``"max N"``, ``"min D"``, ``"max D"`` or ``""``), ``value`` (the skill
-        or expected score there) and ``feasible`` (``False``, with NaNs, where the line
-        misses the box).
+        One row per (budget, target), in the inputs' units (sizes in billions of
+        parameters, tokens in trillions):
+
+        - ``flops``, ``target``;
+        - ``size_opt``, ``size_lower``, ``size_upper`` (B) and ``tokens_opt``,
+          ``tokens_lower``, ``tokens_upper`` (T): the optimum of the point estimate (for
+          draw-based fits: of the posterior mean of the objective's coefficients) and the
+          central interval of the draws' optima; ``tokens_per_param`` (tokens per
+          parameter, both as counts);
+        - ``on_boundary`` and ``edge``: the point optimum is on an edge of the box, and
+          which (``"min size"``, ``"max size"``, ``"min tokens"``, ``"max tokens"`` or ``""``);
+        - ``share_min_size``, ``share_max_size``, ``share_min_tokens``,
+          ``share_max_tokens``, ``share_interior``: the share of draws whose optimum is
+          on each edge (a corner counts for both of its edges) or inside the box;
+        - ``set_by_box``: most draws (at least half) put the optimum on an edge. Then the
+          box, not the data, sets the optimum, and a narrow band there says nothing about
+          certainty: the objective still rises towards the edge;
+        - ``objective``: what ``value`` measures: ``"skill"`` (the latent skill theta) or
+          ``"mean score"`` (the benchmark's mean score mu), both of a family with
+          ``alpha = 0`` (the typical family, not an average over families);
+        - ``value``: the objective at the point optimum (for draw-based fits averaged
+          over the posterior draws), ``value_lower``, ``value_upper``: the central
+          interval over draws of each draw's objective at its own optimum;
+        - ``feasible``: ``False``, with NaNs, where the line misses the box.
     """
     flops = np.atleast_1d(np.asarray(flops, float))
     if flops.ndim != 1 or not np.all(np.isfinite(flops) & (flops > 0)):
@@ -187,43 +268,53 @@ def allocate(
             f"budget(s) {flops[~feasible]} miss the box of data sizes and tokens: their rows are NaN", stacklevel=2
         )
     lo, hi = np.where(feasible, lo, np.nan), np.where(feasible, hi, np.nan)
-    point = fit["posterior"].to_dataset()[["beta", "lam", "b"]].mean(("chain", "draw")).expand_dims(sample=1)
+    # Every stored draw (one for mle and map): the point objective of a draw-based fit is the
+    # posterior mean of the objective, E[beta lam] rather than E[beta] E[lam] for a benchmark.
+    posterior = fit["posterior"].to_dataset()[["beta", "lam", "b"]].stack(sample=("chain", "draw"))
+    posterior = posterior.transpose("sample", ...)
     draws = parameter_draws(fit, n_draws=n_draws, seed=seed)
     scale = np.asarray(fit.attrs["covariate_scale"], float)
     tail = 100 * (1 - level) / 2
 
-    rows = []
-    for name in names:
-        u_hat, u_draws = (
-            optimal_log_size(_coefficients(params, name, kind, scale)[:, None], log_c, lo, hi)  # (sample, budget)
-            for params in (point, draws)
-        )
-        u_hat = u_hat[0]
+    def central(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of infeasible budgets
-            u_lower, u_upper = np.nanpercentile(u_draws, [tail, 100 - tail], axis=0)
+            return np.nanpercentile(values, [tail, 100 - tail], axis=0)
+
+    rows = []
+    for name in names:
+        g_hat = _coefficients(posterior, name, kind, scale).mean(axis=0, keepdims=True)
+        u_hat = optimal_log_size(g_hat[:, None], log_c, lo, hi)[0]
+        u_draws = optimal_log_size(_coefficients(draws, name, kind, scale)[:, None], log_c, lo, hi)  # (sample, budget)
+        u_lower, u_upper = central(u_draws)
         v_hat = log_c - u_hat
+        value_lower, value_upper = central(_objective(fit, draws, name, kind, u_draws, log_c - u_draws))
         at = [np.isclose(w, bound) for w, bound in zip((u_hat, u_hat, v_hat, v_hat), box, strict=True)]
-        edge = np.select(at, ["min N", "max N", "min D", "max D"], "")
+        edge = np.select(at, list(EDGES), "")
+        shares = _edge_shares(u_draws, log_c, box)
         rows.append(
             pd.DataFrame(
                 {
                     "flops": flops,
                     "target": name,
-                    "N_opt": 1e9 * np.exp(u_hat),
-                    "D_opt": 1e12 * np.exp(v_hat),
-                    "N_lower": 1e9 * np.exp(u_lower),
-                    "N_upper": 1e9 * np.exp(u_upper),
-                    # D falls as N rises along the line, so the bounds swap.
-                    "D_lower": 1e12 * np.exp(log_c - u_upper),
-                    "D_upper": 1e12 * np.exp(log_c - u_lower),
+                    "size_opt": np.exp(u_hat),
+                    "size_lower": np.exp(u_lower),
+                    "size_upper": np.exp(u_upper),
+                    "tokens_opt": np.exp(v_hat),
+                    # Tokens fall as size rises along the line, so the bounds swap.
+                    "tokens_lower": np.exp(log_c - u_upper),
+                    "tokens_upper": np.exp(log_c - u_lower),
                     "tokens_per_param": 1e3 * np.exp(v_hat - u_hat),
                     "on_boundary": edge != "",
                     "edge": edge,
-                    "value": _value(fit, point, name, kind, u_hat, v_hat),  # NaN where infeasible
+                    **shares,
+                    "set_by_box": shares["share_interior"] <= 0.5,  # False where infeasible (NaN)
+                    "objective": "skill" if kind == "skill" else "mean score",
+                    "value": _objective(fit, posterior, name, kind, u_hat, v_hat).mean(axis=0),  # NaN if infeasible
+                    "value_lower": value_lower,
+                    "value_upper": value_upper,
                     "feasible": feasible,
                 }
             )
         )
     return pd.concat(rows, ignore_index=True)
-

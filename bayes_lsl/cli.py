@@ -198,6 +198,8 @@ def _cmd_allocate(args: argparse.Namespace) -> None:
         _write_figure(fig, plot)
     print(f"wrote {out}: {table['flops'].nunique()} budget(s) x {table['target'].nunique()} target(s)"
           + (f", and {plot}" if plot else ""))  # fmt: skip
+    print(f"  sizes in billions of parameters, tokens in trillions; {int(table['set_by_box'].sum())} of "
+          f"{len(table)} optima set by the data's box rather than the data (column set_by_box)")  # fmt: skip
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -300,7 +302,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--flops", type=float, nargs="+", default=None,
                    help="training budgets in FLOPs, F = 6 N D (N parameters, D tokens)")  # fmt: skip
     p.add_argument("--paper-budgets", action="store_true",
-                   help="add 10 budgets spanning the fit's data, as in the paper")  # fmt: skip
+                   help="add the paper's 10 budgets: log-spaced from 6 Nmin Dmin to 6 Nmax Dmax, the corners of "
+                        "the data's box of sizes and tokens")  # fmt: skip
     target = p.add_mutually_exclusive_group()
     target.add_argument("--skill", default=None, help="a skill (skill_1 or its anchor benchmark); default all")
     target.add_argument("--benchmark", default=None, help="maximize this benchmark's expected score instead")

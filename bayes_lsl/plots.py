@@ -220,7 +220,7 @@ def family_comparison(comparison) -> Figure:
 
 
 def allocation(table: pd.DataFrame) -> Figure:
-    """Optimal parameters and tokens versus FLOPs, one line per target, with interval bands.
+    """Optimal size and tokens versus FLOPs, one line per target, with interval bands.
 
     Parameters
     ----------
@@ -230,19 +230,21 @@ def allocation(table: pd.DataFrame) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        Two log-log panels (``N``, ``D``); open markers flag optima on an edge of the box.
+        Two log-log panels, size (billions of parameters) and tokens (trillions); open
+        markers flag optima set by the box (most draws on one of its edges), where the band
+        says nothing about certainty.
     """
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, constrained_layout=True)
     for i, (name, part) in enumerate(table.groupby("target", sort=False)):
         color = f"C{i}"
-        for ax, what in zip(axes, ("N", "D"), strict=True):
+        for ax, what in zip(axes, ("size", "tokens"), strict=True):
             ax.plot(part["flops"], part[f"{what}_opt"], "-o", color=color, label=name, ms=4)
             ax.fill_between(part["flops"], part[f"{what}_lower"], part[f"{what}_upper"], color=color, alpha=0.2, lw=0)
-            edge = part[part["on_boundary"]]
+            edge = part[part["set_by_box"]]
             ax.plot(edge["flops"], edge[f"{what}_opt"], "o", mfc="white", mec=color, ms=8)
-    for ax, label in zip(axes, ("optimal parameters N", "optimal tokens D"), strict=True):
+    for ax, label in zip(axes, ("optimal size (B parameters)", "optimal tokens (T)"), strict=True):
         ax.set(xscale="log", yscale="log", xlabel="training FLOPs", ylabel=label)
-    axes[0].legend(title="target (open: on a data edge)", fontsize="small")
+    axes[0].legend(title="target (open: set by the data's box)", fontsize="small")
     return fig
 
 

@@ -122,7 +122,10 @@ def _tables(fit: xr.DataTree, allocation: pd.DataFrame) -> dict[str, tuple[str, 
     tables = {
         "summary": ("Fit summary", fit_summary(fit)),
         "parameters": ("Parameter estimates", parameter_table(fit)),
-        "allocation": ("Compute-optimal allocation at the paper's budgets", allocation),
+        "allocation": (
+            "Compute-optimal allocation at the paper's budgets (sizes in billions of parameters, tokens in trillions)",
+            allocation,
+        ),
     }
     if fit.attrs["method"] == "nuts":
         from bayes_lsl.diagnostics import diagnose

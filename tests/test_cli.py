@@ -71,9 +71,12 @@ def test_allocate(fit_path, tmp_path):
     assert main(argv) == 0
     table = pd.read_csv(out)
     assert len(table) == 12 and set(table["target"]) == {"mmlu"} and table["flops"].is_monotonic_increasing
-    np.testing.assert_allclose(6 * table["N_opt"] * table["D_opt"], table["flops"], rtol=1e-6)
+    # In the inputs' units, billions of parameters and trillions of tokens: F = 6e21 size tokens.
+    np.testing.assert_allclose(6e21 * table["size_opt"] * table["tokens_opt"], table["flops"], rtol=1e-6)
     slack = 1 + 1e-9
-    assert (table["N_lower"] <= table["N_opt"] * slack).all() and (table["N_opt"] <= table["N_upper"] * slack).all()
+    assert (table["size_lower"] <= table["size_opt"] * slack).all()
+    assert (table["size_opt"] <= table["size_upper"] * slack).all()
+    assert {"share_interior", "set_by_box", "value_lower", "value_upper"} <= set(table.columns)
     assert plot.stat().st_size > 10_000
 
     skills = tmp_path / "skills.csv"
