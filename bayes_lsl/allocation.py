@@ -176,13 +176,18 @@ def _objective(fit: xr.DataTree, params: xr.Dataset, name: str, kind: str, u: np
     return floor + (1 - floor) * expit(eta)
 
 
+def _at_edges(u: np.ndarray, log_c: np.ndarray, box: tuple[float, float, float, float]) -> list[np.ndarray]:
+    """Whether ``u`` (and ``v = log_c - u``) is on each edge of the box, in the order of :data:`EDGES`."""
+    v = log_c - u
+    return [np.isclose(w, bound) for w, bound in zip((u, u, v, v), box, strict=True)]
+
+
 def _edge_shares(u: np.ndarray, log_c: np.ndarray, box: tuple[float, float, float, float]) -> dict[str, np.ndarray]:
     """Share of draws (rows of ``u``) on each edge of the box, and in its interior, per budget.
 
     A draw at a corner counts for both of its edges. NaN where the budget misses the box.
     """
-    v = log_c - u
-    at = [np.isclose(w, bound) for w, bound in zip((u, u, v, v), box, strict=True)]
+    at = _at_edges(u, log_c, box)
     missing = np.isnan(u).all(axis=0)
     shares = {f"share_{edge.replace(' ', '_')}": np.mean(a, axis=0) for edge, a in zip(EDGES, at, strict=True)}
     shares["share_interior"] = np.mean(~np.logical_or.reduce(at), axis=0)
@@ -289,8 +294,7 @@ def allocate(
         u_lower, u_upper = central(u_draws)
         v_hat = log_c - u_hat
         value_lower, value_upper = central(_objective(fit, draws, name, kind, u_draws, log_c - u_draws))
-        at = [np.isclose(w, bound) for w, bound in zip((u_hat, u_hat, v_hat, v_hat), box, strict=True)]
-        edge = np.select(at, list(EDGES), "")
+        edge = np.select(_at_edges(u_hat, log_c, box), list(EDGES), "")
         shares = _edge_shares(u_draws, log_c, box)
         rows.append(
             pd.DataFrame(
