@@ -107,6 +107,15 @@ def test_report(fit_path, tmp_path):
     summary = pd.read_csv(out / "summary.csv").set_index("quantity")["value"]
     assert {"marginal_loglik", "aic", "bic", "n_params"} <= set(summary.index)
     assert "| parameter | estimate | se | lower | upper |" in (out / "parameters.md").read_text()
+    # The allocation on the paper's grid, in the inputs' units (billions of parameters, trillions of tokens).
+    allocation = pd.read_csv(out / "allocation.csv")
+    fit = bl.load_fit(fit_path)
+    sizes, tokens = fit["constant_data"]["size"].values, fit["constant_data"]["tokens"].values
+    assert allocation["size_opt"].between(sizes.min() * (1 - 1e-9), sizes.max() * (1 + 1e-9)).all()
+    np.testing.assert_allclose(6e21 * allocation["size_opt"] * allocation["tokens_opt"], allocation["flops"], rtol=1e-6)
+    np.testing.assert_allclose(allocation["flops"].iloc[[0, -1]], 6e21 * np.array(
+        [sizes.min() * tokens.min(), sizes.max() * tokens.max()]), rtol=1e-6)  # fmt: skip
+    assert "billions of parameters" in (out / "allocation.md").read_text()
 
 
 def test_report_tables_of_a_sampled_fit(fit_path):
