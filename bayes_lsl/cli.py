@@ -306,7 +306,8 @@ def _parser() -> argparse.ArgumentParser:
                         "the data's box of sizes and tokens")  # fmt: skip
     target = p.add_mutually_exclusive_group()
     target.add_argument("--skill", default=None, help="a skill (skill_1 or its anchor benchmark); default all")
-    target.add_argument("--benchmark", default=None, help="maximize this benchmark's mean score (of a family with alpha = 0) instead")
+    target.add_argument("--benchmark", default=None,
+                        help="maximize this benchmark's mean score (of a family with alpha = 0) instead")  # fmt: skip
     p.add_argument("--unconstrained", action="store_true",
                    help="let N and D leave the data's range (by e^5 each way)")  # fmt: skip
     p.add_argument("--out", default="allocation.csv", help="output table (default allocation.csv)")
