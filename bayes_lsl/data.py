@@ -38,10 +38,44 @@ METADATA_COLUMNS: tuple[str, ...] = ("flops",)
 COVARIATES: tuple[str, ...] = ("log_size", "log_tokens", "log_size_x_log_tokens")
 #: Fewer models than this cannot identify intercepts, slopes and a family spread.
 MIN_MODELS = 5
+#: Values above these are off by orders of magnitude, nearly always raw counts: no model
+#: has 10 trillion parameters or saw a quadrillion tokens. ``flops`` (a budget ``6 N D``)
+#: is limited by the two together.
+UNIT_LIMITS: dict[str, float] = {"size": 1e4, "tokens": 1e3, "flops": 6e21 * 1e4 * 1e3}
+_UNITS_HINT = "size is in billions of parameters, tokens in trillions"
+_UNIT_HINTS = {"size": _UNITS_HINT, "tokens": _UNITS_HINT,
+               "flops": "budgets are FLOPs, F = 6 N D with N parameters and D tokens (e.g. 1e21)"}  # fmt: skip
 
 
 class DataError(ValueError):
     """Invalid input data; the message names the column, row or model at fault."""
+
+
+def check_units(name: str, values: Sequence[float] | np.ndarray, labels: Sequence[str]) -> None:
+    """Raise if a size, tokens or budget is off by orders of magnitude (:data:`UNIT_LIMITS`).
+
+    Parameters
+    ----------
+    name : {"size", "tokens", "flops"}
+        The quantity.
+    values : array-like
+        Its values.
+    labels : sequence of str
+        What each value belongs to, for the message (e.g. ``"row 0 (model 'x')"``).
+
+    Raises
+    ------
+    DataError
+        Naming the first value over the limit, with the units the package expects.
+    """
+    values = np.asarray(values, float)
+    over = np.flatnonzero(values > UNIT_LIMITS[name])
+    if len(over):
+        i = over[0]
+        raise DataError(
+            f"{name} {values[i]:g} in {labels[i]} is over {UNIT_LIMITS[name]:,g} ({len(over)} such value(s)), "
+            f"off by orders of magnitude: {_UNIT_HINTS[name]}"
+        )
 
 
 def raw_covariates(size: np.ndarray, tokens: np.ndarray) -> np.ndarray:
@@ -300,6 +334,7 @@ def _positive_column(df: pd.DataFrame, col: str) -> pd.Series:
     bad = df.index[~(values > 0) | ~np.isfinite(values)]
     if len(bad):
         raise DataError(f"column {col!r}: {values[bad[0]]} in {_row(df, bad[0])}; sizes and tokens must be positive")
+    check_units(col, values, [_row(df, i) for i in df.index])
     return values.astype(float)
 
 

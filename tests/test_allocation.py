@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from bayes_lsl.allocation import allocate, optimal_log_size, paper_budgets
-from bayes_lsl.data import raw_covariates
+from bayes_lsl.data import DataError, raw_covariates
 from bayes_lsl.plots import allocation as plot_allocation
 
 matplotlib.use("Agg")
@@ -194,6 +194,19 @@ def test_interior_optimum_and_its_interval(toy_fit):
 def test_errors(mle_fit, kwargs, match):
     with pytest.raises(ValueError, match=match):
         allocate(mle_fit, **kwargs, n_draws=5)
+
+
+def test_budgets_far_outside_the_data_warn_and_absurd_ones_raise(mle_fit):
+    lo, hi = paper_budgets(mle_fit, n=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # budgets within the data's range are silent
+        allocate(mle_fit, [lo, hi], n_draws=5)
+    with pytest.warns(UserWarning, match=r"budget 2 of 2: flops .* FLOPs, 100 times outside") as rec:
+        allocate(mle_fit, [hi, 100 * hi], n_draws=5, constrained=False)
+    assert f"{lo:.3g} to {hi:.3g}" in str(rec[0].message) and "budget 1 of 2" not in str(rec[0].message)
+    # Parameters times tokens as raw counts: 6 x 7e9 x 2e12 x 1e21.
+    with pytest.raises(DataError, match="budgets are FLOPs, F = 6 N D"):
+        allocate(mle_fit, [1e21, 6 * 7e9 * 2e12 * 1e21], n_draws=5)
 
 
 def test_plot(table):
