@@ -51,6 +51,10 @@ class DataError(ValueError):
     """Invalid input data; the message names the column, row or model at fault."""
 
 
+class BelowFloorWarning(UserWarning):
+    """Scores below their benchmark's chance floor (the model's mean cannot go there)."""
+
+
 def check_units(name: str, values: Sequence[float] | np.ndarray, labels: Sequence[str]) -> None:
     """Raise if a size, tokens or budget is off by orders of magnitude (:data:`UNIT_LIMITS`).
 
@@ -414,16 +418,27 @@ def _check_coverage(scores: np.ndarray, models: np.ndarray, benchmarks: list[str
         raise DataError(f"benchmark(s) {unscored} have no scores at all")
 
 
-def _warn_below_floor(scores: np.ndarray, floors: np.ndarray, benchmarks: list[str]) -> None:
+def _warn_below_floor(
+    scores: np.ndarray, floors: np.ndarray, benchmarks: Sequence[str], note: str = "", stacklevel: int = 4
+) -> None:
+    """One warning with the count of scores below the floor per benchmark; ``note`` says why, where known."""
     below = np.nan_to_num(scores, nan=np.inf) < floors
     counts = {b: int(c) for b, c in zip(benchmarks, below.sum(axis=0), strict=True) if c}
     if counts:
         warnings.warn(
             f"scores below their benchmark's chance floor: {counts}. The model's mean cannot go below the "
-            "floor, so these scores sit in the Beta tail (for the leaderboard, variant='raw' fixes the "
-            "normalized v2 scores that cause this).",
-            stacklevel=4,
+            f"floor, so these scores sit in the Beta tail{f' ({note})' if note else ''}.",
+            BelowFloorWarning,
+            stacklevel=stacklevel,
         )
+
+
+#: What the leaderboard's below-floor scores are, per variant.
+_LEADERBOARD_FLOOR_NOTES = {
+    "paper": "in the leaderboard data, mostly the normalized v2 scores of fine-tunes: variant='raw' replaces them "
+    "by raw accuracies",
+    "raw": "in the leaderboard's raw variant, genuine raw accuracies below chance",
+}
 
 
 def _clip(scores: np.ndarray, eps: float) -> np.ndarray:
@@ -481,7 +496,13 @@ def load_leaderboard(
     keys = ["model", "family", "size", "tokens", "flops"]
     frame = v1.merge(v2, on=keys, how="outer")
     frame["model"] = _number_repeats(frame["model"])
-    return ScalingData.from_frame(frame, floors=KNOWN_FLOORS, eps=eps)
+    with warnings.catch_warnings():
+        # Warned below with what causes these scores in the leaderboard.
+        warnings.simplefilter("ignore", BelowFloorWarning)
+        data = ScalingData.from_frame(frame, floors=KNOWN_FLOORS, eps=eps)
+    # Clipping into [eps, 1 - eps] moves no score across a floor (the floors are 0 or at least 0.1).
+    _warn_below_floor(data.scores, data.floors, data.benchmarks, _LEADERBOARD_FLOOR_NOTES[variant], stacklevel=2)
+    return data
 
 
 def _number_repeats(names: pd.Series) -> pd.Series:
@@ -500,7 +521,10 @@ def load_example() -> ScalingData:
 
     with files("bayes_lsl.example").joinpath("example_scores.csv").open() as fh:
         frame = pd.read_csv(fh)
-    return ScalingData.from_frame(frame, anchors=[c for c in frame.columns if c not in REQUIRED_COLUMNS])
+    with warnings.catch_warnings():
+        # Simulated from the model itself, whose Beta noise reaches below the floors by design.
+        warnings.simplefilter("ignore", BelowFloorWarning)
+        return ScalingData.from_frame(frame, anchors=[c for c in frame.columns if c not in REQUIRED_COLUMNS])
 
 
 def example_truth() -> dict:
