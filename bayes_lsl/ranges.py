@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from bayes_lsl.data import UNIT_LIMITS, check_units
+from bayes_lsl.data import check_units
 
 #: Inputs beyond the fit's data range by more than this factor (either way) get a warning.
 RANGE_MARGIN = 3.0
@@ -84,7 +84,7 @@ def check_range(
         beyond = np.maximum(value / hi, lo / value)
         factor = np.maximum(factor, beyond)
         outside += [f"{labels[i]}: {name} {value[i]:.3g} {_UNITS[name]}, {beyond[i]:.3g} times outside "
-                    f"{lo:.3g} to {hi:.3g}" for i in np.flatnonzero(beyond > margin)]  # fmt: skip
+                    f"the data's {lo:.3g} to {hi:.3g}" for i in np.flatnonzero(beyond > margin)]  # fmt: skip
     if outside:
         more = f"; and {len(outside) - _SHOWN} more" if len(outside) > _SHOWN else ""
         warnings.warn(
@@ -95,4 +95,4 @@ def check_range(
     return factor
 
 
-__all__ = ["FLOPS_PER_UNIT", "RANGE_MARGIN", "UNIT_LIMITS", "check_range", "data_range"]
+__all__ = ["FLOPS_PER_UNIT", "RANGE_MARGIN", "check_range", "data_range"]
