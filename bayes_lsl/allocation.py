@@ -30,9 +30,10 @@ from scipy.special import expit
 
 from bayes_lsl.data import raw_covariates
 from bayes_lsl.parameters import parameter_draws
+from bayes_lsl.ranges import FLOPS_PER_UNIT, check_range
 
 #: log(F / (6 N D)) with N in billions of parameters and D in trillions of tokens.
-_LOG_UNIT = np.log(6e21)
+_LOG_UNIT = np.log(FLOPS_PER_UNIT)
 
 #: The edges of the box of sizes and tokens, in the order of :func:`_box`.
 EDGES: tuple[str, ...] = ("min size", "max size", "min tokens", "max tokens")
@@ -260,6 +261,8 @@ def allocate(
     flops = np.atleast_1d(np.asarray(flops, float))
     if flops.ndim != 1 or not np.all(np.isfinite(flops) & (flops > 0)):
         raise ValueError(f"flops must be positive and finite, got {flops}")
+    # Budgets far outside the data's compute (or off by orders of magnitude): warn (or raise).
+    check_range(fit, {"flops": flops}, [f"budget {i + 1} of {len(flops)}" for i in range(len(flops))], stacklevel=2)
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     names, kind = _target(fit, skill, benchmark)

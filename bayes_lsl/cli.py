@@ -51,7 +51,10 @@ def _load(args: argparse.Namespace) -> ScalingData:
     if args.data == "example":
         return load_example()
     if args.data == "leaderboard":
-        return load_leaderboard(args.variant, data_dir=args.data_dir)
+        try:
+            return load_leaderboard(args.variant, data_dir=args.data_dir)
+        except DataNotFoundError as err:
+            raise err.for_option("--data-dir DIR") from None
     if not Path(args.data).is_file():
         raise DataError(f"--data {args.data!r}: not 'example', 'leaderboard' or an existing CSV file")
     return ScalingData.from_frame(_read_csv(args.data))
@@ -60,11 +63,7 @@ def _load(args: argparse.Namespace) -> ScalingData:
 def _load_fit(path: str) -> xr.DataTree:
     from bayes_lsl.io import load_fit
 
-    fit = load_fit(path)
-    # A NetCDF file from elsewhere reads fine but fails later with a KeyError: say so now.
-    if "posterior" not in fit.children or not {"method", "K", "benchmarks"} <= set(fit.attrs):
-        raise OSError(f"{path!r} is a NetCDF file but not a bayes_lsl fit (see bayes-lsl fit)")
-    return fit
+    return load_fit(path)
 
 
 def _out_path(path: str, kind: str = "file") -> Path:
@@ -119,6 +118,7 @@ def _cmd_data(args: argparse.Namespace) -> None:
 def _cmd_fit(args: argparse.Namespace) -> None:
     from bayes_lsl.inference import fit
     from bayes_lsl.io import save_fit
+    from bayes_lsl.mle import start_agreement
 
     out = _out_path(args.out)
     data = _load(args)
@@ -135,7 +135,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     if args.method == "mle":
         print(f"K={args.K}: marginal log-likelihood {attrs['marginal_loglik']:.2f} "
               f"(+- {attrs['marginal_loglik_mc_se']:.2f}), AIC {attrs['aic']:.1f}, "
-              f"BIC {attrs['bic']:.1f} ({attrs['n_agree']}/{attrs['n_starts']} starts agree)")  # fmt: skip
+              f"BIC {attrs['bic']:.1f} ({start_agreement(attrs)})")  # fmt: skip
     print(f"wrote {out}")
 
 
@@ -287,7 +287,9 @@ def _parser() -> argparse.ArgumentParser:
                 description="Predictive mean, median and interval of new models' scores on every benchmark of "
                             "the fit.\nCSV columns: model, family, size (billions of parameters), tokens "
                             "(trillions), and optionally\nobserved scores in [0, 1] in columns named after the "
-                            "fit's benchmarks (they condition the prediction).")  # fmt: skip
+                            "fit's benchmarks (they condition the prediction).\nThe column 'extrapolation' says how "
+                            "far outside the fit's data each model is (a factor, 1 inside); beyond 3 a warning\n"
+                            "names the model.")  # fmt: skip
     fit_args(p)
     p.add_argument("csv", metavar="CSV", help="the new models")
     p.add_argument("--out", default="predictions.csv", help="output table (default predictions.csv)")

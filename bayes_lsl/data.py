@@ -38,10 +38,48 @@ METADATA_COLUMNS: tuple[str, ...] = ("flops",)
 COVARIATES: tuple[str, ...] = ("log_size", "log_tokens", "log_size_x_log_tokens")
 #: Fewer models than this cannot identify intercepts, slopes and a family spread.
 MIN_MODELS = 5
+#: Values above these are off by orders of magnitude, nearly always raw counts: no model
+#: has 10 trillion parameters or saw a quadrillion tokens. ``flops`` (a budget ``6 N D``)
+#: is limited by the two together.
+UNIT_LIMITS: dict[str, float] = {"size": 1e4, "tokens": 1e3, "flops": 6e21 * 1e4 * 1e3}
+_UNITS_HINT = "size is in billions of parameters, tokens in trillions"
+_UNIT_HINTS = {"size": _UNITS_HINT, "tokens": _UNITS_HINT,
+               "flops": "budgets are FLOPs, F = 6 N D with N parameters and D tokens (e.g. 1e21)"}  # fmt: skip
 
 
 class DataError(ValueError):
     """Invalid input data; the message names the column, row or model at fault."""
+
+
+class BelowFloorWarning(UserWarning):
+    """Scores below their benchmark's chance floor (the model's mean cannot go there)."""
+
+
+def check_units(name: str, values: Sequence[float] | np.ndarray, labels: Sequence[str]) -> None:
+    """Raise if a size, tokens or budget is off by orders of magnitude (:data:`UNIT_LIMITS`).
+
+    Parameters
+    ----------
+    name : {"size", "tokens", "flops"}
+        The quantity.
+    values : array-like
+        Its values.
+    labels : sequence of str
+        What each value belongs to, for the message (e.g. ``"row 0 (model 'x')"``).
+
+    Raises
+    ------
+    DataError
+        Naming the first value over the limit, with the units the package expects.
+    """
+    values = np.asarray(values, float)
+    over = np.flatnonzero(values > UNIT_LIMITS[name])
+    if len(over):
+        i = over[0]
+        raise DataError(
+            f"{name} {values[i]:g} in {labels[i]} is over {UNIT_LIMITS[name]:,g} ({len(over)} such value(s)), "
+            f"off by orders of magnitude: {_UNIT_HINTS[name]}"
+        )
 
 
 def raw_covariates(size: np.ndarray, tokens: np.ndarray) -> np.ndarray:
@@ -300,6 +338,7 @@ def _positive_column(df: pd.DataFrame, col: str) -> pd.Series:
     bad = df.index[~(values > 0) | ~np.isfinite(values)]
     if len(bad):
         raise DataError(f"column {col!r}: {values[bad[0]]} in {_row(df, bad[0])}; sizes and tokens must be positive")
+    check_units(col, values, [_row(df, i) for i in df.index])
     return values.astype(float)
 
 
@@ -379,16 +418,27 @@ def _check_coverage(scores: np.ndarray, models: np.ndarray, benchmarks: list[str
         raise DataError(f"benchmark(s) {unscored} have no scores at all")
 
 
-def _warn_below_floor(scores: np.ndarray, floors: np.ndarray, benchmarks: list[str]) -> None:
+def _warn_below_floor(
+    scores: np.ndarray, floors: np.ndarray, benchmarks: Sequence[str], note: str = "", stacklevel: int = 4
+) -> None:
+    """One warning with the count of scores below the floor per benchmark; ``note`` says why, where known."""
     below = np.nan_to_num(scores, nan=np.inf) < floors
     counts = {b: int(c) for b, c in zip(benchmarks, below.sum(axis=0), strict=True) if c}
     if counts:
         warnings.warn(
             f"scores below their benchmark's chance floor: {counts}. The model's mean cannot go below the "
-            "floor, so these scores sit in the Beta tail (for the leaderboard, variant='raw' fixes the "
-            "normalized v2 scores that cause this).",
-            stacklevel=4,
+            f"floor, so these scores sit in the Beta tail{f' ({note})' if note else ''}.",
+            BelowFloorWarning,
+            stacklevel=stacklevel,
         )
+
+
+#: What the leaderboard's below-floor scores are, per variant.
+_LEADERBOARD_FLOOR_NOTES = {
+    "paper": "in the leaderboard data, mostly the normalized v2 scores of fine-tunes: variant='raw' replaces them "
+    "by raw accuracies",
+    "raw": "in the leaderboard's raw variant, genuine raw accuracies below chance",
+}
 
 
 def _clip(scores: np.ndarray, eps: float) -> np.ndarray:
@@ -446,7 +496,13 @@ def load_leaderboard(
     keys = ["model", "family", "size", "tokens", "flops"]
     frame = v1.merge(v2, on=keys, how="outer")
     frame["model"] = _number_repeats(frame["model"])
-    return ScalingData.from_frame(frame, floors=KNOWN_FLOORS, eps=eps)
+    with warnings.catch_warnings():
+        # Warned below with what causes these scores in the leaderboard.
+        warnings.simplefilter("ignore", BelowFloorWarning)
+        data = ScalingData.from_frame(frame, floors=KNOWN_FLOORS, eps=eps)
+    # Clipping into [eps, 1 - eps] moves no score across a floor (the floors are 0 or at least 0.1).
+    _warn_below_floor(data.scores, data.floors, data.benchmarks, _LEADERBOARD_FLOOR_NOTES[variant], stacklevel=2)
+    return data
 
 
 def _number_repeats(names: pd.Series) -> pd.Series:
@@ -465,7 +521,10 @@ def load_example() -> ScalingData:
 
     with files("bayes_lsl.example").joinpath("example_scores.csv").open() as fh:
         frame = pd.read_csv(fh)
-    return ScalingData.from_frame(frame, anchors=[c for c in frame.columns if c not in REQUIRED_COLUMNS])
+    with warnings.catch_warnings():
+        # Simulated from the model itself, whose Beta noise reaches below the floors by design.
+        warnings.simplefilter("ignore", BelowFloorWarning)
+        return ScalingData.from_frame(frame, anchors=[c for c in frame.columns if c not in REQUIRED_COLUMNS])
 
 
 def example_truth() -> dict:

@@ -13,6 +13,11 @@ import xarray as xr
 from bayes_lsl.data import ScalingData
 
 ENGINE = "h5netcdf"
+#: What a fit file is, for the errors of :func:`load_fit`.
+NOT_A_FIT = (
+    "a fit file is the NetCDF file written by 'bayes-lsl fit' (e.g. bayes-lsl fit --data example --K 2 --out "
+    "fit.nc) or by bayes_lsl.save_fit"
+)
 #: Prefix of attrs stored as JSON: NetCDF attributes cannot hold booleans, None, dicts,
 #: empty or nested lists, and lists of strings come back as arrays.
 _JSON = "json:"
@@ -94,7 +99,7 @@ def load_fit(path: str | os.PathLike, data: ScalingData | None = None) -> xr.Dat
     FileNotFoundError
         No file at ``path``.
     OSError
-        The file is not a readable fit.
+        The file is not a fit written by :func:`save_fit`; the message says how to make one.
     ValueError
         ``data`` is not the data set the fit was made on.
     """
@@ -106,9 +111,12 @@ def load_fit(path: str | os.PathLike, data: ScalingData | None = None) -> xr.Dat
     try:
         with xr.open_datatree(path, engine=ENGINE) as stored:
             fit = stored.load().copy()
-    except Exception as err:  # h5py, xarray and netCDF errors alike: say which file
-        raise OSError(f"cannot read a fit from {str(path)!r}: {err}") from err
+    except Exception as err:  # h5py, xarray and netCDF errors alike: the reader's words mean nothing to a user
+        raise OSError(f"{str(path)!r} is not a fit: {NOT_A_FIT}") from err
     fit = _map_attrs(fit, _decode)
+    # A NetCDF file from elsewhere reads fine but would fail later with a KeyError: say so now.
+    if "posterior" not in fit.children or not {"method", "K", "benchmarks"} <= set(fit.attrs):
+        raise OSError(f"{str(path)!r} is a NetCDF file but not a fit: {NOT_A_FIT}")
     if data is not None:
         stored_print, given = fit.attrs.get("data_fingerprint"), data_fingerprint(data)
         if stored_print != given:

@@ -13,7 +13,12 @@ Strategy (the surface has many local optima, so random restarts alone are not en
 4. *Check.* The log-likelihood at the optimum is computed by importance sampling; that
    value is reported, and its difference from the objective is the integration error.
 
-The report says how many refined starts agreed with the best.
+The report says how many starts' Laplace screens came within ``agree_tol`` of the best
+screen (``n_agree``) and how many refined starts agreed with the refined optimum
+(``n_agree_refined``; with the default ``n_refine=1`` only the best screen is refined).
+Screens are the cheap approximation, stopped early, so ``n_agree`` counts starts that
+reached nearly the same Laplace optimum; it says nothing of the refined optimum, the
+value reported.
 """
 
 from __future__ import annotations
@@ -210,8 +215,9 @@ def fit_mle(
     tol : float
         Convergence tolerance on the log-likelihood between rounds.
     agree_tol : float
-        Starts whose Laplace optimum is within this many log-likelihood units of the best
-        count as agreeing (``n_agree``).
+        Starts whose Laplace screen is within this many log-likelihood units of the best
+        screen count as agreeing (``n_agree``); refined starts, within this of the refined
+        optimum (``n_agree_refined``).
     start_from : DataTree, optional
         A fit with at most ``K`` skills (e.g. the optimum at ``K - 1``, as
         :func:`bayes_lsl.select_k` passes) that gives one more start (see
@@ -236,7 +242,10 @@ def fit_mle(
         ``mle`` (standard errors ``*_se``, the covariance of the unconstrained parameters,
         the empirical-Bayes covariance of each family's effect) and attrs
         ``marginal_loglik``, ``n_params``, ``aic``, ``bic``, ``grad_norm``,
-        ``laplace_loglik`` and ``starts_loglik`` (each start's optimum), ``n_agree``,
+        ``laplace_loglik`` (each start's Laplace screen, best first) and ``starts_loglik``
+        (each refined start's optimum), ``n_agree`` (screens within ``agree_tol`` of the
+        best screen, out of ``n_starts``), ``n_agree_refined`` (refined starts within
+        ``agree_tol`` of the optimum, out of ``n_refined``), ``agree_tol``,
         ``converged`` or ``stalled`` (how the refinement's rounds ended, see :func:`refine`).
     """
     t0 = time.perf_counter()
@@ -305,6 +314,7 @@ def fit_mle(
         "n_refined": len(refined),
         "n_agree": int(n_agree),
         "n_agree_refined": int(sum(abs(r["loglik"] - best["loglik"]) < agree_tol for r in refined)),
+        "agree_tol": agree_tol,
         "converged": bool(best["converged"]),
         "stalled": bool(best["stalled"]),
         "refine_rounds": int(best["rounds"]),
@@ -312,8 +322,27 @@ def fit_mle(
         "timings_s": [round(v, 2) for v in timings.values()],
         "timings_phases": list(timings),
     }
-    log.info("mle K=%d: loglik %.2f, %d/%d starts agree, %.0f s", K, loglik, n_agree, len(starts), attrs["wall_time_s"])
+    log.info("mle K=%d: loglik %.2f, %s, %.0f s", K, loglik, start_agreement(attrs), attrs["wall_time_s"])
     return groups, attrs
+
+
+def start_agreement(attrs: dict) -> str:
+    """What agreed with what among the starts of an ``mle`` fit, in words (for logs and the command line).
+
+    Parameters
+    ----------
+    attrs : dict
+        The attrs of an ``mle`` fit.
+
+    Returns
+    -------
+    str
+        E.g. ``"1/4 Laplace screens within 0.5 of the best screen; 1/1 refined starts at the optimum"``.
+    """
+    return (
+        f"{attrs['n_agree']}/{attrs['n_starts']} Laplace screens within {attrs['agree_tol']:g} of the best screen; "
+        f"{attrs['n_agree_refined']}/{attrs['n_refined']} refined starts at the optimum"
+    )
 
 
 def information_covariance(info: np.ndarray) -> tuple[np.ndarray, float]:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 
 def information_criteria(table: pd.DataFrame) -> Figure:
@@ -31,20 +32,44 @@ def _point(fit: xr.DataTree, name: str) -> xr.DataArray:
     return fit.posterior[name].mean(("chain", "draw"))
 
 
+def _ink(scaled: float) -> str:
+    """Text colour readable on a diverging colormap's cell at ``scaled`` in [-1, 1] (white on the dark ends)."""
+    return "white" if abs(scaled) > 0.6 else "black"
+
+
+def fixed_loadings(fit: xr.DataTree) -> xr.DataArray:
+    """Boolean mask (skill x benchmark) of the loadings fixed at 0: the anchor block's off-diagonal."""
+    lam = fit.posterior["lam"]
+    K = lam.sizes["skill"]
+    i, j = np.indices((K, lam.sizes["benchmark"]))
+    return xr.DataArray((j < K) & (i != j), coords={"skill": lam["skill"], "benchmark": lam["benchmark"]})
+
+
 def loadings(fit: xr.DataTree) -> Figure:
-    """Heatmap of the loadings ``lam`` (skill x benchmark), annotated with their values."""
+    """Heatmap of the loadings ``lam`` (skill x benchmark), annotated with their values.
+
+    The loadings fixed at 0 by the anchoring (the off-diagonal of the anchor block) are
+    hatched grey cells marked "fixed", not coloured like estimates.
+    """
     lam = _point(fit, "lam")
-    fig, ax = plt.subplots(figsize=(1 + 0.7 * lam.sizes["benchmark"], 1 + 0.6 * lam.sizes["skill"]))
+    fixed = fixed_loadings(fit).transpose(*lam.dims).values
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * lam.sizes["benchmark"], 1.3 + 0.6 * lam.sizes["skill"]),
+                           layout="constrained")  # fmt: skip
     lim = float(np.abs(lam).max())
-    im = ax.imshow(lam.values, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    # Fixed cells are masked: drawn in the colormap's "bad" colour, then hatched.
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.85")
+    im = ax.imshow(np.ma.masked_array(lam.values, fixed), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
     ax.set_xticks(range(lam.sizes["benchmark"]), lam["benchmark"].values, rotation=45, ha="right")
     skills = [f"{s} ({a})" for s, a in zip(lam["skill"].values, fit.attrs["anchors"], strict=True)]
     ax.set_yticks(range(lam.sizes["skill"]), skills)
     for (i, j), v in np.ndenumerate(lam.values):
-        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
+        if fixed[i, j]:
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.6", lw=0))
+            ax.text(j, i, "0\nfixed", ha="center", va="center", fontsize=7, color="0.3")
+        else:
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color=_ink(v / lim))
     fig.colorbar(im, ax=ax, label="loading")
-    ax.set_title(f"Loadings ({fit.attrs['method']}, K={fit.attrs['K']})")
-    fig.tight_layout()
+    fig.suptitle(f"Loadings ({fit.attrs['method']}, K={fit.attrs['K']}); hatched: fixed at 0 by the anchors")
     return fig
 
 
@@ -52,15 +77,16 @@ def skill_correlation(fit: xr.DataTree) -> Figure:
     """Heatmap of the correlation of the family effects across skills."""
     corr = _point(fit, "corr")
     names = [f"{s}\n({a})" for s, a in zip(corr["skill"].values, fit.attrs["anchors"], strict=True)]
-    fig, ax = plt.subplots(figsize=(1.5 + corr.sizes["skill"], 1 + corr.sizes["skill"]))
+    # Constrained layout with a figure title: the title sits above the colorbar too, clear
+    # of its top tick label (an axes title spans the colorbar and ran into its "1.0").
+    fig, ax = plt.subplots(figsize=(2 + corr.sizes["skill"], 1.3 + corr.sizes["skill"]), layout="constrained")
     im = ax.imshow(corr.values, cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_xticks(range(len(names)), names)
     ax.set_yticks(range(len(names)), names)
     for (i, j), v in np.ndenumerate(corr.values):
-        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9)
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9, color=_ink(v))
     fig.colorbar(im, ax=ax, label="correlation")
-    ax.set_title("Skill correlation of family effects")
-    fig.tight_layout()
+    fig.suptitle("Skill correlation of family effects")
     return fig
 
 

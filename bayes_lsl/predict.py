@@ -14,15 +14,21 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_lsl.data import COVARIATES, DataError, raw_covariates
+from bayes_lsl.data import COVARIATES, DataError, _check_labels, _positive_column, _score_matrix, raw_covariates
 from bayes_lsl.parameters import beta_shapes, cell_precision, family_effect_draws, parameter_draws
+from bayes_lsl.ranges import check_range
 
 REQUIRED = ("model", "family", "size", "tokens")
 KINDS = ("score", "mu", "theta")
 
 
 def _new_models(fit: xr.DataTree, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """Validate ``new_models``; returns it and its observed scores (model x benchmark, NaN if none)."""
+    """Validate ``new_models``; returns it and its observed scores (model x benchmark, NaN if none).
+
+    Labels, sizes, tokens and scores go through the checks of
+    :meth:`bayes_lsl.ScalingData.from_frame`, so that a mistake gets the same message in
+    ``fit`` and ``predict``.
+    """
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"new_models must be a pandas DataFrame, got {type(frame).__name__}")
     missing = [c for c in REQUIRED if c not in frame.columns]
@@ -34,27 +40,16 @@ def _new_models(fit: xr.DataTree, frame: pd.DataFrame) -> tuple[pd.DataFrame, np
     unknown = [c for c in frame.columns if c not in REQUIRED and c not in benchmarks and c != "flops"]
     if unknown:
         raise DataError(f"new_models has unknown column(s) {unknown}; score columns must be one of {benchmarks}")
+    frame = frame.reset_index(drop=True)
+    _check_labels(frame)
     dup = frame["model"].astype(str).duplicated()
     if dup.any():
         raise DataError(f"new_models repeats model(s) {sorted(set(frame['model'][dup].astype(str)))}")
-    for col in ("size", "tokens"):
-        values = pd.to_numeric(frame[col], errors="coerce")
-        bad = ~(np.isfinite(values) & (values > 0))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"new_models column {col!r} must be positive, got {frame[col].iloc[i]!r} "
-                            f"for model {frame['model'].iloc[i]!r}")  # fmt: skip
-    scores = np.full((len(frame), len(benchmarks)), np.nan)
+    frame = frame.assign(size=_positive_column(frame, "size"), tokens=_positive_column(frame, "tokens"))
+    given = _score_matrix(frame, [b for b in benchmarks if b in frame.columns])
     eps = float(fit.attrs.get("eps", 1e-3))
-    for j, bench in enumerate(benchmarks):
-        if bench in frame.columns:
-            col = pd.to_numeric(frame[bench], errors="coerce").to_numpy(float)
-            bad = ~np.isnan(col) & ((col < 0) | (col > 1))
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise DataError(f"score {bench!r} of model {frame['model'].iloc[i]!r} is {col[i]}, outside [0, 1]")
-            scores[:, j] = np.clip(col, eps, 1 - eps)
-    return frame.reset_index(drop=True), scores
+    scores = given.reindex(columns=benchmarks).to_numpy(float)
+    return frame, np.clip(scores, eps, 1 - eps)
 
 
 def predict(
@@ -99,13 +94,32 @@ def predict(
     pandas.DataFrame
         One row per model and benchmark (or skill): ``model``, ``family``, ``benchmark``,
         ``mean``, ``median``, ``lower``, ``upper``, ``observed`` (the given score, else
-        NaN) and ``seen_family``.
+        NaN), ``seen_family`` and ``extrapolation``: how far the model's size or tokens lie
+        outside the range of the fit's data, as a factor (1 within it; 4 where the size is
+        4 times the largest, or a quarter of the smallest, in the data).
+
+    Raises
+    ------
+    DataError
+        On invalid new models, with the messages of :meth:`bayes_lsl.ScalingData.from_frame`;
+        a size over 10,000 or tokens over 1,000 are taken for raw counts (the units are
+        billions of parameters and trillions of tokens).
+
+    Warns
+    -----
+    UserWarning
+        When a model's size or tokens lie more than :data:`bayes_lsl.ranges.RANGE_MARGIN`
+        (3) times outside the data's range, naming the model, the value and the range.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     frame, observed = _new_models(fit, new_models)
+    models = frame["model"].astype(str).tolist()
+    extrapolation = check_range(
+        fit, {"size": frame["size"], "tokens": frame["tokens"]}, [f"model {m!r}" for m in models], stacklevel=2
+    )
     draws = predictive_draws(fit, frame, observed, seed=seed, n_draws=n_draws)
     table = summarize(draws, kind, level)
     label = "skill" if kind == "theta" else "benchmark"
@@ -113,6 +127,7 @@ def predict(
     table["family"] = table["model"].map(family_of)
     seen = set(map(str, fit["constant_data"]["family"].values))
     table["seen_family"] = table["family"].isin(seen)
+    table["extrapolation"] = table["model"].map(dict(zip(models, extrapolation, strict=True)))
     if kind != "theta":
         obs = xr.DataArray(observed, dims=("model", "benchmark"), coords=draws["y"].isel(sample=0).coords)
         table["observed"] = obs.to_series().reindex(pd.MultiIndex.from_frame(table[["model", "benchmark"]])).values

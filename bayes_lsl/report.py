@@ -25,8 +25,11 @@ logger = logging.getLogger(__name__)
 
 #: Fit attrs worth a line in the summary, when the method sets them.
 _SUMMARY_ATTRS = ("method", "K", "seed", "marginal_loglik", "marginal_loglik_mc_se", "aic", "bic", "n_params",
-                  "n_observations", "integration_error", "n_agree", "n_starts", "converged",
-                  "bayes_lsl_version")  # fmt: skip
+                  "n_observations", "integration_error", "n_agree", "n_starts", "agree_tol", "n_agree_refined",
+                  "n_refined", "converged", "bayes_lsl_version")  # fmt: skip
+#: Decimals of the summary's quantities that are compared across fits (a Monte Carlo
+#: standard error of 0.06 and K comparisons need more than 4 significant digits).
+_SUMMARY_DECIMALS = {"marginal_loglik": 2, "marginal_loglik_mc_se": 2, "aic": 2, "bic": 2, "integration_error": 3}
 
 
 def parameter_table(fit: xr.DataTree, level: float = 0.95) -> pd.DataFrame:
@@ -75,12 +78,16 @@ def parameter_table(fit: xr.DataTree, level: float = 0.95) -> pd.DataFrame:
 
 
 def fit_summary(fit: xr.DataTree) -> pd.DataFrame:
-    """The fit's attrs worth reporting (for ``mle``: log-likelihood, AIC, BIC, ``n_params``) as two columns."""
+    """The fit's attrs worth reporting (for ``mle``: log-likelihood, AIC, BIC, ``n_params``) as two columns.
+
+    Log-likelihood, AIC and BIC are written to 0.01, other numbers to 4 significant digits.
+    """
     cd = fit["constant_data"]
     rows = {name: fit.attrs[name] for name in _SUMMARY_ATTRS if name in fit.attrs}
     rows |= {"models": cd.sizes["model"], "families": cd.sizes["family"]}
     rows["benchmarks"] = ", ".join(fit.attrs["benchmarks"])
-    return pd.DataFrame({"quantity": list(rows), "value": [_cell(v) for v in rows.values()]})
+    values = [f"{v:.{_SUMMARY_DECIMALS[k]}f}" if k in _SUMMARY_DECIMALS else _cell(v) for k, v in rows.items()]
+    return pd.DataFrame({"quantity": list(rows), "value": values})
 
 
 def markdown_table(table: pd.DataFrame) -> str:

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 ENV_VAR = "BAYES_LSL_DATA"
 _COMMIT = "7bb8b36f3fdf1938fe55a03bbf073bdeaca4dee8"
 _BASE_URL = f"https://raw.githubusercontent.com/felipemaiapolo/statistical-scaling-law/{_COMMIT}/data/"
+#: Where a person gets the files by hand (the same pinned commit).
+REPOSITORY_URL = f"https://github.com/felipemaiapolo/statistical-scaling-law/tree/{_COMMIT}/data"
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,24 @@ FILES = {
 
 
 class DataNotFoundError(FileNotFoundError):
-    """Raised when a leaderboard file is neither local nor downloadable."""
+    """Raised when a leaderboard file is neither local nor downloadable.
+
+    The message says where to get the files and how to point the package at them;
+    ``option`` is how the caller passes a directory (``data_dir=...`` in Python; the
+    command line says ``--data-dir DIR``, see :meth:`for_option`).
+    """
+
+    def __init__(self, file_name: str, reason: str = "", option: str = "data_dir=...") -> None:
+        self.file_name, self.reason, self.option = file_name, reason, option
+        super().__init__(
+            f"Cannot find {file_name}{reason}. Download the paper's files "
+            f"({', '.join(f.name for f in FILES.values())}) from {REPOSITORY_URL} into a directory and pass "
+            f"{option} or set the environment variable {ENV_VAR}."
+        )
+
+    def for_option(self, option: str) -> DataNotFoundError:
+        """The same error, telling how to pass the directory with ``option``."""
+        return DataNotFoundError(self.file_name, self.reason, option)
 
 
 def cache_dir() -> Path:
@@ -107,11 +126,7 @@ def locate(key: str, data_dir: str | os.PathLike | None = None, download: bool =
             reason = f" (download failed: {err})"
     else:
         reason = ""
-    raise DataNotFoundError(
-        f"Cannot find {file.name}{reason}. Put the paper's files "
-        f"({', '.join(f.name for f in FILES.values())}) in a directory and pass "
-        f"data_dir=... or set the environment variable {ENV_VAR}."
-    )
+    raise DataNotFoundError(file.name, reason)
 
 
 def _download(file: RemoteFile, target: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the leaderboard files (from ``$BAYES_LSL_DATA`` or ``../shared``) and small simulated sets."""
+"""Shared fixtures: the leaderboard files (found as the package finds them) and small simulated sets."""
 
 from __future__ import annotations
 
@@ -18,15 +18,39 @@ import pytest  # noqa: E402
 
 from bayes_lsl.simulate import random_design, random_parameters, simulate  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+#: Set (to 1) where the leaderboard files must be there, as in CI: a missing file fails the data tests.
+REQUIRE_DATA = "BAYES_LSL_REQUIRE_DATA"
+
+
+def leaderboard_folder(folder: Path) -> Path:
+    """Link the leaderboard files, found as the package finds them, into ``folder``; skip if they cannot be had.
+
+    ``$BAYES_LSL_DATA``, the user cache, or the checked download
+    (:func:`bayes_lsl.sources.locate`). The links follow the layout of a data directory
+    (the v2 dump in ``raw/``), wherever each file was found. When the files cannot be
+    had (offline, nothing local) the calling test is skipped with the reason, unless
+    ``$BAYES_LSL_REQUIRE_DATA`` is set (as in CI), which makes that a failure.
+    """
+    from bayes_lsl.sources import DataNotFoundError, locate
+
+    try:
+        found = {key: locate(key) for key in ("v1", "v2", "dump_v2")}
+    except DataNotFoundError as err:
+        if os.environ.get(REQUIRE_DATA, "") not in ("", "0"):
+            pytest.fail(f"{REQUIRE_DATA} is set but the leaderboard files cannot be had: {err}")
+        pytest.skip(f"leaderboard files not available: {err}")
+    (folder / "raw").mkdir(parents=True, exist_ok=True)
+    for key, path in found.items():
+        link = folder / ("raw" if key == "dump_v2" else "") / path.name
+        link.unlink(missing_ok=True)
+        link.symlink_to(path.resolve())
+    return folder
 
 
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    path = Path(os.environ.get("BAYES_LSL_DATA", REPO.parent / "shared/data/open_llm_leaderboard"))
-    if not (path / "df_full_v1.csv").is_file():
-        pytest.fail(f"leaderboard files not found in {path}: set BAYES_LSL_DATA to the directory holding them")
-    return path
+def data_dir(tmp_path_factory) -> Path:
+    """A directory with the leaderboard files (see :func:`leaderboard_folder`)."""
+    return leaderboard_folder(tmp_path_factory.mktemp("leaderboard"))
 
 
 @pytest.fixture(scope="session")

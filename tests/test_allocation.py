@@ -13,7 +13,7 @@ import xarray as xr
 from scipy.special import expit
 
 from bayes_lsl.allocation import EDGES, allocate, model_budgets, optimal_log_size, paper_budgets
-from bayes_lsl.data import raw_covariates
+from bayes_lsl.data import DataError, raw_covariates
 from bayes_lsl.plots import allocation as plot_allocation
 
 matplotlib.use("Agg")
@@ -169,11 +169,12 @@ def test_targets_by_name_anchor_and_benchmark(mle_fit):
 
 def test_unconstrained_and_infeasible(mle_fit, ranges):
     big = 6e21 * ranges[0].max() * ranges[1].max() * 100  # beyond the data's largest N and D
-    with pytest.warns(UserWarning, match="miss the box"):
+    with pytest.warns(UserWarning, match="miss the box"), pytest.warns(UserWarning, match="extrapolating"):
         out = allocate(mle_fit, [paper_budgets(mle_fit, 2)[1], big], n_draws=50)
     assert list(out["feasible"]) == [True, False, True, False]
     assert out.loc[~out["feasible"], ["size_opt", "tokens_upper", "value"]].isna().all().all()
-    free = allocate(mle_fit, big, constrained=False, margin=5.0, n_draws=50)
+    with pytest.warns(UserWarning, match="extrapolating"):  # 100 times beyond the largest model's compute
+        free = allocate(mle_fit, big, constrained=False, margin=5.0, n_draws=50)
     assert free["feasible"].all() and np.isfinite(free["size_opt"]).all()
     np.testing.assert_allclose(6e21 * free["size_opt"] * free["tokens_opt"], big, rtol=1e-9)
     # Wherever the widened box binds, the flag says which edge.
@@ -225,6 +226,19 @@ def test_interior_optimum_and_its_interval(toy_fit):
 def test_errors(mle_fit, kwargs, match):
     with pytest.raises(ValueError, match=match):
         allocate(mle_fit, **kwargs, n_draws=5)
+
+
+def test_budgets_far_outside_the_data_warn_and_absurd_ones_raise(mle_fit):
+    lo, hi = paper_budgets(mle_fit, n=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # budgets within the data's range are silent
+        allocate(mle_fit, [lo, hi], n_draws=5)
+    with pytest.warns(UserWarning, match=r"budget 2 of 2: flops .* FLOPs, 100 times outside") as rec:
+        allocate(mle_fit, [hi, 100 * hi], n_draws=5, constrained=False)
+    assert f"{lo:.3g} to {hi:.3g}" in str(rec[0].message) and "budget 1 of 2" not in str(rec[0].message)
+    # Parameters times tokens as raw counts: 6 x 7e9 x 2e12 x 1e21.
+    with pytest.raises(DataError, match="budgets are FLOPs, F = 6 N D"):
+        allocate(mle_fit, [1e21, 6 * 7e9 * 2e12 * 1e21], n_draws=5)
 
 
 def test_plot(table):

@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 
 import bayes_lsl as bl
-from bayes_lsl import report
+from bayes_lsl import report, sources
 from bayes_lsl.cli import main
 from bayes_lsl.parameters import PARAMETERS, parameter_draws
 
@@ -106,6 +106,12 @@ def test_report(fit_path, tmp_path):
     assert len(params) == 6 + 2 * 8 + 8 + 8 + 1 and "lam[skill_1, mmlu]" in set(params["parameter"])
     summary = pd.read_csv(out / "summary.csv").set_index("quantity")["value"]
     assert {"marginal_loglik", "aic", "bic", "n_params"} <= set(summary.index)
+    # Enough decimals to compare fits (log-likelihood, AIC and BIC to 0.1 at least), in the CSV and the Markdown.
+    attrs = bl.load_fit(fit_path).attrs
+    summary_md = (out / "summary.md").read_text()
+    for name in ("marginal_loglik", "aic", "bic"):
+        assert abs(float(summary[name]) - attrs[name]) < 0.01, (name, summary[name], attrs[name])
+        assert f"| {name} | {float(summary[name]):.2f} |" in summary_md
     assert "| parameter | estimate | se | lower | upper |" in (out / "parameters.md").read_text()
     # The allocation on the paper's grid, in the inputs' units (billions of parameters, trillions of tokens).
     allocation = pd.read_csv(out / "allocation.csv")
@@ -161,8 +167,11 @@ def test_select_k_writes_table_and_plot(tmp_path, monkeypatch, capsys):
         (["predict", "{fit}", "{csv:tokens}", "--out", "{tmp}/p.csv"], "lacks column(s) ['tokens']", "p.csv"),
         (["predict", "{fit}", "{csv:foo}", "--out", "{tmp}/p.csv"], "unknown column(s) ['foo']", "p.csv"),
         (["predict", "{fit}", "{tmp}/none.csv", "--out", "{tmp}/p.csv"], "no CSV file", "p.csv"),
-        (["predict", "{garbage}", "{csv:}", "--out", "{tmp}/p.csv"], "cannot read a fit", "p.csv"),
-        (["predict", "{not_a_fit}", "{csv:}", "--out", "{tmp}/p.csv"], "not a bayes_lsl fit", "p.csv"),
+        (["predict", "{garbage}", "{csv:}", "--out", "{tmp}/p.csv"], "is not a fit: a fit file is", "p.csv"),
+        (["predict", "{not_a_fit}", "{csv:}", "--out", "{tmp}/p.csv"], "NetCDF file but not a fit", "p.csv"),
+        (["predict", "{fit}", "{csv:size=7e9}", "--out", "{tmp}/p.csv"], "size is in billions of parameters", "p.csv"),
+        (["predict", "{fit}", "{csv:size=7B}", "--out", "{tmp}/p.csv"], "non-numeric or missing value '7B'", "p.csv"),
+        (["allocate", "{fit}", "--flops", "1e40", "--out", "{tmp}/a.csv"], "budgets are FLOPs", "a.csv"),
         (["predict", "{tmp}/none.nc", "{csv:}", "--out", "{tmp}/p.csv"], "no fit file", "p.csv"),
         (["predict", "{fit}", "{csv:}", "--level", "1.5", "--out", "{tmp}/p.csv"], "level must be in", "p.csv"),
         (
@@ -190,7 +199,12 @@ def test_bad_input_is_one_line_and_no_file(argv, message, out, fit_path, new_mod
     def csv(drop_or_add: str) -> str:
         if not drop_or_add:
             return str(new_models)
-        bad = frame.drop(columns=drop_or_add) if drop_or_add in frame else frame.assign(**{drop_or_add: 0.5})
+        if "=" in drop_or_add:  # column=value: that value in the last row
+            column, value = drop_or_add.split("=")
+            bad = frame.astype({column: object})
+            bad.loc[bad.index[-1], column] = value
+        else:
+            bad = frame.drop(columns=drop_or_add) if drop_or_add in frame else frame.assign(**{drop_or_add: 0.5})
         bad.to_csv(path := tmp_path / "bad.csv", index=False)
         return str(path)
 
@@ -206,6 +220,30 @@ def test_bad_input_is_one_line_and_no_file(argv, message, out, fit_path, new_mod
     if out is not None:
         assert not (tmp_path / out).exists()
     assert set(tmp_path.iterdir()) - before <= {tmp_path / "bad.csv"}  # no temporary files left behind
+
+
+def test_missing_leaderboard_names_the_flag_and_where_to_get_the_files(tmp_path, monkeypatch, capsys):
+    def offline(file, target):
+        raise OSError("no network")
+
+    monkeypatch.delenv("BAYES_LSL_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(sources, "_download", offline)
+    assert main(["data", "--data", "leaderboard", "--quiet"]) == 2
+    err = _one_error_line(capsys.readouterr().err)
+    assert "pass --data-dir DIR or set the environment variable BAYES_LSL_DATA" in err and "data_dir=" not in err
+    assert "https://github.com/felipemaiapolo/statistical-scaling-law/tree/" in err
+
+
+def test_extrapolation_warns_in_one_line(fit_path, tmp_path, capsys):
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"model": ["giant"], "family": ["fam000"], "size": [2000.0], "tokens": [2.0]}).to_csv(new, index=False)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(fit_path), str(new), "--out", str(out), "--draws", "50", "--quiet"]) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if "extrapolating" in line]
+    assert len(warning) == 1 and warning[0].startswith("bayes-lsl: warning: ")
+    assert "model 'giant': size 2e+03 B parameters" in warning[0]
+    assert (pd.read_csv(out)["extrapolation"] > 20).all()
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])

@@ -86,12 +86,36 @@ def test_raw_variant(data_dir, paper):
     assert (raw.scores[changed] > paper.scores[changed]).all()
 
 
+def test_below_floor_warning_names_the_variant_only_for_the_leaderboard(data_dir):
+    with pytest.warns(bl.data.BelowFloorWarning, match="variant='raw'"):
+        bl.load_leaderboard("paper", data_dir=data_dir)
+    with pytest.warns(bl.data.BelowFloorWarning) as rec:
+        bl.load_leaderboard("raw", data_dir=data_dir)
+    assert "genuine raw accuracies" in str(rec[0].message) and "variant='raw' replaces" not in str(rec[0].message)
+
+
+def test_below_floor_warning_on_own_data_does_not_mention_the_leaderboard():
+    with pytest.warns(UserWarning, match=r"below their benchmark's chance floor: \{'mmlu': 1\}") as rec:
+        ScalingData.from_frame(frame(mmlu=[0.1] + [0.5] * 7))
+    assert "leaderboard" not in str(rec[0].message) and "variant" not in str(rec[0].message)
+
+
+def test_example_loads_without_warnings():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = bl.load_example()
+    assert [str(w.message) for w in caught] == []
+    # The example does have scores below the floors (the model's Beta noise): they are not hidden, only not warned.
+    assert (np.nan_to_num(data.scores, nan=1.0) < data.floors).any()
+
+
 def test_missing_files_error_names_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("BAYES_LSL_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(DataNotFoundError, match="BAYES_LSL_DATA") as err:
         bl.load_leaderboard(data_dir=tmp_path, download=False)
     assert "df_full_v1.csv" in str(err.value)
+    assert "github.com/felipemaiapolo/statistical-scaling-law" in str(err.value)
 
 
 def test_env_variable_is_used(data_dir, monkeypatch):
@@ -149,6 +173,10 @@ def test_valid_frame():
         (lambda df: df.assign(arc=np.nan), r"benchmark\(s\) \['arc'\] have no scores"),
         (lambda df: df.head(4), r"only 4 models"),
         (lambda df: df.assign(tokens=1.0), r"log_tokens is constant"),
+        # Raw counts instead of billions and trillions.
+        (lambda df: df.assign(size=df["size"] * 1e9),
+         r"size 5e\+08 in row 0 .*billions of parameters, tokens in trillions"),  # fmt: skip
+        (lambda df: df.assign(tokens=[2000.0] + [1.0] * 7), r"tokens 2000 in row 0 .*over 1,000"),
         (
             lambda df: pd.concat([df, df.tail(1).assign(mmlu=0.9)], ignore_index=True),
             r"model 'm7' appears more than once with different data",

@@ -46,5 +46,21 @@ def test_missing_and_unreadable_files(tmp_path):
         load_fit(tmp_path / "nope.nc")
     bad = tmp_path / "bad.nc"
     bad.write_text("not a netcdf file")
-    with pytest.raises(OSError, match="bad.nc"):
+    with pytest.raises(OSError, match="bad.nc") as err:
         load_fit(bad)
+    _says_what_a_fit_is(str(err.value))
+
+
+def test_netcdf_that_is_not_a_fit(tmp_path):
+    path = tmp_path / "dataset.nc"
+    xr.Dataset({"v": ("x", [1.0])}).to_netcdf(path, engine="h5netcdf")
+    with pytest.raises(OSError, match="is a NetCDF file but not a fit") as err:
+        load_fit(path)
+    _says_what_a_fit_is(str(err.value))
+
+
+def _says_what_a_fit_is(message: str) -> None:
+    """The message says what a fit file is and how to make one, in the user's terms (not h5py's)."""
+    assert "a fit file is the NetCDF file written by 'bayes-lsl fit'" in message
+    assert "--out fit.nc" in message and "save_fit" in message
+    assert "signature" not in message and "synchronously" not in message

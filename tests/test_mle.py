@@ -273,3 +273,18 @@ def test_refine_stops_when_rounds_stall_and_keeps_the_best():
         values.append(objective(theta, np.array([[theta[0]]]))[0])
     assert np.isclose(result["loglik"], max(values), atol=1e-6)
 
+
+
+def test_start_agreement_says_what_agrees_with_what(mle_fit):
+    """``n_agree`` counts the Laplace screens near the best screen; ``n_agree_refined`` the refined starts."""
+    attrs = mle_fit.attrs
+    screens, tol = np.asarray(attrs["laplace_loglik"]), attrs["agree_tol"]
+    assert len(screens) == attrs["n_starts"] and screens[0] == screens.max()
+    assert attrs["n_agree"] == int((np.abs(screens - screens.max()) < tol).sum())
+    refined = np.asarray(attrs["starts_loglik"])
+    assert attrs["n_agree_refined"] == int((np.abs(refined - attrs["marginal_loglik_objective"]) < tol).sum())
+    from bayes_lsl.mle import start_agreement
+
+    words = start_agreement(attrs)
+    assert f"{attrs['n_agree']}/{attrs['n_starts']} Laplace screens within {tol:g} of the best screen" in words
+    assert f"{attrs['n_agree_refined']}/{attrs['n_refined']} refined starts at the optimum" in words

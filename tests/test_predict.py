@@ -138,7 +138,7 @@ def test_nuts_fit_uses_posterior_family_effects(nuts_fit, small_sim):
     "change, message",
     [
         (lambda d: d.drop(columns="size"), "lacks column"),
-        (lambda d: d.assign(size=-1.0), "'size' must be positive"),
+        (lambda d: d.assign(size=-1.0), "'size': -1.0 in row 0 .* must be positive"),
         (lambda d: d.assign(notabench=0.5), "unknown column"),
         (lambda d: d.assign(**{"math": 1.5}), "outside \\[0, 1\\]"),
         (lambda d: pd.concat([d, d]), "repeats model"),
@@ -149,6 +149,59 @@ def test_bad_new_models(mle_fit, change, message):
     design = _new_design(["x"], 1, seed=0)
     with pytest.raises(bl.DataError, match=message):
         bl.predict(mle_fit, change(design))
+
+
+@pytest.mark.parametrize(
+    ("size", "tokens", "match"),
+    [
+        (7e9, 2e12, r"size 7e\+09 in row 0 \(model 'x-0'\) is over 10,000"),  # raw counts
+        (7.0, 2000.0, r"tokens 2000 in row 0 \(model 'x-0'\) is over 1,000"),  # 2000 T tokens
+    ],
+)
+def test_raw_counts_are_refused_with_the_units(mle_fit, size, tokens, match):
+    new = pd.DataFrame({"model": ["x-0"], "family": ["x"], "size": [size], "tokens": [tokens]})
+    with pytest.raises(bl.DataError, match=match) as err:
+        bl.predict(mle_fit, new, n_draws=20)
+    assert "size is in billions of parameters, tokens in trillions" in str(err.value)
+
+
+def test_extrapolation_warns_and_is_flagged_in_the_table(mle_fit, small_sim):
+    data, _ = small_sim
+    size_max, tokens_min = data.size.max(), data.tokens.min()
+    new = pd.DataFrame({"model": ["inside", "huge", "few-tokens"], "family": "x",
+                        "size": [np.median(data.size), 10 * size_max, 1.0],
+                        "tokens": [np.median(data.tokens), 1.0, tokens_min / 5]})  # fmt: skip
+    with pytest.warns(UserWarning, match="extrapolating") as rec:
+        table = bl.predict(mle_fit, new, n_draws=50)
+    message = " ".join(str(w.message) for w in rec)
+    # Each model outside the range is named with its covariate, value and the data's range.
+    assert f"model 'huge': size {10 * size_max:.3g} B parameters, 10 times outside" in message
+    assert f"{data.size.min():.3g} to {size_max:.3g}" in message
+    assert f"model 'few-tokens': tokens {tokens_min / 5:.3g} T tokens, 5 times outside" in message
+    assert "'inside'" not in message
+    factor = table.groupby("model")["extrapolation"].first()
+    assert factor["inside"] == 1.0
+    np.testing.assert_allclose([factor["huge"], factor["few-tokens"]], [10.0, 5.0])
+
+
+def test_new_model_messages_match_fit(mle_fit):
+    """One message per mistake: ``predict`` reports a bad new model as ``ScalingData.from_frame`` does."""
+    bench = mle_fit.attrs["benchmarks"][0]
+    good = pd.DataFrame({"model": ["a", "b"], "family": ["f", "g"], "size": [1.0, 7.0], "tokens": [1.0, 2.0]})
+    for bad in (good.assign(size=["1", "7B"]), good.assign(tokens=[1.0, -2.0]), good.assign(**{bench: [0.5, 55.0]})):
+        with pytest.raises(bl.DataError) as in_fit:
+            bl.ScalingData.from_frame(bad.assign(**{bench: bad.get(bench, 0.5)}))
+        with pytest.raises(bl.DataError) as in_predict:
+            bl.predict(mle_fit, bad, n_draws=20)
+        assert str(in_predict.value) == str(in_fit.value)
+    assert "non-numeric or missing value '7B' in row 1 (model 'b')" in _message(mle_fit, good.assign(size=["1", "7B"]))
+    assert "look like percentages" in _message(mle_fit, good.assign(**{bench: [0.5, 55.0]}))
+
+
+def _message(fit, new) -> str:
+    with pytest.raises(bl.DataError) as err:
+        bl.predict(fit, new, n_draws=20)
+    return str(err.value)
 
 
 def test_evaluate_holdout_on_simulated_data(small_sim):

@@ -43,9 +43,10 @@ def test_shell_quickstart(tmp_path):
 
 
 @pytest.mark.slow
-def test_python_blocks_in_order(tmp_path, monkeypatch):
+def test_python_blocks_in_order(tmp_path, monkeypatch, data_dir):
     # The Python examples build on each other (data, fit): run them in one namespace.
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BAYES_LSL_DATA", str(data_dir))
     namespace: dict = {}
     for block in _blocks("python"):
         exec(compile(block, str(README), "exec"), namespace)
@@ -53,8 +54,9 @@ def test_python_blocks_in_order(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_reproduce_the_paper(tmp_path):
-    """The "Reproducing the paper" block, run in a scratch folder (its data are already set)."""
+def test_reproduce_the_paper(tmp_path, monkeypatch, data_dir):
+    """The "Reproducing the paper" block, run in a scratch folder (its ``export`` replaced by the fixture's data)."""
+    monkeypatch.setenv("BAYES_LSL_DATA", str(data_dir))
     block = _block_with("bash", "--variant paper --K 4")
     repo = README.parent
     lines = [line.replace("python benchmarks/", f"python {repo}/benchmarks/") for line in block.splitlines()

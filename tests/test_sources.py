@@ -45,3 +45,37 @@ def test_data_dir_wins_over_environment(offline_home, data_dir, monkeypatch):
     assert locate("v2", data_dir=data_dir, download=False) == data_dir / "df_full_v2.csv"
     # The dump may sit in a raw/ sub-folder of the data directory.
     assert locate("dump_v2", data_dir=data_dir, download=False).parent.name == "raw"
+
+
+def _offline(monkeypatch):
+    def fail(file, target):
+        raise OSError("no network")
+
+    monkeypatch.setattr(sources, "_download", fail)
+
+
+def test_data_tests_skip_with_the_reason_when_the_files_cannot_be_had(offline_home, monkeypatch):
+    from conftest import REQUIRE_DATA, leaderboard_folder
+
+    _offline(monkeypatch)
+    monkeypatch.delenv(REQUIRE_DATA, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="leaderboard files not available: Cannot find df_full_v1.csv"):
+        leaderboard_folder(offline_home / "folder")
+    # Where they must be there (CI), the same is a failure.
+    monkeypatch.setenv(REQUIRE_DATA, "1")
+    with pytest.raises(pytest.fail.Exception, match=f"{REQUIRE_DATA} is set"):
+        leaderboard_folder(offline_home / "folder")
+
+
+def test_data_tests_find_the_files_in_the_user_cache(offline_home, data_dir, monkeypatch):
+    """No ``$BAYES_LSL_DATA``, no network: files cached by an earlier download are used, in the usual layout."""
+    from conftest import leaderboard_folder
+
+    _offline(monkeypatch)
+    sources.cache_dir().mkdir(parents=True)
+    for key in sources.FILES:
+        (sources.cache_dir() / sources.FILES[key].name).symlink_to(locate(key, data_dir=data_dir).resolve())
+    folder = leaderboard_folder(offline_home / "folder")
+    assert locate("v1", data_dir=folder, download=False) == folder / "df_full_v1.csv"
+    assert locate("dump_v2", data_dir=folder, download=False) == folder / "raw" / "open-llm-leaderboard_new.csv"
+    assert (folder / "df_full_v2.csv").resolve() == (sources.cache_dir() / "df_full_v2.csv").resolve()
