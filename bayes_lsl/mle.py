@@ -32,6 +32,7 @@ from bayes_lsl.data import ScalingData
 from bayes_lsl.inference import point_posterior, register
 from bayes_lsl.marginal import CUBATURE, MarginalLikelihood, family_modes
 from bayes_lsl.model import n_params
+from bayes_lsl.selection import bic_sample_size
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,7 @@ def fit_mle(
     hessian_nodes: int | str | None = None,
     screen_maxiter: int = 2000,
     refine_maxiter: int = 2000,
+    bic_n: str = "families",
 ) -> tuple[dict[str, xr.Dataset], dict]:
     """Maximum marginal likelihood (the paper's estimator).
 
@@ -228,6 +230,10 @@ def fit_mle(
         calls than the default (what :func:`bayes_lsl.select_k` uses).
     refine_maxiter : int
         The same for each round of the refinement.
+    bic_n : {"families", "models", "scores"}
+        What BIC's n counts (:func:`bayes_lsl.selection.bic_sample_size`); stored in the attrs ``bic_n`` and
+        ``bic_sample_size``. Families by default: the marginal likelihood factorizes over
+        them. On the paper data the choice changes the K that BIC picks (see the README).
 
     Returns
     -------
@@ -235,7 +241,8 @@ def fit_mle(
         ``posterior`` (one chain, one draw; ``alpha`` is the empirical-Bayes mode),
         ``mle`` (standard errors ``*_se``, the covariance of the unconstrained parameters,
         the empirical-Bayes covariance of each family's effect) and attrs
-        ``marginal_loglik``, ``n_params``, ``aic``, ``bic``, ``grad_norm``,
+        ``marginal_loglik``, ``n_params``, ``aic``, ``bic`` (with ``bic_n`` and
+        ``bic_sample_size``), ``grad_norm``,
         ``laplace_loglik`` and ``starts_loglik`` (each start's optimum), ``n_agree``,
         ``converged`` or ``stalled`` (how the refinement's rounds ended, see :func:`refine`).
     """
@@ -245,6 +252,7 @@ def fit_mle(
             "method='mle' integrates the family effects out: use centered=False (or True), not 'partial'"
         )
     K = len(model.coords["skill"])
+    n_bic = bic_sample_size(data, bic_n)  # checked before the optimization, not after
     n_nodes = n_nodes or default_nodes(K)
     parts = MarginalLikelihood(model, data, n_nodes)
     rng = np.random.default_rng(seed)
@@ -294,7 +302,9 @@ def fit_mle(
         "check": check,
         "n_params": k,
         "aic": -2 * loglik + 2 * k,
-        "bic": -2 * loglik + k * np.log(n_obs),
+        "bic": -2 * loglik + k * np.log(n_bic),
+        "bic_n": bic_n,
+        "bic_sample_size": n_bic,
         "n_observations": n_obs,
         "grad_norm": best["grad_norm"],
         "laplace_loglik": [r["loglik"] for r in laplace],

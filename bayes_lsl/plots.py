@@ -12,10 +12,18 @@ from matplotlib.figure import Figure
 
 
 def information_criteria(table: pd.DataFrame) -> Figure:
-    """AIC and BIC against K from :func:`bayes_lsl.select_k` (the authors' AIC where known)."""
+    """AIC and BIC against K from :func:`bayes_lsl.select_k` (the authors' AIC where known).
+
+    The BIC's label names its n (``table.attrs["bic_n"]``, with the count from the
+    ``bic_sample_size`` column), since the K it picks depends on it.
+    """
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(table.index, table["aic"], "o-", label="AIC")
-    ax.plot(table.index, table["bic"], "s-", label="BIC")
+    bic_label = "BIC"
+    if "bic_n" in table.attrs:
+        size = f"{int(table['bic_sample_size'].iloc[0])} " if "bic_sample_size" in table else ""
+        bic_label = f"BIC (n = {size}{table.attrs['bic_n']})"
+    ax.plot(table.index, table["bic"], "s-", label=bic_label)
     if "paper_aic" in table and table["paper_aic"].notna().any():
         ax.plot(table.index, table["paper_aic"], "x--", color="grey", label="AIC reported by the authors")
     for col, marker in (("aic", "o"), ("bic", "s")):

@@ -26,7 +26,10 @@ def test_layout_matches_other_methods(mle_fit, map_fit):
     assert attrs["method"] == "mle" and attrs["K"] == 2
     assert attrs["n_params"] == n_params(2, 6) == 6 + 2 + 8 + 12 + 1
     assert np.isclose(attrs["aic"], -2 * attrs["marginal_loglik"] + 2 * attrs["n_params"])
-    assert np.isclose(attrs["bic"], -2 * attrs["marginal_loglik"] + attrs["n_params"] * np.log(attrs["n_observations"]))
+    # BIC's n is the number of families by default: the marginal likelihood factorizes over them.
+    n_families = mle_fit["constant_data"].sizes["family"]
+    assert attrs["bic_n"] == "families" and attrs["bic_sample_size"] == n_families
+    assert np.isclose(attrs["bic"], -2 * attrs["marginal_loglik"] + attrs["n_params"] * np.log(n_families))
     for name in ("beta", "lam", "b", "phi", "corr"):
         se = mle_fit.mle[f"{name}_se"]
         assert se.dims == mle_fit.posterior[name].dims[2:]
