@@ -326,19 +326,64 @@ def fit_mle(
     return groups, attrs
 
 
-def information_covariance(info: np.ndarray) -> tuple[np.ndarray, float]:
-    """Covariance of the estimates from the observed information, and its smallest eigenvalue.
+class FlatInformationError(ValueError):
+    """The observed information has directions without positive curvature at the optimum.
 
-    The inverse where the information is positive definite. Where it is not (a flat or
-    a wrongly curved direction at the optimum), the pseudo-inverse of its positive part:
-    directions without positive curvature get no variance, rather than the negative or
-    huge variances that ``pinv`` would give and that parameter draws
-    (:func:`bayes_lsl.parameters.parameter_draws`) would turn into degenerate correlation
-    matrices.
+    ``parameters`` names the unconstrained parameters those directions involve,
+    ``eigmin`` is the information's smallest eigenvalue.
+    """
+
+    def __init__(self, message: str, parameters: list[str], eigmin: float) -> None:
+        super().__init__(message)
+        self.parameters, self.eigmin = parameters, eigmin
+
+
+def information_covariance(
+    info: np.ndarray, names: list[str] | None = None, rtol: float = 1e-9
+) -> tuple[np.ndarray, float]:
+    """Covariance of the estimates (the inverse observed information) and its smallest eigenvalue.
+
+    Parameters
+    ----------
+    info : ndarray (p, p)
+        The observed information (minus the log-likelihood's Hessian) at the optimum.
+    names : list of str, optional
+        Names of the p parameters, for the error message.
+    rtol : float
+        Eigenvalues at or below ``rtol`` times the largest count as flat: a variance above
+        1e9 times that of the best-determined direction is beyond what a finite-difference
+        Hessian can tell from zero curvature.
+
+    Returns
+    -------
+    cov : ndarray (p, p)
+    eigmin : float
+
+    Raises
+    ------
+    FlatInformationError
+        Where some direction has no positive curvature (a flat ridge, a saddle). Its
+        variance is not small but unknown, possibly infinite: giving it none (as a
+        pseudo-inverse of the positive part would) makes predictions and allocations
+        over-confident, and any finite "large" value would be arbitrary. The error names
+        the parameters that carry the flat directions.
     """
     eig, vec = np.linalg.eigh(0.5 * (info + info.T))
-    keep = eig > max(eig.max(), 0.0) * 1e-12
-    cov = (vec[:, keep] / eig[keep]) @ vec[:, keep].T
+    flat = eig <= max(eig.max(), 0.0) * rtol
+    if flat.any():
+        names = names or [f"theta[{i}]" for i in range(len(eig))]
+        # A parameter is involved when it carries at least 10% of a flat direction's squared norm.
+        weight = (vec[:, flat] ** 2).max(axis=1)
+        involved = [names[i] for i in np.argsort(-weight) if weight[i] >= 0.1] or [names[int(weight.argmax())]]
+        raise FlatInformationError(
+            f"the observed information has {int(flat.sum())} direction(s) without positive curvature at the "
+            f"optimum (smallest eigenvalue {eig.min():.3g}), carried by {', '.join(involved)}: the data do not "
+            "determine them, so their standard errors are undefined. Fit fewer skills (K), or add a prior: "
+            "method='nuts' (or 'map' for a point estimate).",
+            involved,
+            float(eig.min()),
+        )
+    cov = (vec / eig) @ vec.T
     return 0.5 * (cov + cov.T), float(eig.min())
 
 
@@ -353,14 +398,17 @@ def _mle_groups(
     natural["theta"] = modes[data.family_index] + x @ natural["beta"]
     posterior = point_posterior(natural, model)
 
+    param = [f"{n}[{i}]" for n, s in zip(parts.names, parts.shapes, strict=True) for i in range(int(np.prod(s)))]
     H = parts.hessian(theta, modes, hessian_nodes)
-    cov, eigmin = information_covariance(-H)
-    if eigmin <= 0:
-        warnings.warn(
-            f"observed information is not positive definite (smallest eigenvalue {eigmin:.3g}); "
-            "standard errors use the pseudo-inverse of its positive part and are unreliable",
-            stacklevel=3,
-        )
+    problem = ""
+    try:
+        cov, eigmin = information_covariance(-H, param)
+    except FlatInformationError as err:
+        # The point estimate stands; its uncertainty is unknown: NaN standard errors and
+        # covariance, so that parameter draws (predict, allocate, compare_families) refuse.
+        problem, eigmin = str(err), err.eigmin
+        cov = np.full_like(H, np.nan)
+        warnings.warn(f"{problem} Standard errors are NaN and parameter draws are refused.", stacklevel=3)
     jac = parts.natural_jacobian(theta)
     nat_var = np.einsum("ij,jk,ik->i", jac, cov, jac)
     se, k = {}, 0
@@ -371,7 +419,6 @@ def _mle_groups(
         k += n
 
     dims = {name: model.named_vars_to_dims.get(name, ()) for name in se}
-    param = [f"{n}[{i}]" for n, s in zip(parts.names, parts.shapes, strict=True) for i in range(int(np.prod(s)))]
     eb_cov = scales @ np.swapaxes(scales, 1, 2)
     mle = xr.Dataset(
         {f"{name}_se": (dims[name], se[name]) for name in se}
@@ -383,5 +430,6 @@ def _mle_groups(
         },
         coords={d: list(model.coords[d]) for ds in dims.values() for d in ds}
         | {"param": param, "param_other": param, "family": list(data.families)},
+        attrs={"information_problem": problem},
     )
     return {"posterior": posterior, "mle": mle}

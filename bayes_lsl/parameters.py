@@ -115,6 +115,11 @@ def _mle_draws(fit: xr.DataTree, n_draws: int, rng: np.random.Generator) -> xr.D
     mle = fit["mle"].to_dataset()
     names = [str(p) for p in mle["param"].values]
     theta_hat = mle["theta_hat"].values
+    if not np.isfinite(mle["theta_cov"].values).all():
+        raise ValueError(
+            mle.attrs.get("information_problem")
+            or "the fit's covariance of the parameters is not finite: its observed information is degenerate"
+        )
     # Clipped to its positive part (fits saved before information_covariance could hold a
     # pseudo-inverse with negative eigenvalues); eigh-based sampling tolerates the rest.
     eig, vec = np.linalg.eigh(0.5 * (mle["theta_cov"].values + mle["theta_cov"].values.T))

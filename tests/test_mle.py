@@ -202,11 +202,11 @@ def test_warm_start_from_fewer_skills_and_cheap_hessian(mle_fit, small_sim):
         bl.fit(data, K=2, method="mle", progress=False, centered="partial")
 
 
-def test_information_covariance_drops_directions_without_positive_curvature():
-    """Positive definite information: its inverse. Indefinite (an optimum on a saddle or a
-    flat ridge): no variance along the bad directions instead of negative or huge ones,
-    so that parameter draws stay finite."""
-    from bayes_lsl.mle import information_covariance
+def test_information_covariance_refuses_directions_without_positive_curvature():
+    """Positive definite information: its inverse. A flat or wrongly curved direction has
+    an unknown (possibly infinite) variance, not none: refused, naming the parameters that
+    carry it."""
+    from bayes_lsl.mle import FlatInformationError, information_covariance
 
     rng = np.random.default_rng(3)
     q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
@@ -215,12 +215,40 @@ def test_information_covariance_drops_directions_without_positive_curvature():
     np.testing.assert_allclose(cov, np.linalg.inv(good), atol=1e-12)
     assert eigmin == pytest.approx(0.5)
 
-    bad = q @ np.diag([4.0, 2.0, 0.0, -1.19]) @ q.T
-    cov, eigmin = information_covariance(bad)
-    assert eigmin == pytest.approx(-1.19)
-    assert np.linalg.eigvalsh(cov).min() > -1e-12
-    np.testing.assert_allclose(cov @ q[:, 2:], 0.0, atol=1e-12)
-    np.testing.assert_allclose(q[:, :2].T @ cov @ q[:, :2], np.diag([0.25, 0.5]), atol=1e-12)
+    names = ["beta[0]", "beta[1]", "lam_free[0]", "b[0]"]
+    flat = good.copy()
+    flat[2, :] = flat[:, 2] = 0.0  # lam_free[0] does not enter the likelihood
+    with pytest.raises(FlatInformationError, match=r"1 direction.*carried by lam_free\[0\]:.*fewer skills") as err:
+        information_covariance(flat, names)
+    assert err.value.parameters == ["lam_free[0]"] and err.value.eigmin == pytest.approx(0.0, abs=1e-12)
+    saddle = q @ np.diag([4.0, 2.0, 1.0, -1.19]) @ q.T
+    with pytest.raises(FlatInformationError, match="smallest eigenvalue -1.19"):
+        information_covariance(saddle, names)
+
+
+def test_a_flat_direction_gives_no_standard_errors_and_no_draws(other_sim_data, monkeypatch):
+    """A fit whose information is flat along one loading keeps its point estimate, warns
+    naming the loading, reports NaN standard errors, and predictions refuse rather than
+    draw that loading with no variance."""
+    import pandas as pd
+
+    hessian = MarginalLikelihood.hessian
+
+    def flat_hessian(self, theta, modes, *args, **kwargs):
+        H = hessian(self, theta, modes, *args, **kwargs)
+        i = self.names.index("lam_free")
+        i = sum(int(np.prod(s)) for s in self.shapes[:i])  # lam_free[0]: as if no score depended on it
+        H[i, :] = H[:, i] = 0.0
+        return H
+
+    monkeypatch.setattr(MarginalLikelihood, "hessian", flat_hessian)
+    with pytest.warns(UserWarning, match=r"carried by lam_free\[0\].*draws are refused"):
+        fit = bl.fit(other_sim_data, K=2, method="mle", progress=False, n_starts=1, check_draws=500)
+    assert np.isfinite(fit.posterior["lam"]).all()
+    assert np.isnan(fit.mle["lam_se"]).all() and np.isnan(fit.mle["theta_cov"]).all()
+    new = pd.DataFrame({"model": ["m"], "family": ["new"], "size": [7.0], "tokens": [2.0]})
+    with pytest.raises(ValueError, match=r"lam_free\[0\]"):
+        bl.predict(fit, new)
 
 
 def test_draws_at_the_correlation_boundary_are_regularized(mle_fit):
