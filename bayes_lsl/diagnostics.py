@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-DEFAULT_VARS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr")
+#: The parameters and the family effects: a family whose effect does not mix biases its
+#: predictions and comparisons even when every parameter has mixed.
+DEFAULT_VARS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr", "alpha")
 
 
 def _excluded(da: xr.DataArray) -> xr.DataArray:
@@ -65,7 +67,8 @@ def diagnose(
     fit : xarray.DataTree
         A fit with draws (``nuts``, or ``advi``, where R-hat is meaningless with one chain).
     var_names : sequence of str
-        Posterior variables to check.
+        Posterior variables to check; by default the parameters and the family effects
+        ``alpha`` (one row per family and skill).
     rhat_max, ess_min : float
         Thresholds: an entry fails with R-hat above ``rhat_max`` or a bulk or tail ESS below
         ``ess_min``.
