@@ -7,7 +7,6 @@ import pytest
 import xarray as xr
 from scipy.stats import norm
 
-from bayes_lsl.parameters import mle_intervals
 from bayes_lsl.report import parameter_table
 
 Z = norm.ppf(0.975)
@@ -85,6 +84,7 @@ def test_intervals_away_from_the_boundary_are_the_symmetric_ones(mle_fit):
 
 
 def test_forest_draws_the_same_intervals(mle_fit):
+    from bayes_lsl.parameters import mle_intervals
     from bayes_lsl.plots import _intervals
 
     _, lower, upper, _ = _intervals(mle_fit, "phi", 0.95)
@@ -94,6 +94,8 @@ def test_forest_draws_the_same_intervals(mle_fit):
 
 
 def test_no_covariance_no_intervals(mle_fit):
+    from bayes_lsl.parameters import mle_intervals
+
     fit = mle_fit.copy(deep=True)
     mle = fit["mle"].to_dataset()
     fit["mle"] = xr.DataTree(mle.assign(theta_cov=mle["theta_cov"] * np.nan))
