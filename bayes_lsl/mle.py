@@ -231,9 +231,10 @@ def fit_mle(
     refine_maxiter : int
         The same for each round of the refinement.
     bic_n : {"families", "models", "scores"}
-        What BIC's n counts (:func:`bayes_lsl.selection.bic_sample_size`); stored in the attrs ``bic_n`` and
-        ``bic_sample_size``. Families by default: the marginal likelihood factorizes over
-        them. On the paper data the choice changes the K that BIC picks (see the README).
+        What BIC's n counts (:func:`bayes_lsl.selection.bic_sample_size`); stored in the
+        attrs ``bic_n`` and ``bic_sample_size``. Families by default: the marginal
+        likelihood factorizes over them. On the paper data the choice changes the K that
+        BIC picks (see the README).
 
     Returns
     -------
