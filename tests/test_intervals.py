@@ -104,3 +104,18 @@ def test_no_covariance_no_intervals(mle_fit):
     fit.attrs["method"] = "map"
     with pytest.raises(ValueError, match="mle fit"):
         mle_intervals(fit)
+
+
+def test_covariate_dispersion_intervals_per_model(other_sim_data):
+    """With dispersion="covariates" phi is exp(phi_a + x' phi_s) per model and benchmark:
+    its intervals are too, positive, around the estimate."""
+    import bayes_lsl as bl
+
+    fit = bl.fit(other_sim_data, K=2, method="mle", progress=False, n_starts=1, check_draws=500,
+                 dispersion="covariates")  # fmt: skip
+    from bayes_lsl.parameters import mle_intervals
+
+    lower, upper = mle_intervals(fit)["phi"]
+    phi = fit.posterior["phi"].isel(chain=0, draw=0)
+    assert lower.dims == phi.dims and lower.shape == phi.shape
+    assert (lower > 0).all() and (lower < phi).all() and (phi < upper).all()
