@@ -31,6 +31,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_lsl.data import DataError, ScalingData, load_example, load_leaderboard
+from bayes_lsl.selection import BIC_N
 from bayes_lsl.sources import DataNotFoundError
 
 #: Errors that describe bad input, reported in one line; anything else is a bug and keeps its traceback.
@@ -135,7 +136,8 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     if args.method == "mle":
         print(f"K={args.K}: marginal log-likelihood {attrs['marginal_loglik']:.2f} "
               f"(+- {attrs['marginal_loglik_mc_se']:.2f}), AIC {attrs['aic']:.1f}, "
-              f"BIC {attrs['bic']:.1f} ({start_agreement(attrs)})")  # fmt: skip
+              f"BIC {attrs['bic']:.1f} (n = {attrs['bic_sample_size']} {attrs['bic_n']}; "
+              f"{start_agreement(attrs)})")  # fmt: skip
     print(f"wrote {out}")
 
 
@@ -145,7 +147,7 @@ def _cmd_select_k(args: argparse.Namespace) -> None:
     out = _out_path(args.out)
     plot = _out_path(args.plot) if args.plot else None
     data = _load(args)
-    table = select_k(data, Ks=args.Ks, seed=args.seed, progress=not args.quiet)
+    table = select_k(data, Ks=args.Ks, seed=args.seed, progress=not args.quiet, bic_n=args.bic_n)
     fig = None
     if plot:
         _agg()
@@ -156,6 +158,7 @@ def _cmd_select_k(args: argparse.Namespace) -> None:
     if fig is not None:
         _write_figure(fig, plot)
     print(table[["marginal_loglik", "n_params", "aic", "bic"]].to_string(float_format="{:.1f}".format))
+    print(f"BIC's n: {args.bic_n}")
     print(f"wrote {out}" + (f" and {plot}" if plot else ""))
 
 
@@ -280,6 +283,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of every fit (default 0)")
     p.add_argument("--out", default="select_k.csv", help="output table, one row per K (default select_k.csv)")
     p.add_argument("--plot", default=None, help="also draw AIC and BIC against K into this PNG")
+    p.add_argument("--bic-n", choices=BIC_N, default="families",
+                   help="what BIC's n counts (default families: the likelihood factorizes over them)")  # fmt: skip
 
     p = command("predict", _cmd_predict, "predictive intervals of benchmark scores for new models",
                 ["fit.nc new_models.csv --out predictions.csv",

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-DEFAULT_VARS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr")
+#: The parameters and the family effects: a family whose effect does not mix biases its
+#: predictions and comparisons even when every parameter has mixed.
+DEFAULT_VARS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr", "alpha")
 
 
 def _excluded(da: xr.DataArray) -> xr.DataArray:
@@ -65,7 +67,9 @@ def diagnose(
     fit : xarray.DataTree
         A fit with draws (``nuts``, or ``advi``, where R-hat is meaningless with one chain).
     var_names : sequence of str
-        Posterior variables to check.
+        Posterior variables to check; by default the parameters and the family effects
+        ``alpha`` (one row per family and skill; left out of the default where the
+        posterior has none).
     rhat_max, ess_min : float
         Thresholds: an entry fails with R-hat above ``rhat_max`` or a bulk or tail ESS below
         ``ess_min``.
@@ -101,6 +105,8 @@ def diagnose(
             f"diagnostics need draws, but this {fit.attrs.get('method', '?')!r} fit has "
             f"{post.sizes.get('chain', 0)} chain(s) x {post.sizes.get('draw', 0)} draw(s): fit with method='nuts'"
         )
+    if tuple(var_names) == DEFAULT_VARS and "alpha" not in post:
+        var_names = [v for v in DEFAULT_VARS if v != "alpha"]  # draws without family effects (e.g. made by hand)
     unknown = [v for v in var_names if v not in post]
     if unknown:
         raise ValueError(f"unknown variable(s) {unknown}; the posterior has {sorted(post.data_vars)}")

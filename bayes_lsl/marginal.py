@@ -158,9 +158,13 @@ class MarginalLikelihood:
             """eta of every observed cell given family effects alpha (..., F, K)."""
             return ((alpha[..., cell_family, :] + xb_cells) * lam.T[cols]).sum(axis=-1) + b[cols]
 
+        def family_loglik(alpha):
+            """log p(Y_l | alpha_l) at alpha (..., F, K): the scores' log-likelihood per family."""
+            return per_family_sum(score_logp(y, linear_predictor(alpha), floor, phi_cell))
+
         def family_logdensity(alpha):
             """h_l at alpha (..., F, K): data log-likelihood per family plus the N(0, Sigma) prior."""
-            loglik = per_family_sum(score_logp(y, linear_predictor(alpha), floor, phi_cell))
+            loglik = family_loglik(alpha)
             white = alpha @ chol_inv.T  # one K x K inverse, not a batched solve per node
             log_det = pt.log(pt.diagonal(chol)).sum()
             return loglik - 0.5 * (white**2).sum(axis=-1) - log_det - 0.5 * K * np.log(2 * np.pi)
@@ -183,6 +187,7 @@ class MarginalLikelihood:
         step = _solve_upper_t(self._R, _solve_lower(self._R, [g0[:, k] for k in range(K)]))
         self._center = modes + pt.stack(step, axis=1)
         self._family_logdensity = family_logdensity
+        self._family_loglik, self._chol = family_loglik, chol
         self.value_and_grad = self.objective(n_nodes)
 
         # Curvature of h_l in alpha, for finding the modes. Families are independent, so
@@ -235,6 +240,41 @@ class MarginalLikelihood:
         estimate = scipy.special.logsumexp(log_w, axis=0) - np.log(n_draws)
         w = np.exp(log_w - estimate)  # relative weights, mean 1
         return estimate, w.std(axis=0) / np.sqrt(n_draws)
+
+    def prior_monte_carlo(
+        self, theta: np.ndarray, n_draws: int = 100_000, seed: int = 0, batch: int = 200
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """log p(Y_l) per family by plain Monte Carlo over the prior (the authors' estimator).
+
+        The log of the mean of ``p(Y_l | alpha)`` over ``n_draws`` draws ``alpha ~ N(0, Sigma)``
+        per family (independent draws for each family). Unbiased for ``p(Y_l)`` but, by
+        Jensen's inequality, biased *low* for its log, the more so the narrower a family's
+        posterior is against the prior (most draws miss it): a check of how the authors'
+        Monte Carlo objective reads at a given ``theta``, not a reference value (that is
+        :meth:`importance`).
+
+        Returns
+        -------
+        estimate, se : ndarray (F,)
+            The log-mean-exp per family, and the standard error of the mean likelihood
+            relative to its value (the delta-method standard error of the log).
+        """
+        if "prior" not in self._compiled:
+            z = pt.tensor3("z")  # (Q, F, K) standard normal
+            self._compiled["prior"] = _compile([self._theta, z], self._family_loglik(z @ self._chol.T))
+        fn = self._compiled["prior"]
+        rng = np.random.default_rng(seed)
+        # One running log-sum-exp (and sum of squared weights) per family, batch by batch:
+        # 100,000 draws x 170 families x 4 skills would not fit in memory as one array.
+        log_sum, log_sq = np.full(self.n_families, -np.inf), np.full(self.n_families, -np.inf)
+        for start in range(0, n_draws, batch):
+            loglik = fn(theta, rng.standard_normal((min(batch, n_draws - start), self.n_families, self.K)))
+            log_sum = np.logaddexp(log_sum, scipy.special.logsumexp(loglik, axis=0))
+            log_sq = np.logaddexp(log_sq, scipy.special.logsumexp(2 * loglik, axis=0))
+        estimate = log_sum - np.log(n_draws)
+        # Relative variance of the mean: (E[w^2] / E[w]^2 - 1) / n.
+        rel_var = np.expm1(log_sq - np.log(n_draws) - 2 * estimate) / n_draws
+        return estimate, np.sqrt(np.clip(rel_var, 0, None))
 
     def objective(self, n_nodes: int | str):
         """Compiled ``(theta, modes) -> (log-likelihood, gradient)`` by the rule ``n_nodes``."""

@@ -37,6 +37,7 @@ from bayes_lsl.data import ScalingData
 from bayes_lsl.inference import point_posterior, register
 from bayes_lsl.marginal import CUBATURE, MarginalLikelihood, family_modes
 from bayes_lsl.model import n_params
+from bayes_lsl.selection import bic_sample_size
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ def fit_mle(
     hessian_nodes: int | str | None = None,
     screen_maxiter: int = 2000,
     refine_maxiter: int = 2000,
+    bic_n: str = "families",
 ) -> tuple[dict[str, xr.Dataset], dict]:
     """Maximum marginal likelihood (the paper's estimator).
 
@@ -234,6 +236,11 @@ def fit_mle(
         calls than the default (what :func:`bayes_lsl.select_k` uses).
     refine_maxiter : int
         The same for each round of the refinement.
+    bic_n : {"families", "models", "scores"}
+        What BIC's n counts (:func:`bayes_lsl.selection.bic_sample_size`); stored in the
+        attrs ``bic_n`` and ``bic_sample_size``. Families by default: the marginal
+        likelihood factorizes over them. On the paper data the choice changes the K that
+        BIC picks (see the README).
 
     Returns
     -------
@@ -241,7 +248,8 @@ def fit_mle(
         ``posterior`` (one chain, one draw; ``alpha`` is the empirical-Bayes mode),
         ``mle`` (standard errors ``*_se``, the covariance of the unconstrained parameters,
         the empirical-Bayes covariance of each family's effect) and attrs
-        ``marginal_loglik``, ``n_params``, ``aic``, ``bic``, ``grad_norm``,
+        ``marginal_loglik``, ``n_params``, ``aic``, ``bic`` (with ``bic_n`` and
+        ``bic_sample_size``), ``grad_norm``,
         ``laplace_loglik`` (each start's Laplace screen, best first) and ``starts_loglik``
         (each refined start's optimum), ``n_agree`` (screens within ``agree_tol`` of the
         best screen, out of ``n_starts``), ``n_agree_refined`` (refined starts within
@@ -254,6 +262,7 @@ def fit_mle(
             "method='mle' integrates the family effects out: use centered=False (or True), not 'partial'"
         )
     K = len(model.coords["skill"])
+    n_bic = bic_sample_size(data, bic_n)  # checked before the optimization, not after
     n_nodes = n_nodes or default_nodes(K)
     parts = MarginalLikelihood(model, data, n_nodes)
     rng = np.random.default_rng(seed)
@@ -303,7 +312,9 @@ def fit_mle(
         "check": check,
         "n_params": k,
         "aic": -2 * loglik + 2 * k,
-        "bic": -2 * loglik + k * np.log(n_obs),
+        "bic": -2 * loglik + k * np.log(n_bic),
+        "bic_n": bic_n,
+        "bic_sample_size": n_bic,
         "n_observations": n_obs,
         "grad_norm": best["grad_norm"],
         "laplace_loglik": [r["loglik"] for r in laplace],
@@ -345,19 +356,64 @@ def start_agreement(attrs: dict) -> str:
     )
 
 
-def information_covariance(info: np.ndarray) -> tuple[np.ndarray, float]:
-    """Covariance of the estimates from the observed information, and its smallest eigenvalue.
+class FlatInformationError(ValueError):
+    """The observed information has directions without positive curvature at the optimum.
 
-    The inverse where the information is positive definite. Where it is not (a flat or
-    a wrongly curved direction at the optimum), the pseudo-inverse of its positive part:
-    directions without positive curvature get no variance, rather than the negative or
-    huge variances that ``pinv`` would give and that parameter draws
-    (:func:`bayes_lsl.parameters.parameter_draws`) would turn into degenerate correlation
-    matrices.
+    ``parameters`` names the unconstrained parameters those directions involve,
+    ``eigmin`` is the information's smallest eigenvalue.
+    """
+
+    def __init__(self, message: str, parameters: list[str], eigmin: float) -> None:
+        super().__init__(message)
+        self.parameters, self.eigmin = parameters, eigmin
+
+
+def information_covariance(
+    info: np.ndarray, names: list[str] | None = None, rtol: float = 1e-9
+) -> tuple[np.ndarray, float]:
+    """Covariance of the estimates (the inverse observed information) and its smallest eigenvalue.
+
+    Parameters
+    ----------
+    info : ndarray (p, p)
+        The observed information (minus the log-likelihood's Hessian) at the optimum.
+    names : list of str, optional
+        Names of the p parameters, for the error message.
+    rtol : float
+        Eigenvalues at or below ``rtol`` times the largest count as flat: a variance above
+        1e9 times that of the best-determined direction is beyond what a finite-difference
+        Hessian can tell from zero curvature.
+
+    Returns
+    -------
+    cov : ndarray (p, p)
+    eigmin : float
+
+    Raises
+    ------
+    FlatInformationError
+        Where some direction has no positive curvature (a flat ridge, a saddle). Its
+        variance is not small but unknown, possibly infinite: giving it none (as a
+        pseudo-inverse of the positive part would) makes predictions and allocations
+        over-confident, and any finite "large" value would be arbitrary. The error names
+        the parameters that carry the flat directions.
     """
     eig, vec = np.linalg.eigh(0.5 * (info + info.T))
-    keep = eig > max(eig.max(), 0.0) * 1e-12
-    cov = (vec[:, keep] / eig[keep]) @ vec[:, keep].T
+    flat = eig <= max(eig.max(), 0.0) * rtol
+    if flat.any():
+        names = names or [f"theta[{i}]" for i in range(len(eig))]
+        # A parameter is involved when it carries at least 10% of a flat direction's squared norm.
+        weight = (vec[:, flat] ** 2).max(axis=1)
+        involved = [names[i] for i in np.argsort(-weight) if weight[i] >= 0.1] or [names[int(weight.argmax())]]
+        raise FlatInformationError(
+            f"the observed information has {int(flat.sum())} direction(s) without positive curvature at the "
+            f"optimum (smallest eigenvalue {eig.min():.3g}), carried by {', '.join(involved)}: the data do not "
+            "determine them, so their standard errors are undefined. Fit fewer skills (K), or add a prior: "
+            "method='nuts' (or 'map' for a point estimate).",
+            involved,
+            float(eig.min()),
+        )
+    cov = (vec / eig) @ vec.T
     return 0.5 * (cov + cov.T), float(eig.min())
 
 
@@ -372,14 +428,17 @@ def _mle_groups(
     natural["theta"] = modes[data.family_index] + x @ natural["beta"]
     posterior = point_posterior(natural, model)
 
+    param = [f"{n}[{i}]" for n, s in zip(parts.names, parts.shapes, strict=True) for i in range(int(np.prod(s)))]
     H = parts.hessian(theta, modes, hessian_nodes)
-    cov, eigmin = information_covariance(-H)
-    if eigmin <= 0:
-        warnings.warn(
-            f"observed information is not positive definite (smallest eigenvalue {eigmin:.3g}); "
-            "standard errors use the pseudo-inverse of its positive part and are unreliable",
-            stacklevel=3,
-        )
+    problem = ""
+    try:
+        cov, eigmin = information_covariance(-H, param)
+    except FlatInformationError as err:
+        # The point estimate stands; its uncertainty is unknown: NaN standard errors and
+        # covariance, so that parameter draws (predict, allocate, compare_families) refuse.
+        problem, eigmin = str(err), err.eigmin
+        cov = np.full_like(H, np.nan)
+        warnings.warn(f"{problem} Standard errors are NaN and parameter draws are refused.", stacklevel=3)
     jac = parts.natural_jacobian(theta)
     nat_var = np.einsum("ij,jk,ik->i", jac, cov, jac)
     se, k = {}, 0
@@ -390,7 +449,6 @@ def _mle_groups(
         k += n
 
     dims = {name: model.named_vars_to_dims.get(name, ()) for name in se}
-    param = [f"{n}[{i}]" for n, s in zip(parts.names, parts.shapes, strict=True) for i in range(int(np.prod(s)))]
     eb_cov = scales @ np.swapaxes(scales, 1, 2)
     mle = xr.Dataset(
         {f"{name}_se": (dims[name], se[name]) for name in se}
@@ -402,5 +460,6 @@ def _mle_groups(
         },
         coords={d: list(model.coords[d]) for ds in dims.values() for d in ds}
         | {"param": param, "param_other": param, "family": list(data.families)},
+        attrs={"information_problem": problem},
     )
     return {"posterior": posterior, "mle": mle}

@@ -13,10 +13,18 @@ from matplotlib.patches import Rectangle
 
 
 def information_criteria(table: pd.DataFrame) -> Figure:
-    """AIC and BIC against K from :func:`bayes_lsl.select_k` (the authors' AIC where known)."""
+    """AIC and BIC against K from :func:`bayes_lsl.select_k` (the authors' AIC where known).
+
+    The BIC's label names its n (``table.attrs["bic_n"]``, with the count from the
+    ``bic_sample_size`` column), since the K it picks depends on it.
+    """
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(table.index, table["aic"], "o-", label="AIC")
-    ax.plot(table.index, table["bic"], "s-", label="BIC")
+    bic_label = "BIC"
+    if "bic_n" in table.attrs:
+        size = f"{int(table['bic_sample_size'].iloc[0])} " if "bic_sample_size" in table else ""
+        bic_label = f"BIC (n = {size}{table.attrs['bic_n']})"
+    ax.plot(table.index, table["bic"], "s-", label=bic_label)
     if "paper_aic" in table and table["paper_aic"].notna().any():
         ax.plot(table.index, table["paper_aic"], "x--", color="grey", label="AIC reported by the authors")
     for col, marker in (("aic", "o"), ("bic", "s")):
@@ -179,16 +187,16 @@ def holdout(predictions: pd.DataFrame, title: str = "Held-out scores") -> Figure
 
 
 def _intervals(fit: xr.DataTree, name: str, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Point, lower and upper of every entry of ``name``: Wald for mle, central posterior otherwise."""
+    """Point, lower and upper of every entry of ``name``: Wald for mle (on the unconstrained
+    scale, mapped back: :func:`bayes_lsl.parameters.mle_intervals`), central posterior otherwise."""
     post = fit.posterior[name]
     coords = [post[d].values for d in post.dims[2:]]
     labels = [", ".join(str(c[i]) for c, i in zip(coords, idx, strict=True)) for idx in np.ndindex(*post.shape[2:])]
     if fit.attrs["method"] == "mle":
-        from scipy.stats import norm
+        from bayes_lsl.parameters import mle_intervals
 
-        point = post.values[0, 0].ravel()
-        half = norm.ppf(0.5 + level / 2) * fit["mle"][f"{name}_se"].values.ravel()
-        return point, point - half, point + half, labels
+        lower, upper = mle_intervals(fit, level)[name]
+        return post.values[0, 0].ravel(), lower.values.ravel(), upper.values.ravel(), labels
     flat = post.stack(sample=("chain", "draw")).transpose("sample", ...).values.reshape(-1, len(labels))
     lo, hi = np.quantile(flat, [(1 - level) / 2, (1 + level) / 2], axis=0)
     return flat.mean(0), lo, hi, labels
@@ -201,7 +209,7 @@ def forest(fits: Mapping[str, xr.DataTree], names: Sequence[str] = ("beta", "lam
     ----------
     fits : dict
         Label -> fit, e.g. ``{"mle": fit_mle, "nuts": fit_nuts}``. ``mle`` fits show
-        Wald intervals from their standard errors, draw-based fits central posterior
+        Wald intervals (on the unconstrained scale, mapped back), draw-based fits central posterior
         intervals, point fits (``map``) only the point.
     names : list of str
         Parameters to show (``beta``, ``lam``, ``b``, ``phi``, ``corr``).

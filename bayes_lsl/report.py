@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.stats import norm
 
 from bayes_lsl.data import ScalingData
-from bayes_lsl.parameters import PARAMETERS
+from bayes_lsl.parameters import PARAMETERS, mle_intervals
 
 logger = logging.getLogger(__name__)
 
@@ -47,21 +46,23 @@ def parameter_table(fit: xr.DataTree, level: float = 0.95) -> pd.DataFrame:
     pandas.DataFrame
         One row per entry (``corr`` below its diagonal only): ``parameter`` (e.g.
         ``lam[skill_1, mmlu]``), ``estimate`` and, for ``mle`` fits, ``se`` with Wald
-        bounds ``lower``, ``upper``; for draw-based fits the posterior mean, ``sd`` and
-        central interval; for ``map`` fits the estimate only.
+        bounds ``lower``, ``upper`` built on the unconstrained scale and mapped back
+        (:func:`bayes_lsl.parameters.mle_intervals`: inside the parameter space, so not
+        ``estimate +- z se`` for ``phi``, ``corr`` and the anchor loadings); for
+        draw-based fits the posterior mean, ``sd`` and central interval; for ``map`` fits
+        the estimate only.
     """
     post = fit["posterior"].to_dataset()
     method = fit.attrs["method"]
     draws = post.sizes["chain"] * post.sizes["draw"]
     tail = (1 - level) / 2
+    wald = mle_intervals(fit, level) if method == "mle" else {}
     parts = []
     for name in PARAMETERS:
         da = post[name]
         stats = {"estimate": da.mean(("chain", "draw"))}
         if method == "mle":
-            se = fit["mle"][f"{name}_se"]
-            half = norm.ppf(1 - tail) * se
-            stats |= {"se": se, "lower": stats["estimate"] - half, "upper": stats["estimate"] + half}
+            stats |= {"se": fit["mle"][f"{name}_se"], "lower": wald[name][0], "upper": wald[name][1]}
         elif draws > 1:
             q = da.quantile([tail, 1 - tail], dim=("chain", "draw")).drop_vars("quantile")
             stats |= {"sd": da.std(("chain", "draw")), "lower": q[0], "upper": q[1]}

@@ -19,6 +19,33 @@ PAPER_AIC: dict[int, float] = {
 }  # fmt: skip
 
 
+#: What BIC's ``n`` can count: the marginal likelihood is a product over families (the
+#: independent units once their effects are integrated out), so ``"families"`` is the
+#: default; ``"models"`` counts the rows, ``"scores"`` every observed score (the largest n,
+#: the heaviest penalty).
+BIC_N: tuple[str, ...] = ("families", "models", "scores")
+
+
+def bic_sample_size(data: ScalingData, bic_n: str = "families") -> int:
+    """The ``n`` of BIC = -2 log L + k log n: the number of families, models or observed scores.
+
+    Parameters
+    ----------
+    data : ScalingData
+    bic_n : {"families", "models", "scores"}
+        What n counts (see :data:`BIC_N`). On the paper data: 170 families, 286 models,
+        2,304 scores.
+
+    Returns
+    -------
+    int
+    """
+    sizes = {"families": len(data.families), "models": data.n_models, "scores": int(data.observed.sum())}
+    if bic_n not in sizes:
+        raise ValueError(f"bic_n must be one of {list(BIC_N)}, got {bic_n!r}")
+    return sizes[bic_n]
+
+
 #: Defaults of :func:`select_k`'s fits, cheaper than :func:`bayes_lsl.fit`'s: one
 #: factor-analysis start plus the warm start from K - 1, rounds of at most 150 L-BFGS
 #: iterations (each round's optimum moves when the family modes are re-found, so polishing
@@ -40,6 +67,7 @@ def select_k(
     nuts_fits: Mapping[int, xr.DataTree] | None = None,
     progress: bool = True,
     warm_start: bool = True,
+    bic_n: str = "families",
     **options,
 ) -> pd.DataFrame:
     """Fit the model for each K and tabulate the information criteria.
@@ -60,6 +88,9 @@ def select_k(
     warm_start : bool
         Give each K's fit one more start built from the optimum at K - 1 (see
         :func:`bayes_lsl.mle.warm_start`).
+    bic_n : {"families", "models", "scores"}
+        What BIC's n counts (:func:`bic_sample_size`); kept in
+        ``table.attrs["bic_n"]`` and the column ``bic_sample_size``.
     **options
         Passed to :func:`bayes_lsl.fit` (e.g. ``n_starts``); they override
         :data:`SWEEP_OPTIONS`, the sweep's cheaper defaults.
@@ -68,13 +99,15 @@ def select_k(
     -------
     DataFrame
         One row per K: ``marginal_loglik`` (importance sampling's at the optimum) and its
-        Monte Carlo standard error ``marginal_loglik_mc_se``, ``n_params``, ``aic``, ``bic``,
+        Monte Carlo standard error ``marginal_loglik_mc_se``, ``n_params``, ``aic``, ``bic``
+        (with ``bic_sample_size``, its n),
         ``integration_error``, ``n_agree`` (starts agreeing), ``wall_time_s``,
         ``paper_aic`` (the authors' value, where the data are the paper's) and, with
         ``nuts_fits``, ``elpd_loo`` and ``elpd_loo_se``. The fits are in ``table.attrs["fits"]``.
     """
     from bayes_lsl.inference import fit
 
+    bic_sample_size(data, bic_n)  # a bad choice fails before the first fit
     if method != "mle":
         raise ValueError("select_k needs method='mle': information criteria use the maximized marginal likelihood")
     rows, fits = [], {}
@@ -84,18 +117,20 @@ def select_k(
         per_k = {}
         if warm_start and K - 1 in fits and "start_from" not in options:
             per_k["start_from"] = fits[K - 1]
-        result = fits[K] = fit(data, K=K, method=method, seed=seed, progress=False, **options, **per_k)
+        result = fits[K] = fit(data, K=K, method=method, seed=seed, progress=False, bic_n=bic_n, **options, **per_k)
         a = result.attrs
         rows.append({"K": K, "marginal_loglik": a["marginal_loglik"],
                      "marginal_loglik_mc_se": a.get("marginal_loglik_mc_se", 0.0),
                      "n_params": a["n_params"], "aic": a["aic"],
-                     "bic": a["bic"], "integration_error": a["integration_error"],
+                     "bic": a["bic"], "bic_sample_size": a["bic_sample_size"],
+                     "integration_error": a["integration_error"],
                      "n_agree": f"{a['n_agree']}/{a['n_starts']}", "wall_time_s": time.perf_counter() - t0,
                      "paper_aic": PAPER_AIC.get(K, np.nan) if data.n_models == 286 else np.nan})  # fmt: skip
     table = pd.DataFrame(rows).set_index("K")
     if nuts_fits:
         table = table.join(_loo_table(nuts_fits))
     table.attrs["fits"] = fits
+    table.attrs["bic_n"] = bic_n
     return table
 
 

@@ -13,8 +13,8 @@ from bayes_lsl import diagnose
 K, J = 2, 6  # the shared fits (conftest.FIT_K) on small_sim
 
 #: Entries per variable: beta (3 x K), lam without the anchor block's off-diagonal zeros,
-#: b and phi (J), and corr's strict lower triangle.
-N_ENTRIES = 3 * K + (K * J - K * (K - 1)) + J + J + K * (K - 1) // 2
+#: b and phi (J), corr's strict lower triangle, and alpha (family x K).
+N_PARAMETER_ENTRIES = 3 * K + (K * J - K * (K - 1)) + J + J + K * (K - 1) // 2
 
 
 def _iid_like(fit: xr.DataTree, chains: int = 4, draws: int = 1000, seed: int = 0) -> xr.DataTree:
@@ -40,7 +40,9 @@ def test_one_row_per_parameter_entry(nuts_fit):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # 2 x 200 draws need not pass
         table = diagnose(nuts_fit)
-    assert len(table) == N_ENTRIES and table.index.is_unique
+    n_families = nuts_fit.posterior.sizes["family"]
+    assert len(table) == N_PARAMETER_ENTRIES + n_families * K and table.index.is_unique
+    assert (table["variable"] == "alpha").sum() == n_families * K
     assert list(table.columns) == ["variable", "r_hat", "ess_bulk", "ess_tail", "failed"]
     assert "lam[skill_1, ifeval]" not in table.index  # a structural zero
     assert "corr[skill_1, skill_1]" not in table.index and "corr[skill_2, skill_1]" in table.index
@@ -80,3 +82,18 @@ def test_point_fits_have_nothing_to_diagnose(map_fit):
 def test_unknown_variable(nuts_fit):
     with pytest.raises(ValueError, match="unknown variable"):
         diagnose(nuts_fit, var_names=("lambda",))
+
+
+def test_a_family_effect_that_does_not_mix_is_flagged(nuts_fit):
+    """Every parameter mixes, but one family's effect sits elsewhere in one chain: the
+    table and the warning show it."""
+    tree = _iid_like(nuts_fit)
+    post = tree["posterior"].to_dataset()
+    family = str(post["family"].values[3])
+    shift = xr.DataArray([0.0, 0, 0, 3.0], dims="chain") * (post["family"] == family) * (post["skill"] == "skill_2")
+    post["alpha"] = post["alpha"] + shift
+    tree["posterior"] = xr.DataTree(post)
+    with pytest.warns(UserWarning, match=r"1 of .* fail"):
+        table = diagnose(tree)
+    assert table.attrs["failed"] == [f"alpha[{family}, skill_2]"]
+    assert table.loc[f"alpha[{family}, skill_2]", "failed"].startswith("r_hat")

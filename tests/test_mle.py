@@ -26,7 +26,10 @@ def test_layout_matches_other_methods(mle_fit, map_fit):
     assert attrs["method"] == "mle" and attrs["K"] == 2
     assert attrs["n_params"] == n_params(2, 6) == 6 + 2 + 8 + 12 + 1
     assert np.isclose(attrs["aic"], -2 * attrs["marginal_loglik"] + 2 * attrs["n_params"])
-    assert np.isclose(attrs["bic"], -2 * attrs["marginal_loglik"] + attrs["n_params"] * np.log(attrs["n_observations"]))
+    # BIC's n is the number of families by default: the marginal likelihood factorizes over them.
+    n_families = mle_fit["constant_data"].sizes["family"]
+    assert attrs["bic_n"] == "families" and attrs["bic_sample_size"] == n_families
+    assert np.isclose(attrs["bic"], -2 * attrs["marginal_loglik"] + attrs["n_params"] * np.log(n_families))
     for name in ("beta", "lam", "b", "phi", "corr"):
         se = mle_fit.mle[f"{name}_se"]
         assert se.dims == mle_fit.posterior[name].dims[2:]
@@ -96,6 +99,23 @@ def test_quadrature_matches_importance_sampling(mle_fit, small_sim):
     exact = parts.per_family(20)(theta, fam_modes).sum()
     assert abs(mle_fit.attrs["marginal_loglik"] - exact) < 4 * mle_fit.attrs["marginal_loglik_mc_se"]
     assert abs(total - exact) < 0.1
+
+
+def test_prior_monte_carlo_is_the_authors_estimator(mle_fit, small_sim):
+    """Plain Monte Carlo over prior draws (the authors' estimator) estimates the same
+    per-family log-likelihoods as importance sampling, within its own standard error,
+    and its log-mean-exp is never clearly above the reference (it is biased low)."""
+    data, _ = small_sim
+    parts = MarginalLikelihood(bl.build_model(data, K=2), data, 1)
+    theta = mle_fit.mle["theta_hat"].values
+    modes, _ = family_modes(parts, theta)
+    reference, ref_se = parts.importance(theta, modes, n_draws=20_000, seed=0)
+    estimate, se = parts.prior_monte_carlo(theta, n_draws=20_000, seed=1)
+    combined = np.sqrt(se**2 + ref_se**2)
+    assert abs(estimate.sum() - reference.sum()) < 4 * np.sqrt((combined**2).sum())
+    assert ((estimate - reference) / combined).max() < 4
+    again, _ = parts.prior_monte_carlo(theta, n_draws=20_000, seed=1)
+    np.testing.assert_array_equal(again, estimate)
 
 
 @pytest.mark.parametrize("K", [1, 3, 5])
@@ -199,11 +219,11 @@ def test_warm_start_from_fewer_skills_and_cheap_hessian(mle_fit, small_sim):
         bl.fit(data, K=2, method="mle", progress=False, centered="partial")
 
 
-def test_information_covariance_drops_directions_without_positive_curvature():
-    """Positive definite information: its inverse. Indefinite (an optimum on a saddle or a
-    flat ridge): no variance along the bad directions instead of negative or huge ones,
-    so that parameter draws stay finite."""
-    from bayes_lsl.mle import information_covariance
+def test_information_covariance_refuses_directions_without_positive_curvature():
+    """Positive definite information: its inverse. A flat or wrongly curved direction has
+    an unknown (possibly infinite) variance, not none: refused, naming the parameters that
+    carry it."""
+    from bayes_lsl.mle import FlatInformationError, information_covariance
 
     rng = np.random.default_rng(3)
     q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
@@ -212,12 +232,40 @@ def test_information_covariance_drops_directions_without_positive_curvature():
     np.testing.assert_allclose(cov, np.linalg.inv(good), atol=1e-12)
     assert eigmin == pytest.approx(0.5)
 
-    bad = q @ np.diag([4.0, 2.0, 0.0, -1.19]) @ q.T
-    cov, eigmin = information_covariance(bad)
-    assert eigmin == pytest.approx(-1.19)
-    assert np.linalg.eigvalsh(cov).min() > -1e-12
-    np.testing.assert_allclose(cov @ q[:, 2:], 0.0, atol=1e-12)
-    np.testing.assert_allclose(q[:, :2].T @ cov @ q[:, :2], np.diag([0.25, 0.5]), atol=1e-12)
+    names = ["beta[0]", "beta[1]", "lam_free[0]", "b[0]"]
+    flat = good.copy()
+    flat[2, :] = flat[:, 2] = 0.0  # lam_free[0] does not enter the likelihood
+    with pytest.raises(FlatInformationError, match=r"1 direction.*carried by lam_free\[0\]:.*fewer skills") as err:
+        information_covariance(flat, names)
+    assert err.value.parameters == ["lam_free[0]"] and err.value.eigmin == pytest.approx(0.0, abs=1e-12)
+    saddle = q @ np.diag([4.0, 2.0, 1.0, -1.19]) @ q.T
+    with pytest.raises(FlatInformationError, match="smallest eigenvalue -1.19"):
+        information_covariance(saddle, names)
+
+
+def test_a_flat_direction_gives_no_standard_errors_and_no_draws(other_sim_data, monkeypatch):
+    """A fit whose information is flat along one loading keeps its point estimate, warns
+    naming the loading, reports NaN standard errors, and predictions refuse rather than
+    draw that loading with no variance."""
+    import pandas as pd
+
+    hessian = MarginalLikelihood.hessian
+
+    def flat_hessian(self, theta, modes, *args, **kwargs):
+        H = hessian(self, theta, modes, *args, **kwargs)
+        i = self.names.index("lam_free")
+        i = sum(int(np.prod(s)) for s in self.shapes[:i])  # lam_free[0]: as if no score depended on it
+        H[i, :] = H[:, i] = 0.0
+        return H
+
+    monkeypatch.setattr(MarginalLikelihood, "hessian", flat_hessian)
+    with pytest.warns(UserWarning, match=r"carried by lam_free\[0\].*draws are refused"):
+        fit = bl.fit(other_sim_data, K=2, method="mle", progress=False, n_starts=1, check_draws=500)
+    assert np.isfinite(fit.posterior["lam"]).all()
+    assert np.isnan(fit.mle["lam_se"]).all() and np.isnan(fit.mle["theta_cov"]).all()
+    new = pd.DataFrame({"model": ["m"], "family": ["new"], "size": [7.0], "tokens": [2.0]})
+    with pytest.raises(ValueError, match=r"lam_free\[0\]"):
+        bl.predict(fit, new)
 
 
 def test_draws_at_the_correlation_boundary_are_regularized(mle_fit):

@@ -22,10 +22,14 @@ def k_table(small_sim):
     return bl.select_k(small_sim[0], Ks=[1, 2], progress=False, n_starts=2)
 
 
-def test_select_k_table(k_table):
+def test_select_k_table(k_table, small_sim):
     assert list(k_table.index) == [1, 2]
     assert {"marginal_loglik", "n_params", "aic", "bic", "integration_error"} <= set(k_table.columns)
     np.testing.assert_allclose(k_table["aic"], -2 * k_table["marginal_loglik"] + 2 * k_table["n_params"])
+    n_families = len(small_sim[0].families)
+    assert k_table.attrs["bic_n"] == "families" and (k_table["bic_sample_size"] == n_families).all()
+    bic = -2 * k_table["marginal_loglik"] + k_table["n_params"] * np.log(n_families)
+    np.testing.assert_allclose(k_table["bic"], bic)
     # The reported log-likelihood is the sweep's importance sampler's, with its error.
     assert ((k_table["marginal_loglik_mc_se"] > 0) & (k_table["marginal_loglik_mc_se"] < 0.1)).all()
     assert k_table.attrs["fits"][2].attrs["check"] == "4000 draws"
@@ -39,6 +43,8 @@ def test_select_k_table(k_table):
 def test_figures(k_table, mle_fit):
     for fig in (plots.information_criteria(k_table), plots.loadings(mle_fit), plots.skill_correlation(mle_fit)):
         assert fig.axes and fig.axes[0].has_data()
+    legend = [t.get_text() for t in plots.information_criteria(k_table).axes[0].get_legend().get_texts()]
+    assert f"BIC (n = {len(k_table.attrs['fits'][1]['constant_data']['family'])} families)" in legend
 
 
 def test_cli_fit_on_example(tmp_path, capsys):
@@ -85,3 +91,18 @@ def test_example_frame_is_simulated_truth():
     data = bl.load_example()
     assert truth["K"] == 2 and list(truth["benchmarks"]) == list(data.benchmarks)
     assert isinstance(data.to_frame(), pd.DataFrame) and data.n_models == 160
+
+
+def test_bic_n_is_an_explicit_choice(small_sim):
+    """BIC's n counts families, models or observed scores, as asked; anything else is refused
+    before any fitting."""
+    from bayes_lsl.selection import bic_sample_size
+
+    data = small_sim[0]
+    assert bic_sample_size(data) == bic_sample_size(data, "families") == len(data.families)
+    assert bic_sample_size(data, "models") == data.n_models
+    assert bic_sample_size(data, "scores") == int(np.isfinite(data.scores).sum())
+    with pytest.raises(ValueError, match="bic_n must be one of"):
+        bl.select_k(data, Ks=[1], progress=False, bic_n="cells")
+    with pytest.raises(ValueError, match="bic_n must be one of"):
+        bl.fit(data, K=1, method="mle", progress=False, bic_n="rows")

@@ -1,0 +1,63 @@
+"""The Laplace approximation of a seen family's effect (``predict``, ``compare_families``)
+against importance sampling of the same conditional posterior."""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayes_lsl.parameters import PARAMETERS, conditional_family_effects, family_cells, importance_family_effects
+
+#: The accuracy asked of the approximation: its mean (the mode) within half a posterior
+#: standard deviation of the exact mean, its standard deviations within 20%. Predictive
+#: intervals add the Beta noise and the parameters' uncertainty on top, so errors of this
+#: size in one family's effect move them by a fraction of their width.
+MEAN_TOL, SD_RATIO = 0.5, (0.8, 1.25)
+
+
+def _point(fit: xr.DataTree) -> xr.Dataset:
+    """The fit's point estimate as one parameter draw."""
+    return fit.posterior.to_dataset()[list(PARAMETERS)].isel(chain=0).rename(draw="sample")
+
+
+def _compare(fit: xr.DataTree, families: list[str], n_draws: int = 20_000) -> dict[str, np.ndarray]:
+    params, cells = _point(fit), family_cells(fit, families)
+    floors = np.asarray(fit.attrs["floors"])
+    mode, chol = conditional_family_effects(params, cells, len(families), floors)
+    mean, cov, ess = importance_family_effects(params, cells, len(families), floors, n_draws=n_draws, seed=0)
+    sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    return {"mean_error": (mode - mean) / sd, "sd_ratio": np.sqrt((chol**2).sum(-1)) / sd, "ess": ess / n_draws}
+
+
+def _check(result: dict[str, np.ndarray]) -> None:
+    assert (result["ess"] > 0.5).all()  # the reference itself is reliable
+    assert (np.abs(result["mean_error"]) < MEAN_TOL).all(), result["mean_error"]
+    assert ((result["sd_ratio"] > SD_RATIO[0]) & (result["sd_ratio"] < SD_RATIO[1])).all(), result["sd_ratio"]
+
+
+def _families(fit: xr.DataTree) -> list[str]:
+    """The three families with the most models and three with a single model (the most
+    skewed posteriors: one model's scores)."""
+    counts = Counter(map(str, fit["constant_data"]["model_family"].values))
+    return [f for f, _ in counts.most_common(3)] + [f for f, n in counts.items() if n == 1][:3]
+
+
+def test_laplace_matches_importance_sampling_on_simulated_data(mle_fit):
+    _check(_compare(mle_fit, [str(f) for f in mle_fit["constant_data"]["family"].values[:6]]))
+
+
+@pytest.mark.slow
+def test_laplace_matches_importance_sampling_on_the_paper_data(paper):
+    """A K = 2 fit of the paper data (the sweep's cheaper settings: the check concerns the
+    family effects given the parameters, not the optimum's last digits)."""
+    import bayes_lsl as bl
+    from bayes_lsl.selection import SWEEP_OPTIONS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # at K = 2 a loading direction can be flat: no standard errors
+        fit = bl.fit(paper, K=2, method="mle", progress=False, **SWEEP_OPTIONS)
+    _check(_compare(fit, _families(fit)))
