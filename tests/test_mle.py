@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import controls
 import numpy as np
 import pytest
 import scipy.special
@@ -169,28 +170,53 @@ def _coverage(fit, truth) -> tuple[int, int]:
     return covered, total
 
 
-def test_parameter_recovery_wald_coverage():
-    """Wald 95% intervals cover the true parameters, pooled over four simulated data sets.
+@pytest.fixture(scope="module")
+def recovery_fits():
+    """Four data sets from the same parameters and their MLE fits (29 free parameters each).
 
-    Pooled, because within one data set the coverage of all loadings and slopes of a
-    skill moves together with the realized spread of that skill's family effects.
-    K=2, J=6, 60 families x 3 models, 10% missing; 29 free parameters per data set.
+    K=2, J=6, 60 families x 3 models, 10% missing. Pooled, because within one data set the
+    errors of all loadings and slopes of a skill move together with the realized spread of
+    that skill's family effects.
     """
     params = random_parameters(K=2, J=6, seed=11)
-    covered = total = 0
-    errors = []
+    out = []
     for rep in range(4):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data, truth = simulate(params, random_design(60, 3, seed=11), missing=0.1, seed=100 + rep)
-        fit = bl.fit(data, K=2, method="mle", seed=0, progress=False, n_starts=2)
-        c, t = _coverage(fit, truth)
-        covered, total = covered + c, total + t
-        errors.append(np.abs(fit.posterior["b"].values[0, 0] - truth["b"]))
-    assert total == 4 * 29
-    assert covered / total >= 0.85, f"{covered}/{total} covered"
+        out.append((bl.fit(data, K=2, method="mle", seed=0, progress=False, n_starts=2), truth))
+    return out
+
+
+def test_parameter_recovery_wald_coverage(recovery_fits):
+    """The Wald standard errors are right, two-sided: neither too small nor too large.
+
+    The joint Wald statistic of each data set is chi-square(29) if the covariance is the
+    estimate's; summed over the four independent data sets, chi-square(116). The
+    parameters' own z^2 have mean 1 with a spread set by their correlation.
+    """
+    assert sum(_coverage(fit, truth)[1] for fit, truth in recovery_fits) == 4 * 29  # free parameters
+    statistics = [controls.wald_statistic(fit, truth) for fit, truth in recovery_fits]
+    assert [k for _, k in statistics] == [29] * 4  # a positive definite information in each
+    controls.assert_wald_calibrated(statistics)
+    controls.assert_marginal_z2_calibrated([controls.wald_errors(fit, truth) for fit, truth in recovery_fits])
     # Estimates near the truth: intercepts within 0.5 on the logit scale (about 3 SEs).
+    errors = [np.abs(fit.posterior["b"].values[0, 0] - truth["b"]) for fit, truth in recovery_fits]
     assert np.max(errors) < 0.5
+
+
+@pytest.mark.parametrize("factor", [1.5, 1 / 1.5], ids=["se x 1.5", "se / 1.5"])
+def test_wrong_standard_errors_fail_wald_recovery(recovery_fits, factor):
+    # Negative controls: standard errors x 1.5 (the old one-sided coverage test passed
+    # them) and / 1.5 shift the mean z^2 by 2.25 either way, outside the chi-square band.
+    wrong = [(controls.inflated_se(fit, factor), truth) for fit, truth in recovery_fits]
+    with pytest.raises(AssertionError, match="chi-square band"):
+        controls.assert_wald_calibrated([controls.wald_statistic(fit, truth) for fit, truth in wrong])
+    if factor > 1:
+        # The marginal z^2's band is wider (the z's of a data set are correlated, so they
+        # are fewer independent pieces of evidence): it rejects x 1.5, not / 1.5.
+        with pytest.raises(AssertionError, match="marginal z"):
+            controls.assert_marginal_z2_calibrated([controls.wald_errors(fit, truth) for fit, truth in wrong])
 
 
 def test_parameterization_of_family_effects_does_not_change_the_mle(mle_fit, small_sim):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
+import controls
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -13,6 +15,7 @@ import pytest
 import bayes_lsl as bl
 from bayes_lsl import plots
 from bayes_lsl.cli import main
+from bayes_lsl.simulate import random_design, random_parameters, simulate
 
 matplotlib.use("Agg")
 
@@ -38,6 +41,31 @@ def test_select_k_table(k_table, small_sim):
     assert k_table["aic"].idxmin() == 2 and k_table["bic"].idxmin() == 2
     with pytest.raises(ValueError, match="method='mle'"):
         bl.select_k(bl.load_example(), Ks=[1], method="nuts")
+
+
+@pytest.fixture(scope="module")
+def one_skill_table():
+    """select_k over K = 1, 2 on data simulated with one skill (30 families x 4 models)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data, _ = simulate(random_parameters(K=1, J=6, seed=21), random_design(30, 4, seed=21), missing=0.15, seed=22)
+    return bl.select_k(data, Ks=[1, 2], progress=False, n_starts=2)
+
+
+def test_select_k_does_not_over_select(one_skill_table):
+    # K = 2 has 8 more parameters (29 against 21). With one true skill, twice the
+    # log-likelihood ratio is at most about chi-square(8) (less: the second skill's
+    # loadings are not identified at zero), so AIC (penalty 16) over-selects with
+    # probability <= P(chi2_8 > 16) = 4% per data set, BIC (8 log n, n ~ 600 scores: 51)
+    # practically never.
+    controls.assert_not_overselected(one_skill_table, true_K=1)
+
+
+def test_likelihood_alone_over_selects(one_skill_table):
+    # Negative control: without the penalty the larger model always fits at least as well.
+    assert one_skill_table["marginal_loglik"][2] >= one_skill_table["marginal_loglik"][1]
+    with pytest.raises(AssertionError, match="over-selects"):
+        controls.assert_not_overselected(controls.likelihood_alone(one_skill_table), true_K=1)
 
 
 def test_figures(k_table, mle_fit):
