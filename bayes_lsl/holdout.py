@@ -154,7 +154,7 @@ def _resampled_means(values: np.ndarray, codes: np.ndarray, counts: np.ndarray) 
 def _interval(replicates: np.ndarray, level: float) -> tuple[float, float, float]:
     """Standard deviation and central percentile interval of the bootstrap replicates."""
     kept = replicates[~np.isnan(replicates)]
-    if len(kept) < 2 or np.isnan(kept).all():
+    if len(kept) < 2:  # nothing to resample: no intervals to score
         return np.nan, np.nan, np.nan
     lower, upper = np.quantile(kept, [(1 - level) / 2, (1 + level) / 2])
     return float(kept.std(ddof=1)), float(lower), float(upper)

@@ -42,7 +42,8 @@ def test_clustered_se_is_the_between_cluster_se(errors):
     assert clustered["mae_se"] > 2 * clustered["mae_se_iid"]
     np.testing.assert_allclose(clustered["mae_se_iid"], cells.std(ddof=1) / np.sqrt(len(cells)))
     assert clustered["mae_lower"] < errors.mean() < clustered["mae_upper"]
-    # 95% percentile interval of a near-normal statistic: about +- 1.96 se.
+    # The percentile interval of a near-normal statistic spans about +- 1.96 se; a mean of 8
+    # draws is only nearly normal, hence the loose tolerance (Monte Carlo error alone: ~2%).
     assert clustered["mae_upper"] - clustered["mae_lower"] == pytest.approx(2 * 1.96 * between, rel=0.15)
 
 
