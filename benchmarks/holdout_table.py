@@ -64,8 +64,7 @@ def main() -> None:
                 (K, {"dispersion": args.dispersion} | ({"init": "mle", "centered": "partial"} if method == "nuts"
                                                        else {})) for K in args.Ks]  # fmt: skip
             for K, options in runs:
-                label = f"baseline ({options['loss']})" if method == "baseline" else method
-                name = f"{args.protocol}-{variant}-{label.replace(' ', '').replace('(', '-').strip(')')}-K{K}"
+                name = f"{args.protocol}-{variant}-{method}-{options.get('loss', 'K' + str(K))}"
                 saved = Path(args.save_predictions or ".") / f"{name}.csv"
                 t0 = time.perf_counter()
                 reused = args.reuse_predictions and method != "baseline" and saved.is_file()
@@ -82,7 +81,7 @@ def main() -> None:
                     saved.parent.mkdir(parents=True, exist_ok=True)
                     result.predictions.to_csv(saved, index=False)
                 overall = result.summary.loc["overall"]
-                row = {"variant": variant, "method": label, "K": K or "-",
+                row = {"variant": variant, "method": method, "K": K or "-", "loss": options.get("loss", "-"),
                        "dispersion": options.get("dispersion", "-"), "n": int(overall["n"]),
                        "clusters": int(overall["clusters"]), "mae": overall["mae"],
                        "mae 95%": f"[{overall['mae_lower']:.3f}, {overall['mae_upper']:.3f}]",
