@@ -214,8 +214,8 @@ def score_predictions(
     statistic over all cells of the drawn clusters. A benchmark's replicates skip the
     resamples that hold none of its cells. With few clusters (6 in the paper's protocol)
     the bootstrap is rough: its standard error is the plug-in one, smaller than the
-    usual between-cluster standard error by sqrt((G - 1) / G), and a percentile interval
-    can only take the values of a few distinct resamples.
+    usual between-cluster standard error by sqrt((G - 1) / G), and its intervals rest
+    on the spread of only G cluster values.
     """
     df = _scored_cells(predictions)
     codes = _cluster_codes(df, cluster)
