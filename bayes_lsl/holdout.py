@@ -2,16 +2,22 @@
 
 :func:`evaluate_holdout` runs one split (the authors' 41-model protocol is the preset
 ``"paper"``); :func:`cross_validate` holds out whole families, fold by fold. Both report
-the mean absolute error of the predictive mean per benchmark and overall (with its
-standard error), the empirical coverage of the central intervals and their mean width.
-``method="baseline"`` scores the authors' best baseline
-(:mod:`bayes_lsl.baseline`) on the same split.
+the mean absolute error of the predictive mean per benchmark and overall, the empirical
+coverage of the central intervals and their mean width. ``method="baseline"`` scores the
+authors' best baseline (:mod:`bayes_lsl.baseline`) on the same split.
+
+Held-out scores are not independent: the paper's 102 cells come from 11 models in 6
+groups of families (a base family and its instruction-tuned one), and a model that is
+predicted badly is usually predicted badly on most benchmarks. Standard errors and
+intervals therefore come from a bootstrap that resamples whole clusters (by default
+:func:`family_groups`), and :func:`compare_predictions` compares two methods by their
+paired difference on the same resamples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -38,6 +44,10 @@ PAPER_FINETUNES: tuple[str, ...] = (
 PRESETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "paper": (PAPER_TEST_MODELS + PAPER_FINETUNES, PAPER_TEST_MODELS),
 }
+#: Name endings of instruction-tuned families; without them, the name is the base family's.
+TUNED_SUFFIXES: tuple[str, ...] = ("-instruct", "-chat", "-it")
+#: Bootstrap resamples for the intervals of the scores.
+N_BOOT = 2000
 
 
 @dataclass(frozen=True)
@@ -47,18 +57,30 @@ class HoldoutResult:
     Attributes
     ----------
     predictions : DataFrame
-        One row per held-out observed score: ``model``, ``family``, ``benchmark``,
-        ``observed``, ``mean``, ``median``, ``lower``, ``upper`` (and ``fold``).
+        One row per held-out observed score: ``model``, ``family``, ``group`` (see
+        :func:`family_groups`), ``benchmark``, ``observed``, ``mean``, ``median``,
+        ``lower``, ``upper`` (and ``fold``).
     summary : DataFrame
-        Indexed by benchmark plus an ``overall`` row: ``n``, ``mae``, ``mae_se``,
-        ``coverage``, ``width``.
+        :func:`score_predictions` of ``predictions``: per benchmark plus an ``overall``
+        row, the MAE, coverage and width with their cluster-bootstrap intervals.
     fits : list
         The fits (one per fold), or the baseline objects.
+    scoring : dict
+        The options of :func:`score_predictions` that gave ``summary`` (``cluster``,
+        ``n_boot``, ``level``, ``seed``); :meth:`compare` uses the same.
     """
 
     predictions: pd.DataFrame
     summary: pd.DataFrame
     fits: list
+    scoring: dict = field(default_factory=dict)
+
+    def compare(self, reference: HoldoutResult, **options) -> pd.DataFrame:
+        """MAE of these predictions minus that of ``reference`` on the same cells, with its interval.
+
+        See :func:`compare_predictions`; ``options`` override :attr:`scoring`.
+        """
+        return compare_predictions(self.predictions, reference.predictions, **{**self.scoring, **options})
 
     def _repr_html_(self) -> str:
         return self.summary._repr_html_()
@@ -67,33 +89,223 @@ class HoldoutResult:
         return f"HoldoutResult(\n{self.summary.round(4).to_string()}\n)"
 
 
-def score_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
-    """MAE (with its standard error over cells), coverage and width per benchmark and overall.
+def family_groups(families: Iterable[str]) -> dict[str, str]:
+    """Each family's group: an instruction-tuned family joins its base family.
 
-    ``predictions`` needs ``benchmark``, ``observed`` and ``mean``; ``lower`` and
-    ``upper`` (when present) give coverage and width. Rows without an observed score are
-    ignored.
+    A family whose name is another family's plus one of :data:`TUNED_SUFFIXES`
+    (``qwen2-instruct``, ``yi-1.5-chat``, ``gemma-2-it``) belongs to that family's group;
+    every other family is a group of its own. A base model and its tuned version share
+    their pretraining, so their prediction errors are not independent.
+
+    Parameters
+    ----------
+    families : iterable of str
+        Family names (all of the data's, so that a base family is found even when only
+        its tuned family is scored).
+
+    Returns
+    -------
+    dict
+        Family name to group name (the base family's name).
     """
+    names = set(map(str, families))
+    groups = {}
+    for name in names:
+        bases = [name[: -len(s)] for s in TUNED_SUFFIXES if name.endswith(s) and name[: -len(s)] in names]
+        groups[name] = bases[0] if bases else name
+    return groups
+
+
+def _cluster_codes(df: pd.DataFrame, cluster: str | None) -> np.ndarray:
+    """Integer cluster of each row: the ``cluster`` column, groups from ``family``, or every row alone."""
+    if cluster is None:
+        return np.arange(len(df))
+    if cluster in df.columns:
+        return pd.factorize(df[cluster])[0]
+    if cluster == "group" and "family" in df.columns:
+        return pd.factorize(df["family"].map(family_groups(df["family"])))[0]
+    raise ValueError(
+        f"predictions have no column {cluster!r} to cluster by"
+        + (" (nor 'family' to derive it from)" if cluster == "group" else "")
+        + "; pass cluster=None to treat every score as independent"
+    )
+
+
+def _resample_counts(n_clusters: int, n_boot: int, seed: int) -> np.ndarray:
+    """How often each cluster is drawn in each resample, shape (n_boot, n_clusters)."""
+    return np.random.default_rng(seed).multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=n_boot)
+
+
+def _resampled_means(values: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` (NaN skipped) in each resample, shape (n_boot,).
+
+    A resample's mean is its clusters' summed values over their summed sizes, so each
+    cluster counts with its number of cells; NaN where a resample holds no cell.
+    """
+    ok = ~np.isnan(values)
+    n_clusters = counts.shape[1]
+    total = counts @ np.bincount(codes[ok], weights=values[ok], minlength=n_clusters)
+    size = counts @ np.bincount(codes[ok], minlength=n_clusters).astype(float)
+    out = np.full(len(counts), np.nan)
+    np.divide(total, size, out=out, where=size > 0)
+    return out
+
+
+def _interval(replicates: np.ndarray, level: float) -> tuple[float, float, float]:
+    """Standard deviation and central percentile interval of the bootstrap replicates."""
+    kept = replicates[~np.isnan(replicates)]
+    if len(kept) < 2:  # nothing to resample: no intervals to score
+        return np.nan, np.nan, np.nan
+    lower, upper = np.quantile(kept, [(1 - level) / 2, (1 + level) / 2])
+    return float(kept.std(ddof=1)), float(lower), float(upper)
+
+
+def _scored_cells(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Observed cells with their absolute error, whether the interval covers, and its width."""
     df = predictions[predictions["observed"].notna()].copy()
     if df.empty:
         raise DataError("no held-out model has an observed score to compare with")
     df["abs_error"] = (df["observed"] - df["mean"]).abs()
     has_interval = {"lower", "upper"} <= set(df.columns) and df["lower"].notna().all()
-    df["covered"] = (df["observed"] >= df["lower"]) & (df["observed"] <= df["upper"]) if has_interval else np.nan
+    df["covered"] = ((df["observed"] >= df["lower"]) & (df["observed"] <= df["upper"])).astype(float) \
+        if has_interval else np.nan  # fmt: skip
     df["width"] = df["upper"] - df["lower"] if has_interval else np.nan
+    return df
 
-    def stats(g: pd.DataFrame) -> pd.Series:
+
+def score_predictions(
+    predictions: pd.DataFrame,
+    *,
+    cluster: str | None = "group",
+    n_boot: int = N_BOOT,
+    level: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """MAE, coverage and width per benchmark and overall, with cluster-bootstrap intervals.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        Needs ``benchmark``, ``observed`` and ``mean``; ``lower`` and ``upper`` (when
+        present) give coverage and width. Rows without an observed score are ignored.
+    cluster : str or None
+        Column whose values are resampled as units. ``"group"`` (the default) is derived
+        from ``family`` with :func:`family_groups` when there is no such column; ``None``
+        treats every score as independent (the naive bootstrap).
+    n_boot : int
+        Bootstrap resamples; the same resamples serve every benchmark and the overall row.
+    level : float
+        Level of the percentile intervals.
+    seed : int
+        Seeds the resampling.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by benchmark plus ``overall``: ``n`` (scores), ``clusters``, ``mae``,
+        ``mae_se`` (the bootstrap standard deviation), ``mae_lower``, ``mae_upper``,
+        ``mae_se_iid`` (the standard error that treats the scores as independent, for
+        comparison), and ``coverage`` and ``width`` with their ``_lower``/``_upper``
+        (NaN without intervals).
+
+    Notes
+    -----
+    Each resample draws as many clusters as there are, with replacement, and computes a
+    statistic over all cells of the drawn clusters. A benchmark's replicates skip the
+    resamples that hold none of its cells. With few clusters (6 in the paper's protocol)
+    the bootstrap is rough: its standard error is the plug-in one, smaller than the
+    usual between-cluster standard error by sqrt((G - 1) / G), and its intervals rest
+    on the spread of only G cluster values.
+    """
+    df = _scored_cells(predictions)
+    codes = _cluster_codes(df, cluster)
+    counts = _resample_counts(codes.max() + 1, n_boot, seed)
+
+    def stats(rows: np.ndarray) -> pd.Series:
+        g = df[rows]
         n = len(g)
-        se = g["abs_error"].std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
-        return pd.Series({"n": n, "mae": g["abs_error"].mean(), "mae_se": se,
-                          "coverage": g["covered"].astype(float).mean(), "width": g["width"].mean()})  # fmt: skip
+        out = {"n": n, "clusters": len(np.unique(codes[rows]))}
+        for name, col in (("mae", "abs_error"), ("coverage", "covered"), ("width", "width")):
+            values = np.where(rows, df[col].to_numpy(float), np.nan)
+            se, lower, upper = _interval(_resampled_means(values, codes, counts), level)
+            out |= {name: g[col].mean(), f"{name}_lower": lower, f"{name}_upper": upper}
+            if name == "mae":
+                out |= {"mae_se": se, "mae_se_iid": g[col].std(ddof=1) / np.sqrt(n) if n > 1 else np.nan}
+        return pd.Series(out)
 
-    order = list(dict.fromkeys(df["benchmark"]))
-    per = pd.DataFrame({b: stats(df[df["benchmark"] == b]) for b in order}).T
-    per.loc["overall"] = stats(df)
-    per["n"] = per["n"].astype(int)
+    bench = df["benchmark"].to_numpy()
+    order = list(dict.fromkeys(bench))
+    per = pd.DataFrame({b: stats(bench == b) for b in order}).T
+    per.loc["overall"] = stats(np.ones(len(df), bool))
+    per[["n", "clusters"]] = per[["n", "clusters"]].astype(int)
     per.index.name = "benchmark"
-    return per
+    columns = ["n", "clusters", "mae", "mae_se", "mae_lower", "mae_upper", "mae_se_iid", "coverage", "coverage_lower",
+               "coverage_upper", "width", "width_lower", "width_upper"]  # fmt: skip
+    return per[columns]
+
+
+def compare_predictions(
+    predictions: pd.DataFrame,
+    reference: pd.DataFrame,
+    *,
+    cluster: str | None = "group",
+    n_boot: int = N_BOOT,
+    level: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """MAE of ``predictions`` minus that of ``reference``, paired by cell, with a cluster-bootstrap interval.
+
+    Both tables must predict the same observed cells (``model`` and ``benchmark``). The
+    difference is computed on each resample of clusters, from the same cells for both
+    methods, so what the two methods share (a model that is hard for both) cancels.
+
+    Parameters
+    ----------
+    predictions, reference : DataFrame
+        Predictions of two methods, as in :attr:`HoldoutResult.predictions`.
+    cluster, n_boot, level, seed
+        As in :func:`score_predictions` (the clusters are taken from ``predictions``).
+
+    Returns
+    -------
+    DataFrame
+        Indexed by benchmark plus ``overall``: ``n``, ``clusters``, ``mae``,
+        ``mae_reference``, ``difference`` (negative: ``predictions`` is better),
+        ``difference_se``, ``difference_lower``, ``difference_upper``.
+
+    Raises
+    ------
+    DataError
+        If the two tables do not hold the same observed cells.
+    """
+    keys = ["model", "benchmark"]
+    ours, ref = _scored_cells(predictions), _scored_cells(reference)
+    merged = ours.merge(ref[[*keys, "observed", "abs_error"]], on=keys, how="outer", suffixes=("", "_reference"),
+                        indicator=True)  # fmt: skip
+    unpaired = merged[merged["_merge"] != "both"]
+    if len(unpaired) or not np.allclose(merged["observed"], merged["observed_reference"]):
+        raise DataError(f"the two predictions do not score the same cells ({len(unpaired)} unpaired)")
+    codes = _cluster_codes(merged, cluster)
+    counts = _resample_counts(codes.max() + 1, n_boot, seed)
+    diff = (merged["abs_error"] - merged["abs_error_reference"]).to_numpy()
+
+    def stats(rows: np.ndarray) -> pd.Series:
+        # The mean of the paired differences over a resample is the difference of the two
+        # MAEs over that same resample.
+        se, lower, upper = _interval(_resampled_means(np.where(rows, diff, np.nan), codes, counts), level)
+        return pd.Series({"n": rows.sum(), "clusters": len(np.unique(codes[rows])),
+                          "mae": merged.loc[rows, "abs_error"].mean(),
+                          "mae_reference": merged.loc[rows, "abs_error_reference"].mean(),
+                          "difference": diff[rows].mean(), "difference_se": se, "difference_lower": lower,
+                          "difference_upper": upper})  # fmt: skip
+
+    bench = merged["benchmark"].to_numpy()
+    order = list(dict.fromkeys(ours["benchmark"]))
+    out = pd.DataFrame({b: stats(bench == b) for b in order}).T
+    out.loc["overall"] = stats(np.ones(len(merged), bool))
+    out[["n", "clusters"]] = out[["n", "clusters"]].astype(int)
+    out.index.name = "benchmark"
+    return out
 
 
 def resolve_holdout(data: ScalingData, holdout: str | Sequence[str], test_models: Sequence[str] | None = None):
@@ -129,7 +341,7 @@ def _predict_split(
     if method == "baseline":
         from bayes_lsl.baseline import fit_baseline
 
-        model = fit_baseline(train)
+        model = fit_baseline(train, **fit_options)
         return model.predict(new), model
     from bayes_lsl.inference import fit
     from bayes_lsl.predict import predict
@@ -139,6 +351,12 @@ def _predict_split(
         fit_options = {"check_draws": 0, **fit_options}
     result = fit(train, K=K, method=method, seed=seed, progress=progress, **fit_options)
     return predict(result, new, level=level, seed=seed, n_draws=n_draws), result
+
+
+def _scored_result(data: ScalingData, predictions: pd.DataFrame, fits: list, scoring: dict) -> HoldoutResult:
+    """Tag each prediction with its family's group (from all of the data's families) and score them."""
+    predictions = predictions.assign(group=predictions["family"].map(family_groups(data.families)))
+    return HoldoutResult(predictions, score_predictions(predictions, **scoring), fits, scoring)
 
 
 def evaluate_holdout(
@@ -152,6 +370,8 @@ def evaluate_holdout(
     seed: int = 0,
     n_draws: int = 1000,
     progress: bool = True,
+    cluster: str | None = "group",
+    n_boot: int = N_BOOT,
     **fit_options,
 ) -> HoldoutResult:
     """Fit without held-out models and score the predictions of their observed scores.
@@ -169,9 +389,14 @@ def evaluate_holdout(
     test_models : list of str, optional
         Which held-out models to score (default: the preset's, or all held out).
     level, seed, n_draws
-        Passed to :func:`bayes_lsl.predict`.
+        Passed to :func:`bayes_lsl.predict`; ``level`` and ``seed`` also set the
+        bootstrap of :func:`score_predictions`.
+    cluster, n_boot
+        Passed to :func:`score_predictions`: by default the bootstrap resamples groups of
+        families (:func:`family_groups`).
     **fit_options
-        Passed to :func:`bayes_lsl.fit`.
+        Passed to :func:`bayes_lsl.fit`, or to :func:`bayes_lsl.baseline.fit_baseline`
+        for the baseline (e.g. ``loss="least_squares"``).
 
     Returns
     -------
@@ -183,7 +408,8 @@ def evaluate_holdout(
                                    fit_options)  # fmt: skip
     predictions = truth.merge(table.drop(columns=["observed"], errors="ignore"), on=["model", "benchmark"])
     predictions = predictions[predictions["observed"].notna()].reset_index(drop=True)
-    return HoldoutResult(predictions, score_predictions(predictions), [fitted])
+    return _scored_result(data, predictions, [fitted], {"cluster": cluster, "n_boot": n_boot, "level": level,
+                                                        "seed": seed})  # fmt: skip
 
 
 def cross_validate(
@@ -196,13 +422,16 @@ def cross_validate(
     seed: int = 0,
     n_draws: int = 1000,
     progress: bool = True,
+    cluster: str | None = "group",
+    n_boot: int = N_BOOT,
     **fit_options,
 ) -> HoldoutResult:
     """K-fold cross-validation by family: each fold's families are predicted as new families.
 
     Families are assigned to folds at random (seeded). Predictions of a held-out family
     draw its effect from ``N(0, corr)``: this checks how the scaling law transfers to
-    unseen families, a harder task than :func:`evaluate_holdout`'s.
+    unseen families, a harder task than :func:`evaluate_holdout`'s. Options are those of
+    :func:`evaluate_holdout`; the bootstrap resamples groups of families across folds.
 
     Returns
     -------
@@ -225,5 +454,5 @@ def cross_validate(
         parts.append(part[part["observed"].notna()].assign(fold=fold))
         fits.append(fitted)
     predictions = pd.concat(parts, ignore_index=True)
-    return HoldoutResult(predictions, score_predictions(predictions), fits)
-
+    return _scored_result(data, predictions, fits, {"cluster": cluster, "n_boot": n_boot, "level": level,
+                                                    "seed": seed})  # fmt: skip

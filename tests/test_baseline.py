@@ -1,4 +1,4 @@
-"""The sigmoid baseline: recovery on its own model, a sanity check on the leaderboard, bad input."""
+"""The sigmoid baseline: recovery on its own model (both losses), robustness, the leaderboard, bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from bayes_lsl.baseline import SigmoidBaseline, fit_baseline, log_flops
+from bayes_lsl.baseline import LOSSES, SigmoidBaseline, fit_baseline, log_flops
 from bayes_lsl.data import ScalingData
 from bayes_lsl.simulate import random_design
 
@@ -17,9 +17,8 @@ FLOOR = np.array([0.25, 0.1, 0.4])
 NOISE = 0.01
 
 
-@pytest.fixture(scope="module")
-def sim():
-    """12 families of 7 models; the first model of each family is held out of the fit."""
+def _simulate():
+    """12 families of 7 models: the design, the training data (first model of each family held out)."""
     rng = np.random.default_rng(0)
     design = random_design(12, 7, seed=0)
     family = pd.factorize(design["family"])[0]
@@ -30,7 +29,14 @@ def sim():
     frame = pd.concat([design, pd.DataFrame(scores, columns=BENCHMARKS)], axis=1)
     held = design.groupby("family").head(1).index
     train = ScalingData.from_frame(frame.drop(held), floors=dict.fromkeys(BENCHMARKS, 0.0))
-    return fit_baseline(train), design.loc[held], mu[held], train
+    return design.loc[held], mu[held], train
+
+
+@pytest.fixture(scope="module", params=LOSSES)
+def sim(request):
+    """The simulated set fitted with each loss."""
+    held, true_mean, train = _simulate()
+    return fit_baseline(train, loss=request.param), held, true_mean, train
 
 
 # Noise sd 0.01 on ~72 scores per benchmark: over 10 simulation seeds the errors stayed below 0.035
@@ -50,6 +56,30 @@ def test_predicts_held_out_models_of_seen_families(sim):
     assert error.max() < 5 * NOISE and error.mean() < 1.5 * NOISE
 
 
+def test_smooth_l1_resists_an_outlier_least_squares_does_not():
+    # One of a family's 6 training scores on b0 is off by +0.4 (a mis-scored model, say).
+    held, true_mean, train = _simulate()
+    frame = train.to_frame()
+    family = held["family"].iloc[0]
+    outlier = frame.index[frame["family"] == family][0]
+    frame.loc[outlier, "b0"] = min(frame.loc[outlier, "b0"] + 0.4, 1.0)
+    data = ScalingData.from_frame(frame, floors=dict.fromkeys(BENCHMARKS, 0.0))
+    error = {}
+    for loss in LOSSES:
+        pred = fit_baseline(data, loss=loss).predict(held.head(1))["mean"].to_numpy()
+        error[loss] = abs(pred[0] - true_mean[0, 0])
+    # The bound of test_predicts_held_out_models_of_seen_families on clean data. Least
+    # squares pulls the family's curve toward the outlier by a good part of its 0.4;
+    # SmoothL1, near L1, bounds the pull of one score of six to about the noise.
+    assert error["smooth_l1"] < 5 * NOISE < error["least_squares"]
+
+
+def test_unknown_loss(sim):
+    *_, train = sim
+    with pytest.raises(ValueError, match="unknown loss 'huber'"):
+        fit_baseline(train, loss="huber")
+
+
 def test_unseen_family_gets_mean_intercept(sim):
     fit, held, _, train = sim
     new = held.head(1).assign(family="never-seen")
@@ -59,7 +89,7 @@ def test_unseen_family_gets_mean_intercept(sim):
     # A training family never scored on one benchmark falls back the same way, on that benchmark only.
     frame = train.to_frame()
     frame.loc[frame["family"] == held["family"].iloc[0], "b1"] = np.nan
-    partial = fit_baseline(ScalingData.from_frame(frame, floors=dict.fromkeys(BENCHMARKS, 0.0)))
+    partial = fit_baseline(ScalingData.from_frame(frame, floors=dict.fromkeys(BENCHMARKS, 0.0)), loss=fit.loss)
     row = partial.intercept[partial.families.index(held["family"].iloc[0])]
     assert np.isnan(row[1]) and not np.isnan(row[[0, 2]]).any()
     z = (log_flops(new["size"], new["tokens"])[0] - partial.flops_center) / partial.flops_scale
