@@ -356,65 +356,56 @@ def start_agreement(attrs: dict) -> str:
     )
 
 
-class FlatInformationError(ValueError):
-    """The observed information has directions without positive curvature at the optimum.
-
-    ``parameters`` names the unconstrained parameters those directions involve,
-    ``eigmin`` is the information's smallest eigenvalue.
-    """
-
-    def __init__(self, message: str, parameters: list[str], eigmin: float) -> None:
-        super().__init__(message)
-        self.parameters, self.eigmin = parameters, eigmin
+#: Variance given to a direction of the unconstrained parameters that the data do not
+#: determine: that of the default priors' scale (sd 2, see :data:`bayes_lsl.model.DEFAULT_PRIORS`).
+FLAT_VARIANCE = 4.0
 
 
 def information_covariance(
-    info: np.ndarray, names: list[str] | None = None, rtol: float = 1e-9
-) -> tuple[np.ndarray, float]:
-    """Covariance of the estimates (the inverse observed information) and its smallest eigenvalue.
+    info: np.ndarray, names: list[str] | None = None, rtol: float = 1e-9, flat_variance: float = FLAT_VARIANCE
+) -> tuple[np.ndarray, float, list[str]]:
+    """Covariance of the estimates (the inverse observed information), its smallest eigenvalue, and flat parameters.
 
     Parameters
     ----------
     info : ndarray (p, p)
         The observed information (minus the log-likelihood's Hessian) at the optimum.
     names : list of str, optional
-        Names of the p parameters, for the error message.
+        Names of the p parameters, for the list of flat ones.
     rtol : float
         Eigenvalues at or below ``rtol`` times the largest count as flat: a variance above
         1e9 times that of the best-determined direction is beyond what a finite-difference
         Hessian can tell from zero curvature.
+    flat_variance : float
+        The variance given to each flat direction.
 
     Returns
     -------
     cov : ndarray (p, p)
     eigmin : float
+    flat : list of str
+        The parameters that carry the flat directions (each with at least 10% of a flat
+        direction's squared norm); empty where the information is positive definite.
 
-    Raises
-    ------
-    FlatInformationError
-        Where some direction has no positive curvature (a flat ridge, a saddle). Its
-        variance is not small but unknown, possibly infinite: giving it none (as a
-        pseudo-inverse of the positive part would) makes predictions and allocations
-        over-confident, and any finite "large" value would be arbitrary. The error names
-        the parameters that carry the flat directions.
+    Notes
+    -----
+    A direction without positive curvature (a flat ridge, a saddle) has an unknown,
+    possibly infinite variance. Giving it none (a pseudo-inverse of the positive part)
+    makes predictions and allocations over-confident; refusing leaves a fit that cannot
+    predict at all (at K = 5 on the paper data a single correlation is flat). So such a
+    direction gets ``flat_variance``, the spread the default priors allow on the
+    unconstrained scale: wide by construction, never falsely narrow. The caller warns.
     """
     eig, vec = np.linalg.eigh(0.5 * (info + info.T))
     flat = eig <= max(eig.max(), 0.0) * rtol
+    involved: list[str] = []
     if flat.any():
         names = names or [f"theta[{i}]" for i in range(len(eig))]
-        # A parameter is involved when it carries at least 10% of a flat direction's squared norm.
         weight = (vec[:, flat] ** 2).max(axis=1)
         involved = [names[i] for i in np.argsort(-weight) if weight[i] >= 0.1] or [names[int(weight.argmax())]]
-        raise FlatInformationError(
-            f"the observed information has {int(flat.sum())} direction(s) without positive curvature at the "
-            f"optimum (smallest eigenvalue {eig.min():.3g}), carried by {', '.join(involved)}: the data do not "
-            "determine them, so their standard errors are undefined. Fit fewer skills (K), or add a prior: "
-            "method='nuts' (or 'map' for a point estimate).",
-            involved,
-            float(eig.min()),
-        )
-    cov = (vec / eig) @ vec.T
-    return 0.5 * (cov + cov.T), float(eig.min())
+    precision = np.where(flat, 1.0 / flat_variance, eig)
+    cov = (vec / precision) @ vec.T
+    return 0.5 * (cov + cov.T), float(eig.min()), involved
 
 
 def _mle_groups(
@@ -430,15 +421,17 @@ def _mle_groups(
 
     param = [f"{n}[{i}]" for n, s in zip(parts.names, parts.shapes, strict=True) for i in range(int(np.prod(s)))]
     H = parts.hessian(theta, modes, hessian_nodes)
+    cov, eigmin, flat = information_covariance(-H, param)
     problem = ""
-    try:
-        cov, eigmin = information_covariance(-H, param)
-    except FlatInformationError as err:
-        # The point estimate stands; its uncertainty is unknown: NaN standard errors and
-        # covariance, so that parameter draws (predict, allocate, compare_families) refuse.
-        problem, eigmin = str(err), err.eigmin
-        cov = np.full_like(H, np.nan)
-        warnings.warn(f"{problem} Standard errors are NaN and parameter draws are refused.", stacklevel=3)
+    if flat:
+        problem = (
+            f"the observed information has direction(s) without positive curvature at the optimum (smallest "
+            f"eigenvalue {eigmin:.3g}), carried by {', '.join(flat)}: the data do not determine them. They are "
+            f"given variance {FLAT_VARIANCE:g} on the unconstrained scale (the default priors' spread), so their "
+            "standard errors, and predictions and allocations that depend on them, are wide by construction. "
+            "Fit fewer skills (K), or method='nuts' for a posterior that the priors regularize."
+        )
+        warnings.warn(problem, stacklevel=3)
     jac = parts.natural_jacobian(theta)
     nat_var = np.einsum("ij,jk,ik->i", jac, cov, jac)
     se, k = {}, 0

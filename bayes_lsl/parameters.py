@@ -140,7 +140,7 @@ def mle_intervals(
     -------
     dict
         Name -> (lower, upper), DataArrays with the posterior variable's dims (NaN where
-        the fit has no covariance: see :func:`bayes_lsl.mle.information_covariance`).
+        the fit has no finite covariance).
     """
     if fit.attrs["method"] != "mle":
         raise ValueError(f"Wald intervals need an mle fit, not {fit.attrs['method']!r}")

@@ -245,35 +245,41 @@ def test_warm_start_from_fewer_skills_and_cheap_hessian(mle_fit, small_sim):
         bl.fit(data, K=2, method="mle", progress=False, centered="partial")
 
 
-def test_information_covariance_refuses_directions_without_positive_curvature():
+def test_information_covariance_gives_flat_directions_the_prior_spread():
     """Positive definite information: its inverse. A flat or wrongly curved direction has
-    an unknown (possibly infinite) variance, not none: refused, naming the parameters that
-    carry it."""
-    from bayes_lsl.mle import FlatInformationError, information_covariance
+    an unknown (possibly infinite) variance, not none: it gets the default priors' spread
+    (variance 4), and the parameters that carry it are named."""
+    from bayes_lsl.mle import FLAT_VARIANCE, information_covariance
 
     rng = np.random.default_rng(3)
     q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
     good = q @ np.diag([4.0, 2.0, 1.0, 0.5]) @ q.T
-    cov, eigmin = information_covariance(good)
+    cov, eigmin, flat = information_covariance(good)
     np.testing.assert_allclose(cov, np.linalg.inv(good), atol=1e-12)
-    assert eigmin == pytest.approx(0.5)
+    assert eigmin == pytest.approx(0.5) and flat == []
 
     names = ["beta[0]", "beta[1]", "lam_free[0]", "b[0]"]
-    flat = good.copy()
-    flat[2, :] = flat[:, 2] = 0.0  # lam_free[0] does not enter the likelihood
-    with pytest.raises(FlatInformationError, match=r"1 direction.*carried by lam_free\[0\]:.*fewer skills") as err:
-        information_covariance(flat, names)
-    assert err.value.parameters == ["lam_free[0]"] and err.value.eigmin == pytest.approx(0.0, abs=1e-12)
+    lone = good.copy()
+    lone[2, :] = lone[:, 2] = 0.0  # lam_free[0] does not enter the likelihood
+    cov, eigmin, flat = information_covariance(lone, names)
+    assert flat == ["lam_free[0]"] and eigmin == pytest.approx(0.0, abs=1e-12)
+    assert cov[2, 2] == pytest.approx(FLAT_VARIANCE)  # not 0, as the pseudo-inverse gave
+    keep = [0, 1, 3]  # the determined parameters keep the inverse of their own block
+    np.testing.assert_allclose(cov[np.ix_(keep, keep)], np.linalg.inv(lone[np.ix_(keep, keep)]), atol=1e-12)
+    # A saddle: the wrongly curved direction gets the prior spread, the others their own.
     saddle = q @ np.diag([4.0, 2.0, 1.0, -1.19]) @ q.T
-    with pytest.raises(FlatInformationError, match="smallest eigenvalue -1.19"):
-        information_covariance(saddle, names)
+    cov, eigmin, flat = information_covariance(saddle, names)
+    assert eigmin == pytest.approx(-1.19) and flat
+    np.testing.assert_allclose(cov, q @ np.diag([1 / 4.0, 1 / 2.0, 1.0, FLAT_VARIANCE]) @ q.T, atol=1e-12)
 
 
-def test_a_flat_direction_gives_no_standard_errors_and_no_draws(other_sim_data, monkeypatch):
+def test_a_flat_direction_gets_wide_standard_errors_and_predictions(other_sim_data, monkeypatch):
     """A fit whose information is flat along one loading keeps its point estimate, warns
-    naming the loading, reports NaN standard errors, and predictions refuse rather than
-    draw that loading with no variance."""
+    naming the loading, and gives it the prior's spread, so that predictions stay
+    computable and are wider than with that loading determined."""
     import pandas as pd
+
+    from bayes_lsl.mle import FLAT_VARIANCE
 
     hessian = MarginalLikelihood.hessian
 
@@ -284,14 +290,19 @@ def test_a_flat_direction_gives_no_standard_errors_and_no_draws(other_sim_data, 
         H[i, :] = H[:, i] = 0.0
         return H
 
+    options = dict(K=2, method="mle", progress=False, n_starts=1, check_draws=500)
+    sound = bl.fit(other_sim_data, **options)
     monkeypatch.setattr(MarginalLikelihood, "hessian", flat_hessian)
-    with pytest.warns(UserWarning, match=r"carried by lam_free\[0\].*draws are refused"):
-        fit = bl.fit(other_sim_data, K=2, method="mle", progress=False, n_starts=1, check_draws=500)
-    assert np.isfinite(fit.posterior["lam"]).all()
-    assert np.isnan(fit.mle["lam_se"]).all() and np.isnan(fit.mle["theta_cov"]).all()
+    with pytest.warns(UserWarning, match=r"carried by lam_free\[0\].*given variance 4"):
+        fit = bl.fit(other_sim_data, **options)
+    np.testing.assert_allclose(fit.posterior["lam"], sound.posterior["lam"])
+    free = fit.mle["lam_se"].values[:, 2:]  # the free loadings; lam_free[0] is skill 1's first
+    assert free.flat[0] == pytest.approx(np.sqrt(FLAT_VARIANCE), rel=1e-6)
+    assert free.flat[0] > 3 * sound.mle["lam_se"].values[:, 2:].flat[0]
     new = pd.DataFrame({"model": ["m"], "family": ["new"], "size": [7.0], "tokens": [2.0]})
-    with pytest.raises(ValueError, match=r"lam_free\[0\]"):
-        bl.predict(fit, new)
+    bench = fit.posterior["lam"]["benchmark"].values[2]  # the benchmark lam_free[0] loads
+    wide, narrow = (bl.predict(f, new, seed=0).set_index("benchmark").loc[bench] for f in (fit, sound))
+    assert wide["upper"] - wide["lower"] > narrow["upper"] - narrow["lower"]
 
 
 def test_draws_at_the_correlation_boundary_are_regularized(mle_fit):
