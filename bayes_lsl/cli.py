@@ -316,7 +316,7 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--benchmark", default=None,
                         help="maximize this benchmark's mean score (of a family with alpha = 0) instead")  # fmt: skip
     p.add_argument("--unconstrained", action="store_true",
-                   help="let N and D leave the data's range (by e^5 each way)")  # fmt: skip
+                   help="let size and tokens leave the data's range (by e^5 each way)")  # fmt: skip
     p.add_argument("--out", default="allocation.csv", help="output table (default allocation.csv)")
     p.add_argument("--plot", default=None, help="also draw the frontier into this PNG")
     draw_args(p)

@@ -121,7 +121,11 @@ def _cluster_codes(df: pd.DataFrame, cluster: str | None) -> np.ndarray:
     if cluster is None:
         return np.arange(len(df))
     if cluster in df.columns:
-        return pd.factorize(df[cluster])[0]
+        codes = pd.factorize(df[cluster])[0]
+        if (codes < 0).any():  # factorize codes a missing label as -1
+            raise DataError(f"column {cluster!r} has missing labels in rows {np.flatnonzero(codes < 0)[:5].tolist()}: "
+                            "every prediction needs a cluster to resample")
+        return codes
     if cluster == "group" and "family" in df.columns:
         return pd.factorize(df["family"].map(family_groups(df["family"])))[0]
     raise ValueError(

@@ -356,8 +356,9 @@ def start_agreement(attrs: dict) -> str:
     )
 
 
-#: Variance given to a direction of the unconstrained parameters that the data do not
-#: determine: that of the default priors' scale (sd 2, see :data:`bayes_lsl.model.DEFAULT_PRIORS`).
+#: Least variance given to a direction of the unconstrained parameters that the data do not
+#: determine: the default priors' scale on slopes and loadings (sd 2, see
+#: :data:`bayes_lsl.model.DEFAULT_PRIORS`).
 FLAT_VARIANCE = 4.0
 
 
@@ -377,7 +378,8 @@ def information_covariance(
         1e9 times that of the best-determined direction is beyond what a finite-difference
         Hessian can tell from zero curvature.
     flat_variance : float
-        The variance given to each flat direction.
+        The least variance given to each flat direction (more where the weakest determined
+        direction has more: a flat direction is never narrower than that).
 
     Returns
     -------
@@ -393,8 +395,10 @@ def information_covariance(
     possibly infinite variance. Giving it none (a pseudo-inverse of the positive part)
     makes predictions and allocations over-confident; refusing leaves a fit that cannot
     predict at all (at K = 5 on the paper data a single correlation is flat). So such a
-    direction gets ``flat_variance``, the spread the default priors allow on the
-    unconstrained scale: wide by construction, never falsely narrow. The caller warns.
+    direction gets ``flat_variance`` (the default priors' scale on the unconstrained
+    scale) or, where larger, the variance of the weakest direction the data do determine:
+    wide by construction, and never narrower than a direction with some curvature. The
+    caller warns.
     """
     eig, vec = np.linalg.eigh(0.5 * (info + info.T))
     flat = eig <= max(eig.max(), 0.0) * rtol
@@ -403,7 +407,9 @@ def information_covariance(
         names = names or [f"theta[{i}]" for i in range(len(eig))]
         weight = (vec[:, flat] ** 2).max(axis=1)
         involved = [names[i] for i in np.argsort(-weight) if weight[i] >= 0.1] or [names[int(weight.argmax())]]
-    precision = np.where(flat, 1.0 / flat_variance, eig)
+    # Just above the threshold a direction keeps 1 / eig, which can exceed flat_variance:
+    # the variance must not drop as the curvature crosses zero.
+    precision = np.where(flat, min(1.0 / flat_variance, eig[~flat].min(initial=np.inf)), eig)
     cov = (vec / precision) @ vec.T
     return 0.5 * (cov + cov.T), float(eig.min()), involved
 
@@ -427,8 +433,8 @@ def _mle_groups(
         problem = (
             f"the observed information has direction(s) without positive curvature at the optimum (smallest "
             f"eigenvalue {eigmin:.3g}), carried by {', '.join(flat)}: the data do not determine them. They are "
-            f"given variance {FLAT_VARIANCE:g} on the unconstrained scale (the default priors' spread), so their "
-            "standard errors, and predictions and allocations that depend on them, are wide by construction. "
+            f"given variance at least {FLAT_VARIANCE:g} on the unconstrained scale (the default priors' scale), so "
+            "their standard errors, and predictions and allocations that depend on them, are wide by construction. "
             "Fit fewer skills (K), or method='nuts' for a posterior that the priors regularize."
         )
         warnings.warn(problem, stacklevel=3)

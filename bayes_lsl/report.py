@@ -23,9 +23,9 @@ from bayes_lsl.parameters import PARAMETERS, mle_intervals
 logger = logging.getLogger(__name__)
 
 #: Fit attrs worth a line in the summary, when the method sets them.
-_SUMMARY_ATTRS = ("method", "K", "seed", "marginal_loglik", "marginal_loglik_mc_se", "aic", "bic", "n_params",
-                  "n_observations", "integration_error", "n_agree", "n_starts", "agree_tol", "n_agree_refined",
-                  "n_refined", "converged", "bayes_lsl_version")  # fmt: skip
+_SUMMARY_ATTRS = ("method", "K", "seed", "marginal_loglik", "marginal_loglik_mc_se", "aic", "bic", "bic_n",
+                  "bic_sample_size", "n_params", "n_observations", "integration_error", "n_agree", "n_starts",
+                  "agree_tol", "n_agree_refined", "n_refined", "converged", "bayes_lsl_version")  # fmt: skip
 #: Decimals of the summary's quantities that are compared across fits (a Monte Carlo
 #: standard error of 0.06 and K comparisons need more than 4 significant digits).
 _SUMMARY_DECIMALS = {"marginal_loglik": 2, "marginal_loglik_mc_se": 2, "aic": 2, "bic": 2, "integration_error": 3}

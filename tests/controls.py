@@ -200,8 +200,9 @@ def wald_statistic(fit: xr.DataTree, truth: dict) -> tuple[float, int]:
 
     Asymptotically chi-square with as many degrees of freedom as free parameters, if ``V``
     (the fit's inverse observed information) is right; too small if the standard errors
-    are inflated, too large if they are too small. Directions the fit gave no variance
-    (a degenerate information) are left out, and the degrees of freedom with them.
+    are inflated, too large if they are too small. Directions of zero variance (a
+    degenerate covariance, as in fits saved before flat directions got the priors' spread)
+    are left out, and the degrees of freedom with them.
     """
     d, cov = wald_errors(fit, truth)
     rank = int(np.linalg.matrix_rank(cov, hermitian=True))

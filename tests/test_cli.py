@@ -106,6 +106,7 @@ def test_report(fit_path, tmp_path):
     assert len(params) == 6 + 2 * 8 + 8 + 8 + 1 and "lam[skill_1, mmlu]" in set(params["parameter"])
     summary = pd.read_csv(out / "summary.csv").set_index("quantity")["value"]
     assert {"marginal_loglik", "aic", "bic", "n_params"} <= set(summary.index)
+    assert summary["bic_n"] == "families"  # what BIC's n counts, beside it
     # Enough decimals to compare fits (log-likelihood, AIC and BIC to 0.1 at least), in the CSV and the Markdown.
     attrs = bl.load_fit(fit_path).attrs
     summary_md = (out / "summary.md").read_text()

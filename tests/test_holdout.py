@@ -55,6 +55,9 @@ def test_group_is_derived_from_families_when_absent(errors):
     assert score_predictions(df, cluster="family").loc["overall", "clusters"] == 9
     with pytest.raises(ValueError, match="cluster=None"):
         score_predictions(df.drop(columns="family"))
+    # A missing cluster label is named, not a numpy error about negative indices.
+    with pytest.raises(DataError, match=r"column 'family' has missing labels in rows \[0\]"):
+        score_predictions(df.assign(family=df["family"].mask(df.index == 0)), cluster="family")
 
 
 def test_paired_difference_uses_the_same_resamples(errors):

@@ -58,6 +58,6 @@ def test_laplace_matches_importance_sampling_on_the_paper_data(paper):
     from bayes_lsl.selection import SWEEP_OPTIONS
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # at K = 2 a loading direction can be flat: no standard errors
+        warnings.simplefilter("ignore", UserWarning)  # K = 2: a flat loading direction (priors' spread)
         fit = bl.fit(paper, K=2, method="mle", progress=False, **SWEEP_OPTIONS)
     _check(_compare(fit, _families(fit)))

@@ -65,6 +65,11 @@ def test_committed_notebooks_show_their_figures(name):
     notebook = json.loads((DIR / f"{name}.ipynb").read_text())
     missing = plotting_cells_without_figure(notebook)
     assert not missing, f"notebook {name}: plotting cells {missing} have no image output; re-execute it"
+    # An error output counts as the cell's output above (the execution test reports it), but
+    # committed outputs are those of a full run, which must have run through.
+    errors = [i for i, cell in enumerate(notebook["cells"]) for out in cell.get("outputs", [])
+              if out.get("output_type") == "error"]  # fmt: skip
+    assert not errors, f"notebook {name}: cells {errors} were committed with an error; re-execute it"
 
 
 @pytest.mark.notebooks

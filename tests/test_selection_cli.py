@@ -56,7 +56,7 @@ def test_select_k_does_not_over_select(one_skill_table):
     # K = 2 has 8 more parameters (29 against 21). With one true skill, twice the
     # log-likelihood ratio is at most about chi-square(8) (less: the second skill's
     # loadings are not identified at zero), so AIC (penalty 16) over-selects with
-    # probability <= P(chi2_8 > 16) = 4% per data set, BIC (8 log n, n ~ 600 scores: 51)
+    # probability <= P(chi2_8 > 16) = 4% per data set, BIC (8 log n, n = 30 families: 27)
     # practically never.
     controls.assert_not_overselected(one_skill_table, true_K=1)
 
