@@ -186,16 +186,19 @@ def holdout(predictions: pd.DataFrame, title: str = "Held-out scores") -> Figure
     return fig
 
 
-def _intervals(fit: xr.DataTree, name: str, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+def _intervals(
+    fit: xr.DataTree, name: str, level: float, wald: dict | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Point, lower and upper of every entry of ``name``: Wald for mle (on the unconstrained
-    scale, mapped back: :func:`bayes_lsl.parameters.mle_intervals`), central posterior otherwise."""
+    scale, mapped back: :func:`bayes_lsl.parameters.mle_intervals`, or ``wald``, its result
+    computed once for all names), central posterior otherwise."""
     post = fit.posterior[name]
     coords = [post[d].values for d in post.dims[2:]]
     labels = [", ".join(str(c[i]) for c, i in zip(coords, idx, strict=True)) for idx in np.ndindex(*post.shape[2:])]
     if fit.attrs["method"] == "mle":
         from bayes_lsl.parameters import mle_intervals
 
-        lower, upper = mle_intervals(fit, level)[name]
+        lower, upper = (wald or mle_intervals(fit, level))[name]
         return post.values[0, 0].ravel(), lower.values.ravel(), upper.values.ravel(), labels
     flat = post.stack(sample=("chain", "draw")).transpose("sample", ...).values.reshape(-1, len(labels))
     lo, hi = np.quantile(flat, [(1 - level) / 2, (1 + level) / 2], axis=0)
@@ -217,9 +220,13 @@ def forest(fits: Mapping[str, xr.DataTree], names: Sequence[str] = ("beta", "lam
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 0.5 + 0.22 * max(
         int(np.prod(next(iter(fits.values())).posterior[n].shape[2:])) for n in names)), squeeze=False)  # fmt: skip
     offsets = np.linspace(-0.25, 0.25, len(fits)) if len(fits) > 1 else [0.0]
+    from bayes_lsl.parameters import mle_intervals
+
+    # One set of Wald draws per mle fit, shared by every parameter shown.
+    wald = {label: mle_intervals(fit, level) for label, fit in fits.items() if fit.attrs["method"] == "mle"}
     for ax, name in zip(axes[0], names, strict=True):
         for k, (label, fit) in enumerate(fits.items()):
-            point, lo, hi, labels = _intervals(fit, name, level)
+            point, lo, hi, labels = _intervals(fit, name, level, wald.get(label))
             y = np.arange(len(point))[::-1] + offsets[k]
             ax.hlines(y, lo, hi, color=f"C{k}", lw=1.5)
             ax.plot(point, y, "o", color=f"C{k}", ms=3.5, label=label)
