@@ -1,20 +1,21 @@
 """bayes_lsl: latent-skill scaling laws for large language models (arXiv:2512.06553)."""
 
+from bayes_lsl._version import __version__
 from bayes_lsl.allocation import allocate, model_budgets, paper_budgets
 from bayes_lsl.compare import compare_families
-from bayes_lsl.data import DataError, ScalingData, example_truth, load_example, load_leaderboard
+from bayes_lsl.data import ScalingData, example_truth, load_example, load_leaderboard
 from bayes_lsl.diagnostics import diagnose
+from bayes_lsl.errors import BayesLslError, DataError
+from bayes_lsl.fitting import FitInfo, fit
 from bayes_lsl.holdout import cross_validate, evaluate_holdout
-from bayes_lsl.inference import fit
 from bayes_lsl.io import load_fit, save_fit
 from bayes_lsl.model import build_model
 from bayes_lsl.predict import predict
 from bayes_lsl.selection import select_k
 
-__version__ = "0.1.0"
-
 __all__ = [
     "allocate",
+    "BayesLslError",
     "DataError",
     "ScalingData",
     "build_model",
@@ -24,6 +25,7 @@ __all__ = [
     "evaluate_holdout",
     "example_truth",
     "fit",
+    "FitInfo",
     "load_example",
     "load_fit",
     "load_leaderboard",

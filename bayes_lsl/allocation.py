@@ -29,6 +29,7 @@ import xarray as xr
 from scipy.special import expit
 
 from bayes_lsl.data import raw_covariates
+from bayes_lsl.errors import BayesLslError
 from bayes_lsl.parameters import parameter_draws
 from bayes_lsl.ranges import FLOPS_PER_UNIT, check_range
 
@@ -132,10 +133,10 @@ def _target(fit: xr.DataTree, skill: str | None, benchmark: str | None) -> tuple
     skills = [str(s) for s in fit["posterior"]["skill"].values]
     benchmarks = list(fit.attrs["benchmarks"])
     if skill is not None and benchmark is not None:
-        raise ValueError("give skill or benchmark, not both")
+        raise BayesLslError("give skill or benchmark, not both")
     if benchmark is not None:
         if benchmark not in benchmarks:
-            raise ValueError(f"unknown benchmark {benchmark!r}; valid: {benchmarks}")
+            raise BayesLslError(f"unknown benchmark {benchmark!r}; valid: {benchmarks}")
         return [benchmark], "benchmark"
     if skill is None:
         return skills, "skill"
@@ -143,7 +144,7 @@ def _target(fit: xr.DataTree, skill: str | None, benchmark: str | None) -> tuple
     if skill in anchors:
         return [skills[anchors.index(skill)]], "skill"
     if skill not in skills:
-        raise ValueError(f"unknown skill {skill!r}; valid: {skills} or their anchors {anchors}")
+        raise BayesLslError(f"unknown skill {skill!r}; valid: {skills} or their anchors {anchors}")
     return [skill], "skill"
 
 
@@ -260,11 +261,11 @@ def allocate(
     """
     flops = np.atleast_1d(np.asarray(flops, float))
     if flops.ndim != 1 or not np.all(np.isfinite(flops) & (flops > 0)):
-        raise ValueError(f"flops must be positive and finite, got {flops}")
+        raise BayesLslError(f"flops must be positive and finite, got {flops}")
     # Budgets far outside the data's compute (or off by orders of magnitude): warn (or raise).
     check_range(fit, {"flops": flops}, [f"budget {i + 1} of {len(flops)}" for i in range(len(flops))], stacklevel=2)
     if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise BayesLslError(f"level must be in (0, 1), got {level}")
     names, kind = _target(fit, skill, benchmark)
     box = _box(fit, 0.0 if constrained else margin)
     log_c = np.log(flops) - _LOG_UNIT

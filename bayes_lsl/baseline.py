@@ -27,6 +27,7 @@ from scipy.sparse import csr_array
 from scipy.special import expit, logit
 
 from bayes_lsl.data import ScalingData
+from bayes_lsl.errors import BayesLslError
 
 #: Ridge on the family intercepts. Tiny, so fitted means are unchanged to plotting precision;
 #: it only keeps an intercept finite when a family's scores all sit at the floor or at 1.
@@ -94,7 +95,7 @@ class SigmoidBaseline:
         """
         missing = [c for c in ("model", "family", "size", "tokens") if c not in new_models.columns]
         if missing:
-            raise ValueError(f"new_models lacks column(s) {missing}; it needs model, family, size, tokens")
+            raise BayesLslError(f"new_models lacks column(s) {missing}; it needs model, family, size, tokens")
         new = new_models.reset_index(drop=True)
         for col in ("size", "tokens"):
             values = pd.to_numeric(new[col], errors="coerce")
@@ -102,7 +103,9 @@ class SigmoidBaseline:
             if len(bad):
                 i = bad[0]
                 bad_value, model = new.at[i, col], new.at[i, "model"]
-                raise ValueError(f"column {col!r}: {bad_value!r} in row {i} (model {model!r}) is not a positive number")
+                raise BayesLslError(
+                    f"column {col!r}: {bad_value!r} in row {i} (model {model!r}) is not a positive number"
+                )
         J = len(self.benchmarks)
         z = (log_flops(new["size"], new["tokens"]) - self.flops_center) / self.flops_scale
         typical = np.nanmean(self.intercept, axis=0)
@@ -145,7 +148,7 @@ def fit_baseline(data: ScalingData, loss: str = "smooth_l1") -> SigmoidBaseline:
     on the leaderboard several floors go to 0 (its chance floors are not imposed).
     """
     if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+        raise BayesLslError(f"unknown loss {loss!r}; choose one of {LOSSES}")
     x = log_flops(data.size, data.tokens)
     center, scale = float(x.mean()), float(x.std())
     z = (x - center) / scale

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import secrets
 import sys
+import traceback
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -31,11 +28,14 @@ import pandas as pd
 import xarray as xr
 
 from bayes_lsl.data import DataError, ScalingData, load_example, load_leaderboard
-from bayes_lsl.selection import BIC_N
+from bayes_lsl.errors import BayesLslError
+from bayes_lsl.files import atomic_path
+from bayes_lsl.fitting.mle import BIC_N
 from bayes_lsl.sources import DataNotFoundError
 
-#: Errors that describe bad input, reported in one line; anything else is a bug and keeps its traceback.
-_USER_ERRORS = (DataError, DataNotFoundError, OSError, ValueError, NotImplementedError)
+#: Errors that describe bad input (and files that cannot be read or written), reported in
+#: one line; anything else is a bug and keeps its traceback.
+_USER_ERRORS = (BayesLslError, OSError)
 
 
 # ------------------------------------------------------------------ input and output
@@ -79,27 +79,15 @@ def _out_path(path: str, kind: str = "file") -> Path:
     return out
 
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary name next to ``path``, renamed onto it only when the block succeeds."""
-    # Same suffix, so that writers which infer the format from it (savefig) still do.
-    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_csv(table: pd.DataFrame, path: Path, index: bool = False) -> None:
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         table.to_csv(tmp, index=index)
 
 
 def _write_figure(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
@@ -117,9 +105,9 @@ def _cmd_data(args: argparse.Namespace) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> None:
-    from bayes_lsl.inference import fit
+    from bayes_lsl.fitting import fit
+    from bayes_lsl.fitting.mle import start_agreement
     from bayes_lsl.io import save_fit
-    from bayes_lsl.mle import start_agreement
 
     out = _out_path(args.out)
     data = _load(args)
@@ -183,7 +171,7 @@ def _cmd_allocate(args: argparse.Namespace) -> None:
     from bayes_lsl.plots import allocation as plot_allocation
 
     if not args.flops and not args.paper_budgets:
-        raise ValueError("no budgets: give --flops F [F ...] and/or --paper-budgets")
+        raise BayesLslError("no budgets: give --flops F [F ...] and/or --paper-budgets")
     out = _out_path(args.out)
     plot = _out_path(args.plot) if args.plot else None
     fit = _load_fit(args.fit)
@@ -349,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     except _USER_ERRORS as err:
         print(f"bayes-lsl: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except Exception:
+        traceback.print_exc()
+        print("bayes-lsl: internal error (a bug, not your input): please report it to the bayes_lsl issue "
+              "tracker with the command and the traceback above", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -14,6 +14,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from bayes_lsl.data import DataError
+from bayes_lsl.errors import BayesLslError
 from bayes_lsl.parameters import family_effect_draws, parameter_draws
 
 
@@ -76,7 +77,7 @@ def compare_families(
             close = [f for f in known if name.split("-")[0] in f][:8]
             raise DataError(f"family {name!r} is not in the fit" + (f"; similar: {close}" if close else ""))
     if first == second:
-        raise ValueError("compare two different families")
+        raise BayesLslError("compare two different families")
     params = parameter_draws(fit, n_draws=n_draws, seed=seed)
     J = len(fit.attrs["benchmarks"])
     alpha = family_effect_draws(fit, params, [first, second], np.zeros((2, 3)), np.full((2, J), np.nan), seed + 1)

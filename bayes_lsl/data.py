@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_lsl.errors import DataError
+
 log = logging.getLogger(__name__)
 
 #: The paper's anchor order: the first K of these anchor a K-skill model.
@@ -45,10 +47,6 @@ UNIT_LIMITS: dict[str, float] = {"size": 1e4, "tokens": 1e3, "flops": 6e21 * 1e4
 _UNITS_HINT = "size is in billions of parameters, tokens in trillions"
 _UNIT_HINTS = {"size": _UNITS_HINT, "tokens": _UNITS_HINT,
                "flops": "budgets are FLOPs, F = 6 N D with N parameters and D tokens (e.g. 1e21)"}  # fmt: skip
-
-
-class DataError(ValueError):
-    """Invalid input data; the message names the column, row or model at fault."""
 
 
 class BelowFloorWarning(UserWarning):

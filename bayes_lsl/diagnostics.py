@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_lsl.errors import BayesLslError
+
 #: The parameters and the family effects: a family whose effect does not mix biases its
 #: predictions and comparisons even when every parameter has mixed.
 DEFAULT_VARS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr", "alpha")
@@ -101,7 +103,7 @@ def diagnose(
     """
     post = fit["posterior"].to_dataset()
     if post.sizes.get("draw", 0) < 4:
-        raise ValueError(
+        raise BayesLslError(
             f"diagnostics need draws, but this {fit.attrs.get('method', '?')!r} fit has "
             f"{post.sizes.get('chain', 0)} chain(s) x {post.sizes.get('draw', 0)} draw(s): fit with method='nuts'"
         )
@@ -109,7 +111,7 @@ def diagnose(
         var_names = [v for v in DEFAULT_VARS if v != "alpha"]  # draws without family effects (e.g. made by hand)
     unknown = [v for v in var_names if v not in post]
     if unknown:
-        raise ValueError(f"unknown variable(s) {unknown}; the posterior has {sorted(post.data_vars)}")
+        raise BayesLslError(f"unknown variable(s) {unknown}; the posterior has {sorted(post.data_vars)}")
     import arviz as az  # imported here: it doubles the import time of the package
 
     ds = post[list(var_names)]

@@ -347,7 +347,7 @@ def _predict_split(
 
         model = fit_baseline(train, **fit_options)
         return model.predict(new), model
-    from bayes_lsl.inference import fit
+    from bayes_lsl.fitting import fit
     from bayes_lsl.predict import predict
 
     if method == "mle":

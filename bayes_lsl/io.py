@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from bayes_lsl.data import ScalingData
+from bayes_lsl.errors import BayesLslError, FitFileError
+from bayes_lsl.files import atomic_path
+from bayes_lsl.fitting.result import FitInfo, data_fingerprint
 
 ENGINE = "h5netcdf"
 #: What a fit file is, for the errors of :func:`load_fit`.
@@ -69,14 +71,8 @@ def save_fit(fit: xr.DataTree, path: str | os.PathLike) -> Path:
         The path written.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         _map_attrs(fit, _encode).to_netcdf(tmp, engine=ENGINE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -98,13 +94,17 @@ def load_fit(path: str | os.PathLike, data: ScalingData | None = None) -> xr.Dat
     ------
     FileNotFoundError
         No file at ``path``.
-    OSError
-        The file is not a fit written by :func:`save_fit`; the message says how to make one.
-    ValueError
+    FitFileError
+        The file is not a fit written by :func:`save_fit` (the message says how to make
+        one), or was written by a newer bayes_lsl in a format this one cannot read.
+    BayesLslError
         ``data`` is not the data set the fit was made on.
-    """
-    from bayes_lsl.inference import data_fingerprint
 
+    Notes
+    -----
+    Fits saved in an older format are brought up to date in memory (see
+    :data:`bayes_lsl.fitting.result.FORMAT_VERSION`); the file is not changed.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no fit file at {str(path)!r}")
@@ -112,15 +112,18 @@ def load_fit(path: str | os.PathLike, data: ScalingData | None = None) -> xr.Dat
         with xr.open_datatree(path, engine=ENGINE) as stored:
             fit = stored.load().copy()
     except Exception as err:  # h5py, xarray and netCDF errors alike: the reader's words mean nothing to a user
-        raise OSError(f"{str(path)!r} is not a fit: {NOT_A_FIT}") from err
+        raise FitFileError(f"{str(path)!r} is not a fit: {NOT_A_FIT}") from err
     fit = _map_attrs(fit, _decode)
     # A NetCDF file from elsewhere reads fine but would fail later with a KeyError: say so now.
-    if "posterior" not in fit.children or not {"method", "K", "benchmarks"} <= set(fit.attrs):
-        raise OSError(f"{str(path)!r} is a NetCDF file but not a fit: {NOT_A_FIT}")
+    try:
+        info = FitInfo.from_tree(fit)
+    except FitFileError as err:
+        raise FitFileError(f"{str(path)!r}: {err}. {NOT_A_FIT[0].upper()}{NOT_A_FIT[1:]}") from None
+    fit.attrs = {**fit.attrs, **info.attrs()}  # an older format, in today's terms
     if data is not None:
         stored_print, given = fit.attrs.get("data_fingerprint"), data_fingerprint(data)
         if stored_print != given:
-            raise ValueError(
+            raise BayesLslError(
                 f"the fit in {str(path)!r} was made on data with fingerprint {stored_print!r}, but the data "
                 f"given has fingerprint {given!r}: a fit cannot be applied to a different data set"
             )

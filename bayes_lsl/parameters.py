@@ -27,7 +27,8 @@ import pytensor.tensor as pt
 import scipy.stats
 import xarray as xr
 
-from bayes_lsl.model import beta_parameters, corr_cholesky, loadings, score_information, score_logp
+from bayes_lsl.errors import BayesLslError
+from bayes_lsl.model.likelihood import beta_parameters, corr_cholesky, loadings, score_information, score_logp
 
 PARAMETERS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr")
 #: With ``dispersion="covariates"`` the precision is ``exp(phi_a + x' phi_s)`` per model.
@@ -83,7 +84,7 @@ def parameter_draws(fit: xr.DataTree, n_draws: int = 1000, seed: int = 0) -> xr.
         ``benchmark``, ``skill_other``, and ``family`` for ``alpha``).
     """
     if n_draws < 1:
-        raise ValueError(f"n_draws must be positive, got {n_draws}")
+        raise BayesLslError(f"n_draws must be positive, got {n_draws}")
     method = fit.attrs["method"]
     rng = np.random.default_rng(seed)
     post = fit["posterior"].to_dataset()
@@ -92,7 +93,7 @@ def parameter_draws(fit: xr.DataTree, n_draws: int = 1000, seed: int = 0) -> xr.
     names = _names(fit)
     missing = [n for n in names if n not in post]
     if missing:
-        raise ValueError(f"the fit's posterior lacks {missing} (a fit saved by an older version?)")
+        raise BayesLslError(f"the fit's posterior lacks {missing} (a fit saved by an older version?)")
     stacked = post[[*names, "alpha"]].stack(sample=("chain", "draw"))
     n_total = stacked.sizes["sample"]
     if n_total == 1:
@@ -143,7 +144,7 @@ def mle_intervals(
         the fit has no finite covariance).
     """
     if fit.attrs["method"] != "mle":
-        raise ValueError(f"Wald intervals need an mle fit, not {fit.attrs['method']!r}")
+        raise BayesLslError(f"Wald intervals need an mle fit, not {fit.attrs['method']!r}")
     post = fit["posterior"].to_dataset().isel(chain=0, draw=0, drop=True)
     if not np.isfinite(fit["mle"]["theta_cov"].values).all():
         nan = {name: post[name] * np.nan for name in PARAMETERS}
@@ -174,7 +175,7 @@ def _mle_draws(fit: xr.DataTree, n_draws: int, rng: np.random.Generator) -> xr.D
     names = [str(p) for p in mle["param"].values]
     theta_hat = mle["theta_hat"].values
     if not np.isfinite(mle["theta_cov"].values).all():
-        raise ValueError(
+        raise BayesLslError(
             mle.attrs.get("information_problem")
             or "the fit's covariance of the parameters is not finite: its observed information is degenerate"
         )
@@ -208,7 +209,7 @@ def _mle_draws(fit: xr.DataTree, n_draws: int, rng: np.random.Generator) -> xr.D
         coords={"sample": np.arange(n_draws), **coords},
     )
     if not np.isfinite(draws["corr"].values).all():
-        raise ValueError(
+        raise BayesLslError(
             "draws from the MLE's asymptotic normal give non-finite correlations: the fit's observed information "
             f"is degenerate (smallest eigenvalue {float(mle.get('information_eigmin', np.nan)):.3g}). "
             "Refit with more starts (n_starts), or use method='nuts'."
@@ -225,7 +226,7 @@ def _natural_function(names: tuple[str, ...], K: int, J: int):
     ``lam_anchor_log__[0]`` ...); the transforms are PyMC's log for positive variables
     and :func:`bayes_lsl.model.corr_cholesky` for the correlation.
     """
-    from bayes_lsl.marginal import _compile
+    from bayes_lsl.fitting.marginal import _compile
 
     theta = pt.vector("theta")
     blocks: dict[str, list[int]] = {}
@@ -249,7 +250,7 @@ def _natural_function(names: tuple[str, ...], K: int, J: int):
 def _cell_functions():
     """Compiled element-wise score log-density, its first two eta-derivatives, the Fisher
     information, and the Beta shapes, all from :mod:`bayes_lsl.model`."""
-    from bayes_lsl.marginal import _compile
+    from bayes_lsl.fitting.marginal import _compile
 
     y, eta, floor, phi = pt.matrix("y"), pt.matrix("eta"), pt.vector("floor"), pt.matrix("phi")
     logp = score_logp(y, eta, floor, phi)

@@ -11,6 +11,8 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from bayes_lsl.errors import BayesLslError
+
 
 def information_criteria(table: pd.DataFrame) -> Figure:
     """AIC and BIC against K from :func:`bayes_lsl.select_k` (the authors' AIC where known).
@@ -145,7 +147,7 @@ def scaling_curves(
     cd = fit["constant_data"].to_dataset()
     members = cd["model_family"].values.astype(str) == family
     if not members.any():
-        raise ValueError(f"family {family!r} is not in the fit")
+        raise BayesLslError(f"family {family!r} is not in the fit")
     size, tok = cd["size"].values[members], cd["tokens"].values[members]
     tokens = float(np.median(tok)) if tokens is None else float(tokens)
     lo, hi = sizes or (size.min() / 3, size.max() * 3)

@@ -15,6 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_lsl.data import COVARIATES, DataError, _check_labels, _positive_column, _score_matrix, raw_covariates
+from bayes_lsl.errors import BayesLslError
 from bayes_lsl.parameters import beta_shapes, cell_precision, family_effect_draws, parameter_draws
 from bayes_lsl.ranges import check_range
 
@@ -112,9 +113,9 @@ def predict(
         (3) times outside the data's range, naming the model, the value and the range.
     """
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise BayesLslError(f"kind must be one of {KINDS}, got {kind!r}")
     if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise BayesLslError(f"level must be in (0, 1), got {level}")
     frame, observed = _new_models(fit, new_models)
     models = frame["model"].astype(str).tolist()
     extrapolation = check_range(

@@ -15,6 +15,8 @@ import logging
 
 import pandas as pd
 
+from bayes_lsl.errors import BayesLslError
+
 logger = logging.getLogger(__name__)
 
 #: Paper benchmark name -> column stem in the leaderboard dump. The dump has a
@@ -95,10 +97,10 @@ def raw_v2_scores(
     raw_cols = [c + " Raw" for c in norm_cols]
     missing = [c for c in ["fullname", *norm_cols, *raw_cols] if c not in dump.columns]
     if missing:
-        raise ValueError(f"leaderboard dump lacks column(s): {missing}")
+        raise BayesLslError(f"leaderboard dump lacks column(s): {missing}")
     missing = [c for c in ["model", *BENCHMARKS] if c not in v2.columns]
     if missing:
-        raise ValueError(f"v2 scores lack column(s): {missing}")
+        raise BayesLslError(f"v2 scores lack column(s): {missing}")
 
     keys = dump["fullname"].map(model_key)
     # Normalized scores on the paper's 0-1 scale, and raw accuracies, both

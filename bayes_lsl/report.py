@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +16,8 @@ import pandas as pd
 import xarray as xr
 
 from bayes_lsl.data import ScalingData
+from bayes_lsl.errors import BayesLslError
+from bayes_lsl.files import atomic_dir
 from bayes_lsl.parameters import PARAMETERS, mle_intervals
 
 logger = logging.getLogger(__name__)
@@ -167,16 +167,14 @@ def write_report(fit: xr.DataTree, out_dir: str | os.PathLike, *, data: ScalingD
     import matplotlib.pyplot as plt
 
     from bayes_lsl.allocation import allocate, paper_budgets
-    from bayes_lsl.inference import data_fingerprint
+    from bayes_lsl.fitting.result import data_fingerprint
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OSError(f"cannot write the report to {str(out)!r}: it is a file")
     if data is not None and data_fingerprint(data) != fit.attrs.get("data_fingerprint"):
-        raise ValueError("the data given are not the data the fit was made on")
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
-    tmp.mkdir()
-    try:
+        raise BayesLslError("the data given are not the data the fit was made on")
+    with atomic_dir(out) as tmp:
         logger.info("report: allocation at the paper's budgets")
         allocation = allocate(fit, paper_budgets(fit))
         index = [f"# bayes_lsl report: {fit.attrs['method']} fit, K = {fit.attrs['K']}\n"]
@@ -197,23 +195,4 @@ def write_report(fit: xr.DataTree, out_dir: str | os.PathLike, *, data: ScalingD
             plt.close(fig)  # a notebook would otherwise show every figure again
             index.append(f"### {title}\n\n![{title}]({name}.png)\n")
         (tmp / "index.md").write_text("\n".join(index))
-        _replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out / "index.md"
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Rename ``new`` onto ``target``; an existing ``target`` is moved aside first, then removed."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.{secrets.token_hex(4)}.old")
-        os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -11,39 +11,13 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from bayes_lsl.data import ScalingData
+from bayes_lsl.fitting.mle import bic_sample_size
 
 #: The authors' AIC for K = 1..12 on the paper data (a stochastic optimizer's values).
 PAPER_AIC: dict[int, float] = {
     1: -5378.7, 2: -5836.7, 3: -5992.0, 4: -6091.0, 5: -6121.7, 6: -6126.6,
     7: -6107.8, 8: -6087.5, 9: -6084.2, 10: -6067.8, 11: -6053.3, 12: -6051.7,
 }  # fmt: skip
-
-
-#: What BIC's ``n`` can count: the marginal likelihood is a product over families (the
-#: independent units once their effects are integrated out), so ``"families"`` is the
-#: default; ``"models"`` counts the rows, ``"scores"`` every observed score (the largest n,
-#: the heaviest penalty).
-BIC_N: tuple[str, ...] = ("families", "models", "scores")
-
-
-def bic_sample_size(data: ScalingData, bic_n: str = "families") -> int:
-    """The ``n`` of BIC = -2 log L + k log n: the number of families, models or observed scores.
-
-    Parameters
-    ----------
-    data : ScalingData
-    bic_n : {"families", "models", "scores"}
-        What n counts (see :data:`BIC_N`). On the paper data: 170 families, 286 models,
-        2,304 scores.
-
-    Returns
-    -------
-    int
-    """
-    sizes = {"families": len(data.families), "models": data.n_models, "scores": int(data.observed.sum())}
-    if bic_n not in sizes:
-        raise ValueError(f"bic_n must be one of {list(BIC_N)}, got {bic_n!r}")
-    return sizes[bic_n]
 
 
 #: Defaults of :func:`select_k`'s fits, cheaper than :func:`bayes_lsl.fit`'s: one
@@ -105,7 +79,7 @@ def select_k(
         ``paper_aic`` (the authors' value, where the data are the paper's) and, with
         ``nuts_fits``, ``elpd_loo`` and ``elpd_loo_se``. The fits are in ``table.attrs["fits"]``.
     """
-    from bayes_lsl.inference import fit
+    from bayes_lsl.fitting import fit
 
     bic_sample_size(data, bic_n)  # a bad choice fails before the first fit
     if method != "mle":

@@ -14,18 +14,8 @@ import pandas as pd
 import pymc as pm
 
 from bayes_lsl.data import KNOWN_FLOORS, PAPER_ANCHORS, ScalingData
-
-
-def corr_to_z(corr: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`bayes_lsl.model.corr_cholesky`: unconstrained reals of a correlation."""
-    L = np.linalg.cholesky(np.asarray(corr, float))
-    z = []
-    for i in range(L.shape[0]):
-        sum_sq = 0.0
-        for j in range(i):
-            z.append(np.arctanh(L[i, j] / np.sqrt(1.0 - sum_sq)))
-            sum_sq += L[i, j] ** 2
-    return np.array(z)
+from bayes_lsl.model import build_model
+from bayes_lsl.model.likelihood import corr_to_z
 
 
 def random_parameters(K: int, J: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -94,8 +84,6 @@ def simulate(
     truth : dict
         The parameters and the drawn ``alpha`` (family, skill).
     """
-    from bayes_lsl.model import build_model
-
     lam = np.asarray(params["lam"], float)
     K, J = lam.shape
     benchmarks = list(benchmarks or PAPER_ANCHORS[:J])

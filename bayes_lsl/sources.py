@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from bayes_lsl.errors import BayesLslError
+from bayes_lsl.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ FILES = {
 }
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(BayesLslError, FileNotFoundError):
     """Raised when a leaderboard file is neither local nor downloadable.
 
     The message says where to get the files and how to point the package at them;
@@ -136,19 +138,12 @@ def _download(file: RemoteFile, target: Path) -> Path:
         payload = response.read()
     digest = hashlib.sha256(payload).hexdigest()
     if digest != file.sha256:
-        raise ValueError(f"sha256 mismatch for {file.url}: got {digest}")
+        raise BayesLslError(f"sha256 mismatch for {file.url}: got {digest}")
     atomic_write_bytes(target, payload)
     return target
 
 
 def atomic_write_bytes(target: Path, payload: bytes) -> None:
     """Write ``payload`` to ``target`` so that readers never see a half-written file."""
-    target = Path(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(payload)

@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 import bayes_lsl as bl
-from bayes_lsl.marginal import MarginalLikelihood, family_modes
+from bayes_lsl.fitting.marginal import MarginalLikelihood, family_modes
 
 #: The authors' reported log-likelihoods on the paper data (their AIC / -2 + n_params).
 AUTHORS_LOGLIK = {1: 2728.4, 2: 2971.4, 3: 3062.0, 4: 3123.5, 5: 3149.9, 6: 3162.3}

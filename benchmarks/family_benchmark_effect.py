@@ -28,11 +28,11 @@ import pymc as pm
 import xarray as xr
 
 import bayes_lsl as bl
+from bayes_lsl.fitting.nuts import _initial_values, _run_nutpie
 from bayes_lsl.holdout import _held_out_frame, resolve_holdout, score_predictions
-from bayes_lsl.model import score_logp
+from bayes_lsl.model.likelihood import score_logp
 from bayes_lsl.parameters import beta_shapes
 from bayes_lsl.predict import summarize
-from bayes_lsl.sampling import _initial_values, _run_nutpie
 
 
 def extended_model(data: bl.ScalingData, K: int, tau_scale: float) -> tuple[pm.Model, np.ndarray]:

@@ -30,6 +30,7 @@ import time
 import warnings
 from pathlib import Path
 
+import bayes_lsl.inference
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -37,8 +38,7 @@ from scipy.stats import chi2
 
 import bayes_lsl as bl
 import bayes_lsl.data
-import bayes_lsl.inference
-import bayes_lsl.model
+import bayes_lsl.model.build
 from bayes_lsl.data import COVARIATES, ScalingData
 from bayes_lsl.parameters import parameter_draws
 from bayes_lsl.report import markdown_table

@@ -30,7 +30,7 @@ import scipy.stats
 import xarray as xr
 
 import bayes_lsl as bl
-from bayes_lsl.simulate import corr_to_z
+from bayes_lsl.model.likelihood import corr_to_z
 
 TEST_LEVEL = 0.01
 

@@ -7,9 +7,9 @@ import pytest
 import xarray as xr
 
 from bayes_lsl import build_model, fit
-from bayes_lsl.approx import elbo_convergence
-from bayes_lsl.draws import initial_values
-from bayes_lsl.inference import POSTERIOR_VARS
+from bayes_lsl.fitting.approx import elbo_convergence
+from bayes_lsl.fitting.draws import initial_values
+from bayes_lsl.fitting.result import POSTERIOR_VARS
 
 K = 2  # skills of the shared fits (conftest.FIT_K)
 

@@ -11,8 +11,8 @@ import scipy.special
 import scipy.stats
 
 import bayes_lsl as bl
-from bayes_lsl.inference import POSTERIOR_VARS
-from bayes_lsl.marginal import MarginalLikelihood, family_modes
+from bayes_lsl.fitting.marginal import MarginalLikelihood, family_modes
+from bayes_lsl.fitting.result import POSTERIOR_VARS
 from bayes_lsl.model import n_params
 from bayes_lsl.simulate import random_design, random_parameters, simulate
 
@@ -123,7 +123,7 @@ def test_prior_monte_carlo_is_the_authors_estimator(mle_fit, small_sim):
 def test_rules_integrate_low_degree_polynomials_exactly(K):
     """Cubature: every monomial of total degree <= 3 under N(0, I); the product rule with
     n nodes per dimension: each coordinate's degree up to 2n - 1."""
-    from bayes_lsl.marginal import quadrature_rule
+    from bayes_lsl.fitting.marginal import quadrature_rule
 
     def moment(powers):  # E prod z_k^p_k under N(0, I): prod (p - 1)!! for even p, else 0
         return np.prod([0.0 if p % 2 else scipy.special.factorial2(p - 1) if p else 1.0 for p in powers])
@@ -249,7 +249,7 @@ def test_information_covariance_gives_flat_directions_the_prior_spread():
     """Positive definite information: its inverse. A flat or wrongly curved direction has
     an unknown (possibly infinite) variance, not none: it gets the default priors' spread
     (variance 4), and the parameters that carry it are named."""
-    from bayes_lsl.mle import FLAT_VARIANCE, information_covariance
+    from bayes_lsl.fitting.mle import FLAT_VARIANCE, information_covariance
 
     rng = np.random.default_rng(3)
     q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
@@ -284,7 +284,7 @@ def test_a_flat_direction_gets_wide_standard_errors_and_predictions(other_sim_da
     computable and are wider than with that loading determined."""
     import pandas as pd
 
-    from bayes_lsl.mle import FLAT_VARIANCE
+    from bayes_lsl.fitting.mle import FLAT_VARIANCE
 
     hessian = MarginalLikelihood.hessian
 
@@ -338,7 +338,7 @@ def test_refine_stops_when_rounds_stall_and_keeps_the_best():
     with its own modes."""
     from types import SimpleNamespace
 
-    from bayes_lsl.mle import refine
+    from bayes_lsl.fitting.mle import refine
 
     def target(modes):  # where theta's optimum sits given the modes: jumps between rounds
         return 1.0 + 0.5 * np.sin(50.0 * modes[0, 0])
@@ -373,7 +373,7 @@ def test_start_agreement_says_what_agrees_with_what(mle_fit):
     assert attrs["n_agree"] == int((np.abs(screens - screens.max()) < tol).sum())
     refined = np.asarray(attrs["starts_loglik"])
     assert attrs["n_agree_refined"] == int((np.abs(refined - attrs["marginal_loglik_objective"]) < tol).sum())
-    from bayes_lsl.mle import start_agreement
+    from bayes_lsl.fitting.mle import start_agreement
 
     words = start_agreement(attrs)
     assert f"{attrs['n_agree']}/{attrs['n_starts']} Laplace screens within {tol:g} of the best screen" in words

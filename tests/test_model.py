@@ -13,8 +13,8 @@ import scipy.stats
 
 import bayes_lsl as bl
 from bayes_lsl.data import DataError
-from bayes_lsl.model import corr_cholesky, lkj_cholesky_logp, n_params
-from bayes_lsl.simulate import corr_to_z
+from bayes_lsl.model import n_params
+from bayes_lsl.model.likelihood import corr_cholesky, corr_to_z, lkj_cholesky_logp
 
 
 def test_dims_and_shapes(paper):
@@ -143,7 +143,8 @@ def test_partial_parameterization_has_the_same_density(small_sim):
     alpha = z L'; (J - K - p) sum log s for the loadings and slopes in anchor units.
     b, alpha, beta and lam come back as the same deterministics.
     """
-    from bayes_lsl.model import FamilyLayout, corr_cholesky, partially_centered_values
+    from bayes_lsl.model.likelihood import corr_cholesky
+    from bayes_lsl.model.parameterization import FamilyLayout, partially_centered_values
 
     data, _ = small_sim
     scores = data.scores.copy()

@@ -10,8 +10,8 @@ import pytest
 import xarray as xr
 
 from bayes_lsl import fit
-from bayes_lsl.inference import POSTERIOR_VARS
-from bayes_lsl.sampling import minor_mode_chains
+from bayes_lsl.fitting.nuts import minor_mode_chains
+from bayes_lsl.fitting.result import POSTERIOR_VARS
 
 K = 2  # skills of the shared fits (conftest.FIT_K)
 
@@ -95,7 +95,7 @@ def test_partial_starting_values_reproduce_the_fit(small_sim, mle_fit):
     import pytensor
 
     from bayes_lsl import build_model
-    from bayes_lsl.sampling import _initial_values
+    from bayes_lsl.fitting.nuts import _initial_values
 
     model = build_model(small_sim[0], K=K, centered="partial")
     init = _initial_values(model, small_sim[0], mle_fit)

@@ -12,11 +12,10 @@ import xarray as xr
 from pymc.variational.updates import adagrad_window
 
 from bayes_lsl.data import ScalingData
-from bayes_lsl.draws import initial_values, log_likelihood_group, posterior_group
-from bayes_lsl.inference import FitResult, register
+from bayes_lsl.fitting.draws import initial_values, log_likelihood_group, posterior_group
+from bayes_lsl.fitting.result import FitResult
 
 
-@register("map")
 def fit_map(
     model: pm.Model,
     data: ScalingData,
@@ -137,7 +136,6 @@ def elbo_convergence(
     return float(-last.mean()), bool(rise <= max(tolerance * se, min_change))
 
 
-@register("advi")
 def fit_advi(
     model: pm.Model,
     data: ScalingData,

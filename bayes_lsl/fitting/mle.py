@@ -34,12 +34,41 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from bayes_lsl.data import ScalingData
-from bayes_lsl.inference import point_posterior, register
-from bayes_lsl.marginal import CUBATURE, MarginalLikelihood, family_modes
+from bayes_lsl.errors import BayesLslError
+from bayes_lsl.fitting.marginal import CUBATURE, MarginalLikelihood, family_modes
+from bayes_lsl.fitting.result import PARAMETERS, point_posterior, posterior_mean
 from bayes_lsl.model import n_params
-from bayes_lsl.selection import bic_sample_size
+from bayes_lsl.model.likelihood import corr_to_z
+from bayes_lsl.model.parameterization import model_parameterization
 
 log = logging.getLogger(__name__)
+
+
+#: What BIC's ``n`` can count: the marginal likelihood is a product over families (the
+#: independent units once their effects are integrated out), so ``"families"`` is the
+#: default; ``"models"`` counts the rows, ``"scores"`` every observed score (the largest n,
+#: the heaviest penalty).
+BIC_N: tuple[str, ...] = ("families", "models", "scores")
+
+
+def bic_sample_size(data: ScalingData, bic_n: str = "families") -> int:
+    """The ``n`` of BIC = -2 log L + k log n: the number of families, models or observed scores.
+
+    Parameters
+    ----------
+    data : ScalingData
+    bic_n : {"families", "models", "scores"}
+        What n counts (see :data:`BIC_N`). On the paper data: 170 families, 286 models,
+        2,304 scores.
+
+    Returns
+    -------
+    int
+    """
+    sizes = {"families": len(data.families), "models": data.n_models, "scores": int(data.observed.sum())}
+    if bic_n not in sizes:
+        raise BayesLslError(f"bic_n must be one of {list(BIC_N)}, got {bic_n!r}")
+    return sizes[bic_n]
 
 
 def default_nodes(K: int) -> int | str:
@@ -95,10 +124,9 @@ def warm_start(fit: xr.DataTree, data: ScalingData, K: int, parts: MarginalLikel
     zeros), starts from ``base`` (the anchored factor-analysis start), uncorrelated with
     the others.
     """
-    from bayes_lsl.simulate import corr_to_z
 
-    post = fit["posterior"].to_dataset()
-    prev = {name: post[name].mean(("chain", "draw")).values for name in ("beta", "lam", "b", "phi", "corr")}
+
+    prev = posterior_mean(fit, PARAMETERS)
     K0 = prev["lam"].shape[0]
     if K0 > K or list(fit.attrs.get("benchmarks", data.benchmarks)) != list(data.benchmarks):
         raise ValueError(f"a warm start needs a fit on the same benchmarks with at most K={K} skills (got K={K0})")
@@ -169,7 +197,6 @@ def refine(
     return best | {"rounds": rounds, "converged": converged, "stalled": not converged and since_best >= patience}
 
 
-@register("mle")
 def fit_mle(
     model: pm.Model,
     data: ScalingData,
@@ -257,8 +284,8 @@ def fit_mle(
         ``converged`` or ``stalled`` (how the refinement's rounds ended, see :func:`refine`).
     """
     t0 = time.perf_counter()
-    if "b" not in {rv.name for rv in model.free_RVs}:
-        raise ValueError(
+    if model_parameterization(model) == "partial":
+        raise BayesLslError(
             "method='mle' integrates the family effects out: use centered=False (or True), not 'partial'"
         )
     K = len(model.coords["skill"])

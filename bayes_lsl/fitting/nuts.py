@@ -12,9 +12,10 @@ import pymc as pm
 import xarray as xr
 
 from bayes_lsl.data import ScalingData
-from bayes_lsl.draws import initial_values, log_likelihood_group, numeric_stats, posterior_group
-from bayes_lsl.inference import FitResult, register
-from bayes_lsl.model import FamilyLayout, partially_centered_values
+from bayes_lsl.errors import BayesLslError
+from bayes_lsl.fitting.draws import initial_values, log_likelihood_group, numeric_stats, posterior_group
+from bayes_lsl.fitting.result import FitResult, posterior_mean
+from bayes_lsl.model.parameterization import FamilyLayout, model_parameterization, partially_centered_values
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 #: nutpie's mass-matrix adaptations, the default first.
@@ -89,12 +90,11 @@ def _initial_values(
     free variables; given them (and ``lam``, ``corr``), e.g. from an MLE, they are
     converted to that parameterization's (see :func:`bayes_lsl.model.partially_centered_values`).
     """
-    free = {rv.name for rv in model.free_RVs}
-    if "c" not in free:
+    if model_parameterization(model) != "partial":
         return initial_values(model, init)
+    free = {rv.name for rv in model.free_RVs}
     if isinstance(init, xr.DataTree):
-        post = init["posterior"].to_dataset()
-        values = {k: post[k].mean(("chain", "draw")).values for k in post.data_vars}
+        values = posterior_mean(init)
     else:
         values = {k: np.asarray(v, float) for k, v in init.items()}
     # What draws.initial_values converts itself: free variables and corr.
@@ -126,7 +126,6 @@ def minor_mode_chains(lp: xr.DataArray, gap: float = 10.0) -> tuple[list[int], l
     return [int(c) for c in np.flatnonzero(means < best - gap)], [float(m) for m in means]
 
 
-@register("nuts")
 def fit_nuts(
     model: pm.Model,
     data: ScalingData,
@@ -185,7 +184,7 @@ def fit_nuts(
         empty) and ``init`` (``"default"``, ``"values"``, or the method of the fit started from).
     """
     if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+        raise BayesLslError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
     start = time.perf_counter()
     initvals = _initial_values(model, data, init) if init is not None else None
     settings = dict(
@@ -194,10 +193,10 @@ def fit_nuts(
     if sampler == "nutpie":
         adaptation = adaptation or ADAPTATIONS[0]
         if adaptation not in ADAPTATIONS:
-            raise ValueError(f"unknown adaptation {adaptation!r}; choose one of {ADAPTATIONS}")
+            raise BayesLslError(f"unknown adaptation {adaptation!r}; choose one of {ADAPTATIONS}")
         trace = _run_nutpie(model, initvals, adaptation=adaptation, **settings)
     elif adaptation not in (None, "diag"):
-        raise ValueError(f"adaptation={adaptation!r} is nutpie's; sampler={sampler!r} adapts a diagonal mass matrix")
+        raise BayesLslError(f"adaptation={adaptation!r} is nutpie's; sampler={sampler!r} adapts a diagonal mass matrix")
     else:
         adaptation = "diag"
         trace = _run_pymc(model, initvals, nuts_sampler=sampler, **settings)

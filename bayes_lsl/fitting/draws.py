@@ -14,9 +14,9 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from bayes_lsl.inference import OPTIONAL_VARS, POSTERIOR_VARS
-
-SAMPLE_DIMS = ("chain", "draw")
+from bayes_lsl.errors import BayesLslError
+from bayes_lsl.fitting.result import DISPERSION_PARAMETERS, POSTERIOR_VARS, posterior_mean
+from bayes_lsl.model.likelihood import corr_to_z
 
 
 def _plain_coords(ds: xr.Dataset) -> xr.Dataset:
@@ -26,7 +26,7 @@ def _plain_coords(ds: xr.Dataset) -> xr.Dataset:
 
 
 def posterior_group(draws: xr.Dataset) -> xr.Dataset:
-    """The ``posterior`` group from a sampler's draws: :data:`POSTERIOR_VARS` (and :data:`OPTIONAL_VARS`).
+    """The ``posterior`` group from a sampler's draws: :data:`POSTERIOR_VARS` (and :data:`DISPERSION_PARAMETERS`).
 
     Internal variables (``alpha_z``, ``corr_z``, ``lam_anchor``, ``lam_free``, transformed
     values) are dropped so that every method's posterior has the same variables; the
@@ -35,7 +35,7 @@ def posterior_group(draws: xr.Dataset) -> xr.Dataset:
     missing = [v for v in POSTERIOR_VARS if v not in draws]
     if missing:
         raise RuntimeError(f"the draws lack variable(s) {missing}")
-    ds = _plain_coords(draws[[*POSTERIOR_VARS, *(v for v in OPTIONAL_VARS if v in draws)]])
+    ds = _plain_coords(draws[[*POSTERIOR_VARS, *(v for v in DISPERSION_PARAMETERS if v in draws)]])
     return ds.drop_vars([c for c in ds.coords if c not in ds.dims])
 
 
@@ -57,12 +57,6 @@ def numeric_stats(stats: xr.Dataset) -> xr.Dataset:
 
 
 # ----------------------------------------------------------------- starting values
-def _point_of(fit: xr.DataTree) -> dict[str, np.ndarray]:
-    """A fit's posterior mean (the point itself for ``mle``/``map`` fits)."""
-    post = fit["posterior"].to_dataset()
-    return {name: post[name].mean(SAMPLE_DIMS).values for name in post.data_vars}
-
-
 def initial_values(model: pm.Model, init: Mapping[str, np.ndarray] | xr.DataTree) -> dict[str, np.ndarray]:
     """Starting values of the model's free variables.
 
@@ -81,10 +75,10 @@ def initial_values(model: pm.Model, init: Mapping[str, np.ndarray] | xr.DataTree
     dict
         Values on the constrained scale, keyed by free-variable name (PyMC's ``initvals``).
     """
-    from bayes_lsl.simulate import corr_to_z
+
 
     from_fit = isinstance(init, xr.DataTree)
-    values = _point_of(init) if from_fit else {k: np.asarray(v, float) for k, v in init.items()}
+    values = posterior_mean(init) if from_fit else {k: np.asarray(v, float) for k, v in init.items()}
     free = {rv.name for rv in model.free_RVs}
     out = {k: v for k, v in values.items() if k in free}
     K = len(model.coords["skill"])
@@ -102,13 +96,13 @@ def initial_values(model: pm.Model, init: Mapping[str, np.ndarray] | xr.DataTree
     derived = {d.name for d in model.deterministics}
     unknown = set(values) - free - derived
     if unknown and not from_fit:
-        raise ValueError(f"init has unknown variable(s) {sorted(unknown)}; free variables are {sorted(free)}")
+        raise BayesLslError(f"init has unknown variable(s) {sorted(unknown)}; free variables are {sorted(free)}")
     reference = model.initial_point()
     for name, value in out.items():
         rv = model[name]
         expected = reference[model.rvs_to_values[rv].name].shape
         if value.shape != expected:
-            raise ValueError(f"init[{name!r}] has shape {value.shape}, the model needs {expected}")
+            raise BayesLslError(f"init[{name!r}] has shape {value.shape}, the model needs {expected}")
         if not np.all(np.isfinite(value)):
-            raise ValueError(f"init[{name!r}] has non-finite values")
+            raise BayesLslError(f"init[{name!r}] has non-finite values")
     return out

@@ -39,7 +39,7 @@ from pytensor.compile.mode import get_mode
 from pytensor.graph.replace import graph_replace
 
 from bayes_lsl.data import ScalingData
-from bayes_lsl.model import corr_cholesky, score_information, score_logp
+from bayes_lsl.model.likelihood import corr_cholesky, score_information, score_logp
 
 #: The rule named by a string instead of a number of nodes per dimension.
 CUBATURE = "cubature"

@@ -1,0 +1,88 @@
+"""One entry point, four ways to fit: ``fit(data, K, method=...)``.
+
+Every method builds the same :func:`bayes_lsl.model.build_model` and returns its groups;
+:func:`bayes_lsl.fitting.result.assemble` lays them out as the fit contract
+(:mod:`bayes_lsl.fitting.result`), so that ArviZ and every analysis read any fit alike.
+To add a method: write ``fit_<name>(model, data, *, seed, progress, **options) -> FitResult``
+in a module of this package and add it to :data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import xarray as xr
+
+from bayes_lsl.data import ScalingData
+from bayes_lsl.errors import BayesLslError
+from bayes_lsl.fitting.approx import fit_advi, fit_map
+from bayes_lsl.fitting.mle import fit_mle
+from bayes_lsl.fitting.nuts import fit_nuts
+from bayes_lsl.fitting.result import FitInfo, FitResult, assemble
+from bayes_lsl.model import build_model
+
+#: The fitting methods, by name.
+METHODS = {"mle": fit_mle, "map": fit_map, "advi": fit_advi, "nuts": fit_nuts}
+
+__all__ = ["METHODS", "FitInfo", "FitResult", "fit"]
+
+
+def fit(
+    data: ScalingData,
+    K: int = 4,
+    method: str = "mle",
+    seed: int = 0,
+    *,
+    priors: Mapping[str, float] | None = None,
+    dispersion: str = "benchmark",
+    centered: bool | str | None = None,
+    progress: bool = True,
+    **options,
+) -> xr.DataTree:
+    """Fit the latent-skill model.
+
+    Parameters
+    ----------
+    data : ScalingData
+        The scores.
+    K : int
+        Number of skills (anchored on the first K benchmarks of ``data``).
+    method : {"mle", "map", "advi", "nuts"}
+        - ``"mle"``: the paper's estimator, the *marginal* likelihood (family effects
+          integrated out by adaptive Gauss-Hermite quadrature) maximized; no priors.
+          Standard errors from the observed information.
+        - ``"map"``: the joint posterior mode over parameters *and* family effects, with
+          the priors; fast, but not the paper's estimator.
+        - ``"advi"``: variational approximation (mean-field, or ``full_rank=True``).
+        - ``"nuts"``: full posterior by NUTS (nutpie by default).
+    seed : int
+        Seed of every random step; the same seed gives the same numbers.
+    priors, dispersion
+        Passed to :func:`bayes_lsl.build_model`.
+    centered : bool or "partial", optional
+        How the family effects are parameterized (see :func:`bayes_lsl.build_model`); the
+        model is the same. Default: ``"partial"`` for ``nuts`` (it mixes best),
+        ``False`` otherwise.
+    progress : bool
+        Show progress bars.
+    **options
+        Method options, see the method's function (``bayes_lsl.fitting.mle.fit_mle`` etc.).
+        For ``nuts``, ``init="mle"`` fits the MLE first and starts every chain there.
+
+    Returns
+    -------
+    xarray.DataTree
+    """
+    if method not in METHODS:
+        raise BayesLslError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    if isinstance(options.get("init"), str):
+        if options["init"] != "mle" or method != "nuts":
+            raise BayesLslError(f"init={options['init']!r}: the only named start is init='mle', for method='nuts'")
+        # The MLE's neighbourhood is the posterior's main mode (see nuts.fit_nuts).
+        options["init"] = fit(data, K, "mle", seed, priors=priors, dispersion=dispersion, progress=progress,
+                              check_draws=0)  # only the optimum is needed
+    if centered is None:
+        centered = "partial" if method == "nuts" else False
+    model = build_model(data, K=K, priors=priors, dispersion=dispersion, centered=centered)
+    groups, attrs = METHODS[method](model, data, seed=seed, progress=progress, **options)
+    return assemble(data, K, method, seed, groups, attrs, dispersion=dispersion, centered=centered, priors=priors)

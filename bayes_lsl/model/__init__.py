@@ -1,0 +1,8 @@
+"""The latent-skill model: its likelihood (:mod:`.likelihood`), priors (:mod:`.priors`),
+the samplers' parameterizations of the family effects (:mod:`.parameterization`) and the
+PyMC model built from them (:mod:`.build`)."""
+
+from bayes_lsl.model.build import build_model, check_K, n_params
+from bayes_lsl.model.priors import DEFAULT_PRIORS, merge_priors
+
+__all__ = ["DEFAULT_PRIORS", "build_model", "check_K", "merge_priors", "n_params"]

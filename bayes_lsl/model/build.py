@@ -1,0 +1,156 @@
+"""The PyMC model of the latent-skill scaling law, assembled from :mod:`bayes_lsl.model.likelihood`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayes_lsl.data import COVARIATES, ScalingData
+from bayes_lsl.errors import BayesLslError, DataError
+from bayes_lsl.model.likelihood import beta_parameters, corr_cholesky, lkj_cholesky_logp, loadings
+from bayes_lsl.model.parameterization import (
+    FamilyLayout,
+    parameterization,
+    partially_centered_family_effects,
+    record_parameterization,
+    skill_scaled_coefficients,
+)
+from bayes_lsl.model.priors import merge_priors
+
+
+def n_params(K: int, J: int, p: int = len(COVARIATES), dispersion: str = "benchmark") -> int:
+    """Number of free parameters, counted as in the paper (78 at K=4, J=12, p=3)."""
+    extra = p * J if dispersion == "covariates" else 0
+    return p * K + K + K * (J - K) + 2 * J + K * (K - 1) // 2 + extra
+
+
+
+
+def check_K(data: ScalingData, K: int) -> int:
+    """Validate the number of skills against the anchors and the data size."""
+    if not isinstance(K, (int, np.integer)) or K < 1:
+        raise DataError(f"K must be a positive integer, got {K!r}")
+    if K > len(data.anchors):
+        raise DataError(
+            f"K={K} needs {K} anchor benchmarks, but only {len(data.anchors)} are available "
+            f"({', '.join(data.anchors)})"
+        )
+    k_params = n_params(K, data.n_benchmarks)
+    if data.observed.sum() <= k_params:
+        raise DataError(f"{int(data.observed.sum())} observed scores cannot identify {k_params} parameters (K={K})")
+    return int(K)
+
+
+
+# --------------------------------------------------------------------- the model
+def build_model(
+    data: ScalingData,
+    K: int = 4,
+    priors: Mapping[str, float] | None = None,
+    dispersion: str = "benchmark",
+    centered: bool | str = False,
+) -> pm.Model:
+    """Build the PyMC model of the latent-skill scaling law.
+
+    Parameters
+    ----------
+    data : ScalingData
+        Validated scores; its first ``K`` benchmarks anchor the skills.
+    K : int
+        Number of latent skills.
+    priors : dict, optional
+        Overrides of :data:`DEFAULT_PRIORS`.
+    dispersion : {"benchmark", "covariates"}
+        ``"benchmark"``: one precision ``phi_j`` per benchmark (the paper's main model).
+        ``"covariates"``: ``log phi_ij = a_j + x_i' s_j``, the authors' variant for
+        prediction intervals.
+    centered : bool or "partial"
+        How the family effects are sampled (the model is the same for every choice; see
+        :data:`PARAMETERIZATIONS`): ``False`` (the default), as ``L z`` with standard-normal
+        ``z``; ``True``, directly; ``"partial"``, centered where a family has scores on the
+        skill's anchor and non-centered given those where it has none, their mean over
+        families absorbed into shifted intercepts, each skill measured in units of its
+        anchor loading (see :func:`partially_centered_family_effects`): the
+        parameterization that mixes best under NUTS. The marginal likelihood (``mle``)
+        needs ``False`` or ``True``.
+
+    Returns
+    -------
+    pm.Model
+        Coordinates ``model``, ``family``, ``benchmark``, ``skill``, ``covariate`` and
+        ``cell`` (the observed scores, flattened). Variables ``beta`` (covariate, skill),
+        ``lam`` (skill, benchmark), ``b`` (benchmark), ``phi`` (benchmark, or model x
+        benchmark), ``corr`` (skill, skill), ``alpha`` (family, skill) and the observed
+        ``y`` (cell). Missing scores are left out of the likelihood, not imputed.
+    """
+    K = check_K(data, K)
+    if dispersion not in ("benchmark", "covariates"):
+        raise BayesLslError(f"dispersion must be 'benchmark' or 'covariates', got {dispersion!r}")
+    mode = parameterization(centered)
+    pr = merge_priors(priors)
+    skills = [f"skill_{k + 1}" for k in range(K)]
+    rows, cols = np.nonzero(data.observed)
+    coords = {
+        "model": list(data.models),
+        "family": list(data.families),
+        "benchmark": list(data.benchmarks),
+        "skill": skills,
+        "anchor": list(data.benchmarks[:K]),
+        "free_benchmark": list(data.benchmarks[K:]),
+        "covariate": list(COVARIATES),
+        "corr_entry": [f"{a},{b}" for i, a in enumerate(skills) for b in skills[:i]],
+        "cell": [f"{data.models[r]}|{data.benchmarks[c]}" for r, c in zip(rows, cols, strict=True)],
+        "skill_other": skills,
+    }
+    with pm.Model(coords=coords) as model:
+        x = pm.Data("x", data.x, dims=("model", "covariate"))
+        family = pm.Data("family_index", data.family_index, dims="model")
+        floor = pm.Data("floor", data.floors, dims="benchmark")
+        cell_model = pm.Data("cell_model", rows, dims="cell")
+        cell_benchmark = pm.Data("cell_benchmark", cols, dims="cell")
+
+        lam_anchor = pm.HalfNormal("lam_anchor", pr["lam_sigma"], dims="anchor")
+        if mode == "partial":
+            beta, lam_free = skill_scaled_coefficients(lam_anchor, pr, J=data.n_benchmarks, p=len(COVARIATES))
+        else:
+            beta = pm.Normal("beta", 0.0, pr["beta_sigma"], dims=("covariate", "skill"))
+            lam_free = pm.Normal("lam_free", 0.0, pr["lam_sigma"], dims=("skill", "free_benchmark"))
+        lam = pm.Deterministic("lam", loadings(lam_anchor, lam_free), dims=("skill", "benchmark"))
+        if mode != "partial":
+            b = pm.Normal("b", 0.0, pr["b_sigma"], dims="benchmark")
+
+        # Correlation matrix through its Cholesky factor, with the LKJ prior and the
+        # Jacobian of the transform added by hand (see corr_cholesky).
+        corr_z = pm.Flat("corr_z", dims="corr_entry")
+        chol, log_jac = corr_cholesky(corr_z, K)
+        pm.Potential("corr_prior", lkj_cholesky_logp(chol, pr["lkj_eta"]) + log_jac)
+        pm.Deterministic("corr", chol @ chol.T, dims=("skill", "skill_other"))
+
+        if mode == "partial":
+            layout = FamilyLayout.from_data(data, K)
+            alpha, b = partially_centered_family_effects(chol, lam, lam_anchor, beta, layout, pr["b_sigma"])
+        elif mode == "centered":
+            alpha = pm.MvNormal("alpha", mu=np.zeros(K), chol=chol, dims=("family", "skill"))
+        else:
+            alpha_z = pm.Normal("alpha_z", 0.0, 1.0, dims=("family", "skill"))
+            alpha = pm.Deterministic("alpha", alpha_z @ chol.T, dims=("family", "skill"))
+
+        if dispersion == "benchmark":
+            phi = pm.LogNormal("phi", pr["log_phi_mu"], pr["log_phi_sigma"], dims="benchmark")
+            phi_cell = phi[cell_benchmark]
+        else:
+            phi_a = pm.Normal("phi_a", pr["log_phi_mu"], pr["log_phi_sigma"], dims="benchmark")
+            phi_s = pm.Normal("phi_s", 0.0, pr["phi_slope_sigma"], dims=("covariate", "benchmark"))
+            phi = pm.Deterministic("phi", pt.exp(phi_a + x @ phi_s), dims=("model", "benchmark"))
+            phi_cell = phi[cell_model, cell_benchmark]
+
+        theta = pm.Deterministic("theta", alpha[family] + x @ beta, dims=("model", "skill"))
+        eta = (theta[cell_model] * lam.T[cell_benchmark]).sum(axis=-1) + b[cell_benchmark]
+        a_shape, b_shape = beta_parameters(eta, floor[cell_benchmark], phi_cell)
+        pm.Beta("y", alpha=a_shape, beta=b_shape, observed=data.scores[rows, cols], dims="cell")
+    record_parameterization(model, mode)
+    return model
+
