@@ -44,7 +44,7 @@ def fit_map(
     model, data, seed, progress
         As passed by :func:`bayes_lsl.fit`. ``seed`` draws the jitter of the starting point.
     init : dict or DataTree, optional
-        Starting values (see :func:`bayes_lsl.draws.initial_values`); they are not jittered.
+        Starting values (see :func:`bayes_lsl.fitting.draws.initial_values`); they are not jittered.
     optimizer : str
         A ``scipy.optimize.minimize`` method with gradients.
     maxiter : int
@@ -173,7 +173,7 @@ def fit_advi(
     learning_rate : float
         Step size of the (windowed adagrad) optimizer.
     init : dict or DataTree, optional
-        Starting mean of the approximation (see :func:`bayes_lsl.draws.initial_values`).
+        Starting mean of the approximation (see :func:`bayes_lsl.fitting.draws.initial_values`).
     log_likelihood : bool
         Add the pointwise ``log_likelihood`` group over the draws.
 

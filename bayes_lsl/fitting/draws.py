@@ -2,7 +2,7 @@
 
 Every sampler returns its draws in its own layout (transformed variables, object-dtype
 coordinates, sampler-specific statistics); these helpers turn them into the groups that
-:func:`bayes_lsl.inference.assemble` expects, and turn user-given starting values into
+:func:`bayes_lsl.fitting.result.assemble` expects, and turn user-given starting values into
 values of the model's free variables.
 """
 

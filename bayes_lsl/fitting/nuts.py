@@ -84,11 +84,11 @@ def _run_pymc(model, initvals, *, seed, progress, chains, tune, draws, target_ac
 def _initial_values(
     model: pm.Model, data: ScalingData, init: Mapping[str, np.ndarray] | xr.DataTree
 ) -> dict[str, np.ndarray]:
-    """:func:`~bayes_lsl.draws.initial_values`, plus the ``"partial"`` parameterization's variables.
+    """:func:`~bayes_lsl.fitting.draws.initial_values`, plus the ``"partial"`` parameterization's variables.
 
     With ``centered="partial"``, ``alpha``, ``b``, ``beta`` and the free loadings are not
     free variables; given them (and ``lam``, ``corr``), e.g. from an MLE, they are
-    converted to that parameterization's (see :func:`bayes_lsl.model.partially_centered_values`).
+    converted to that parameterization's (see :func:`bayes_lsl.model.parameterization.partially_centered_values`).
     """
     if model_parameterization(model) != "partial":
         return initial_values(model, init)
@@ -155,7 +155,7 @@ def fit_nuts(
     target_accept : float
         Target acceptance rate of the step-size adaptation.
     init : dict or DataTree, optional
-        Starting values for every chain (see :func:`bayes_lsl.draws.initial_values`), e.g. an
+        Starting values for every chain (see :func:`bayes_lsl.fitting.draws.initial_values`), e.g. an
         ``mle`` fit, to start the chains in the major mode; not jittered
         (``bayes_lsl.fit(..., init="mle")`` fits the MLE first). Default: PyMC's default
         point, jittered per chain.
