@@ -118,7 +118,9 @@ def load_fit(path: str | os.PathLike, data: ScalingData | None = None) -> xr.Dat
     try:
         info = FitInfo.from_tree(fit)
     except FitFileError as err:
-        raise FitFileError(f"{str(path)!r}: {err}. {NOT_A_FIT[0].upper()}{NOT_A_FIT[1:]}") from None
+        if str(err).startswith("not a fit"):
+            raise FitFileError(f"{str(path)!r} is a NetCDF file but {err}; {NOT_A_FIT}") from None
+        raise FitFileError(f"{str(path)!r}: {err}") from None
     fit.attrs = {**fit.attrs, **info.attrs()}  # an older format, in today's terms
     if data is not None:
         stored_print, given = fit.attrs.get("data_fingerprint"), data_fingerprint(data)

@@ -181,7 +181,7 @@ class FitInfo:
         missing = [key for key in required if key not in attrs]
         if "posterior" not in tree.children or missing:
             what = f"attrs {missing}" if missing else "a posterior group"
-            raise FitFileError(f"not a fit: it lacks {what} (a fit comes from bayes_lsl.fit or bayes_lsl.load_fit)")
+            raise FitFileError(f"not a fit: it lacks {what}")
         post = tree["posterior"]
         absent = [v for v in POSTERIOR_VARS if v not in post.data_vars]
         if absent:
