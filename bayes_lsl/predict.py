@@ -164,12 +164,14 @@ def predict_draws(
     Examples
     --------
     >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
-    >>> import pandas as pd
     >>> import warnings
-    >>> new = pd.DataFrame({"model": ["new-7b"], "family": ["new"], "size": [7.0], "tokens": [2.0]})
+    >>> # a bigger sibling of the example's first model, its family seen in the fit
+    >>> sibling = data.to_frame().loc[[0], ["model", "family", "size", "tokens"]].assign(model="sibling", size=70.0)
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("ignore")  # a map fit has no parameter uncertainty
-    ...     result = bl.predict_draws(fit, new, n_draws=200, seed=1)
+    ...     result = bl.predict_draws(fit, sibling, n_draws=200, seed=1)
+    >>> bool(result.table["seen_family"].all())
+    True
     >>> result.draws["y"].dims
     ('sample', 'model', 'benchmark')
     >>> result.draws.sizes["sample"]
