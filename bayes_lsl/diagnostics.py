@@ -11,7 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_lsl.errors import BayesLslError
-from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS, FitInfo
+from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS
 
 #: The parameters and the family effects: a family whose effect does not mix biases its
 #: predictions and comparisons even when every parameter has mixed.
@@ -121,7 +121,8 @@ def diagnose(
     Parameters
     ----------
     fit : xarray.DataTree
-        A fit with draws (``nuts``, or ``advi``, where R-hat is meaningless with one chain).
+        A fit with draws (``nuts``, or ``advi``, where R-hat is meaningless with one chain),
+        or any tree with a ``posterior`` of draws (and optionally ``sample_stats``).
     var_names : sequence of str
         Posterior variables to check; by default the parameters and the family effects
         ``alpha`` (one row per family and skill; left out of the default where the
@@ -160,17 +161,19 @@ def diagnose(
     >>> bl.diagnose(fit)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    bayes_lsl.errors.BayesLslError: diagnostics need draws, but this 'map' fit has 1 chain(s) x 1 draw(s): ...
+    bayes_lsl.errors.BayesLslError: diagnostics need draws, but this fit has 1 chain(s) x 1 draw(s) ...
     >>> report = bl.diagnose(bl.fit(data, K=2, method="nuts", seed=1))  # doctest: +SKIP
     >>> report.ok, report.table.columns.tolist()  # doctest: +SKIP
     (True, ['variable', 'r_hat', 'ess_bulk', 'ess_tail', 'failed'])
     """
-    info = FitInfo.from_tree(fit)
+    # Only the posterior's draws and the sampler's statistics are read (as ArviZ would), so
+    # that draws made by hand can be checked too; not the fit's contract.
     post = fit["posterior"].to_dataset()
-    if info.n_draws < 4:
+    chains, draws = (int(post.sizes.get(d, 0)) for d in SAMPLE_DIMS)
+    if draws < 4:
         raise BayesLslError(
-            f"diagnostics need draws, but this {info.method!r} fit has "
-            f"{info.n_chains} chain(s) x {info.n_draws} draw(s): fit with method='nuts'"
+            f"diagnostics need draws, but this fit has {chains} chain(s) x {draws} draw(s) (a point estimate, "
+            "from mle or map?): fit with method='nuts'"
         )
     if tuple(var_names) == DEFAULT_VARS and "alpha" not in post:
         var_names = [v for v in DEFAULT_VARS if v != "alpha"]  # draws without family effects (e.g. made by hand)
