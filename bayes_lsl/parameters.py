@@ -289,7 +289,7 @@ def _natural_function(fit: xr.DataTree, info: FitInfo, labels: tuple[str, ...]):
     if key not in _NATURAL_MAPS:
         from bayes_lsl.model import build_model
 
-        model = build_model(fit_data(fit), info.K, info.priors, dispersion=info.dispersion, centered=False)
+        model = build_model(_fit_data(fit), info.K, info.priors, dispersion=info.dispersion, centered=False)
         model_labels, function = natural_map(model, info.parameters)
         if tuple(model_labels) != labels:
             raise FitFileError(
@@ -300,7 +300,7 @@ def _natural_function(fit: xr.DataTree, info: FitInfo, labels: tuple[str, ...]):
     return _NATURAL_MAPS[key]
 
 
-def fit_data(fit: xr.DataTree) -> ScalingData:
+def _fit_data(fit: xr.DataTree) -> ScalingData:
     """The data a fit was made on, rebuilt from its ``constant_data`` (scores as fitted, clipped)."""
     info = FitInfo.from_tree(fit)
     cd = fit["constant_data"].to_dataset()
