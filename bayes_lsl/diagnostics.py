@@ -16,6 +16,8 @@ from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS
 #: The parameters and the family effects: a family whose effect does not mix biases its
 #: predictions and comparisons even when every parameter has mixed.
 DEFAULT_VARS: tuple[str, ...] = (*PARAMETERS, "alpha")
+#: Rows of the table that ``repr`` shows (the table itself has them all).
+_SHOWN_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class Diagnostics:
         return f"Diagnostics of {len(self.table)} entries: {state}"
 
     def __repr__(self) -> str:
-        return f"{self._headline()}\n{self.table.round(3).to_string()}"
+        return f"{self._headline()}\n{self.table.round(3).to_string(max_rows=_SHOWN_ROWS)}"
 
 
 def _excluded(da: xr.DataArray) -> xr.DataArray:

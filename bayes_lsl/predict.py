@@ -47,7 +47,7 @@ class Prediction:
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{d}: {n}" for d, n in self.draws.sizes.items())
-        return f"Prediction(draws ({sizes}),\n{self.table.round(4).to_string()}\n)"
+        return f"Prediction(draws ({sizes}),\n{self.table.round(4).to_string(max_rows=20)}\n)"
 
 
 def _new_models(info: FitInfo, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
