@@ -137,6 +137,15 @@ def parameter_intervals(
         ``entry`` (``"skill_1, mmlu"``), ``parameter`` (``"lam[skill_1, mmlu]"``),
         ``estimate``, ``lower``, ``upper`` and ``interval`` (``"wald"``, ``"posterior"`` or
         ``"none"``).
+
+    Examples
+    --------
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map"): a point, so no interval
+    >>> table = bl.parameter_intervals(fit, ["beta"], level=0.9)
+    >>> table.columns.tolist()
+    ['variable', 'entry', 'parameter', 'estimate', 'lower', 'upper', 'interval']
+    >>> table["parameter"].iloc[0], table["interval"].iloc[0]
+    ('beta[log_size, skill_1]', 'none')
     """
     if not 0 < level < 1:
         raise BayesLslError(f"level must be in (0, 1), got {level}")
