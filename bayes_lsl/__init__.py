@@ -10,7 +10,8 @@ from bayes_lsl.fitting import FitInfo, fit
 from bayes_lsl.holdout import cross_validate, evaluate_holdout
 from bayes_lsl.io import load_fit, save_fit
 from bayes_lsl.model import build_model
-from bayes_lsl.predict import predict
+from bayes_lsl.parameters import parameter_draws, parameter_intervals
+from bayes_lsl.predict import predict, predict_draws
 from bayes_lsl.selection import select_k
 
 __all__ = [
@@ -31,7 +32,10 @@ __all__ = [
     "load_leaderboard",
     "model_budgets",
     "paper_budgets",
+    "parameter_draws",
+    "parameter_intervals",
     "predict",
+    "predict_draws",
     "save_fit",
     "select_k",
     "__version__",

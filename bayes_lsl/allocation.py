@@ -28,8 +28,8 @@ import pandas as pd
 import xarray as xr
 from scipy.special import expit
 
-from bayes_lsl.data import raw_covariates
 from bayes_lsl.errors import BayesLslError
+from bayes_lsl.fitting.result import SAMPLE_DIMS, FitInfo
 from bayes_lsl.parameters import parameter_draws
 from bayes_lsl.ranges import FLOPS_PER_UNIT, check_range
 
@@ -72,19 +72,8 @@ def model_budgets(fit: xr.DataTree, n: int = 10) -> np.ndarray:
     """``n`` budgets log-spaced between ``6 N D`` of the data's smallest and largest model.
 
     A narrower grid than :func:`paper_budgets` (on the paper data 1.26e20 to 6.3e24
-    FLOPs): the budgets that models of the data were trained with.
-
-    Parameters
-    ----------
-    fit : xarray.DataTree
-        From :func:`bayes_lsl.fit`.
-    n : int
-        Number of budgets.
-
-    Returns
-    -------
-    ndarray, shape (n,)
-        FLOPs, increasing.
+    FLOPs): the budgets that models of the data were trained with. Parameters and
+    result as :func:`paper_budgets`'.
     """
     cd = fit["constant_data"]
     log_nd = np.log(cd["size"].values) + np.log(cd["tokens"].values)
@@ -128,10 +117,9 @@ def optimal_log_size(g: np.ndarray, log_c: np.ndarray, lo: np.ndarray, hi: np.nd
     return np.take_along_axis(candidates, q.argmax(axis=0)[None], axis=0)[0]
 
 
-def _target(fit: xr.DataTree, skill: str | None, benchmark: str | None) -> tuple[list[str], str]:
+def _target(info: FitInfo, skill: str | None, benchmark: str | None) -> tuple[list[str], str]:
     """The target names and their kind (``"skill"`` or ``"benchmark"``)."""
-    skills = [str(s) for s in fit["posterior"]["skill"].values]
-    benchmarks = list(fit.attrs["benchmarks"])
+    skills, benchmarks = info.skills, list(info.benchmarks)
     if skill is not None and benchmark is not None:
         raise BayesLslError("give skill or benchmark, not both")
     if benchmark is not None:
@@ -140,7 +128,7 @@ def _target(fit: xr.DataTree, skill: str | None, benchmark: str | None) -> tuple
         return [benchmark], "benchmark"
     if skill is None:
         return skills, "skill"
-    anchors = list(fit.attrs["anchors"])[: len(skills)]
+    anchors = list(info.anchors)
     if skill in anchors:
         return [skills[anchors.index(skill)]], "skill"
     if skill not in skills:
@@ -158,21 +146,20 @@ def _coefficients(params: xr.Dataset, name: str, kind: str, scale: np.ndarray) -
     return weights / scale
 
 
-def _objective(fit: xr.DataTree, params: xr.Dataset, name: str, kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _objective(info: FitInfo, params: xr.Dataset, name: str, kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Skill, or mean benchmark score, of a family with ``alpha = 0`` at ``(exp u, exp v)``, per draw.
 
     ``u`` and ``v`` have shape ``(budget,)`` (the same point for every draw) or
     ``(sample, budget)``; the result has shape ``(sample, budget)``.
     """
     u, v = np.broadcast_arrays(u, v)
-    raw = raw_covariates(np.exp(u).ravel(), np.exp(v).ravel()).reshape(*u.shape, -1)
-    x = (raw - fit.attrs["covariate_center"]) / fit.attrs["covariate_scale"]  # (..., budget, covariate)
+    x = info.standardize(np.exp(u).ravel(), np.exp(v).ravel()).reshape(*u.shape, -1)  # (..., budget, covariate)
     beta = params["beta"].transpose("sample", "covariate", "skill").values
     theta = np.einsum("sbp,spk->sbk", np.broadcast_to(x, (len(beta), *x.shape[-2:])), beta)
     if kind == "skill":
         return theta[..., list(params["skill"].values).index(name)]
-    j = list(fit.attrs["benchmarks"]).index(name)
-    floor = fit.attrs["floors"][j]
+    j = info.benchmarks.index(name)
+    floor = info.floors[j]
     lam = params["lam"].sel(benchmark=name).transpose("sample", "skill").values
     eta = np.einsum("sbk,sk->sb", theta, lam) + params["b"].transpose("sample", "benchmark").values[:, [j]]
     return floor + (1 - floor) * expit(eta)
@@ -199,9 +186,9 @@ def _edge_shares(u: np.ndarray, log_c: np.ndarray, box: tuple[float, float, floa
 def allocate(
     fit: xr.DataTree,
     flops: float | Sequence[float] | np.ndarray,
+    *,
     skill: str | None = None,
     benchmark: str | None = None,
-    *,
     constrained: bool = True,
     level: float = 0.95,
     n_draws: int = 1000,
@@ -226,8 +213,10 @@ def allocate(
         means the objective grows without bound along the line.
     level : float
         Probability of the central intervals over draws.
-    n_draws, seed : int
-        Passed to :func:`bayes_lsl.parameters.parameter_draws`.
+    n_draws : int
+        Draws of the parameters (:func:`bayes_lsl.parameters.parameter_draws`).
+    seed : int
+        Their seed.
     margin : float
         Widening of the box, in natural-log units, when ``constrained=False``.
 
@@ -258,6 +247,18 @@ def allocate(
           over the posterior draws), ``value_lower``, ``value_upper``: the central
           interval over draws of each draw's objective at its own optimum;
         - ``feasible``: ``False``, with NaNs, where the line misses the box.
+
+    Examples
+    --------
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # a map fit has no parameter uncertainty
+    ...     table = bl.allocate(fit, bl.paper_budgets(fit, n=3), n_draws=50, seed=1)
+    >>> table[["flops", "target"]].shape
+    (6, 2)
+    >>> table.columns.tolist()[:5]
+    ['flops', 'target', 'size_opt', 'size_lower', 'size_upper']
     """
     flops = np.atleast_1d(np.asarray(flops, float))
     if flops.ndim != 1 or not np.all(np.isfinite(flops) & (flops > 0)):
@@ -266,7 +267,8 @@ def allocate(
     check_range(fit, {"flops": flops}, [f"budget {i + 1} of {len(flops)}" for i in range(len(flops))], stacklevel=2)
     if not 0 < level < 1:
         raise BayesLslError(f"level must be in (0, 1), got {level}")
-    names, kind = _target(fit, skill, benchmark)
+    info = FitInfo.from_tree(fit)
+    names, kind = _target(info, skill, benchmark)
     box = _box(fit, 0.0 if constrained else margin)
     log_c = np.log(flops) - _LOG_UNIT
     lo, hi = _interval(log_c, box)
@@ -279,10 +281,10 @@ def allocate(
     lo, hi = np.where(feasible, lo, np.nan), np.where(feasible, hi, np.nan)
     # Every stored draw (one for mle and map): the point objective of a draw-based fit is the
     # posterior mean of the objective, E[beta lam] rather than E[beta] E[lam] for a benchmark.
-    posterior = fit["posterior"].to_dataset()[["beta", "lam", "b"]].stack(sample=("chain", "draw"))
+    posterior = fit["posterior"].to_dataset()[["beta", "lam", "b"]].stack(sample=SAMPLE_DIMS)
     posterior = posterior.transpose("sample", ...)
     draws = parameter_draws(fit, n_draws=n_draws, seed=seed)
-    scale = np.asarray(fit.attrs["covariate_scale"], float)
+    scale = info.covariate_scale
     tail = 100 * (1 - level) / 2
 
     def central(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -297,7 +299,7 @@ def allocate(
         u_draws = optimal_log_size(_coefficients(draws, name, kind, scale)[:, None], log_c, lo, hi)  # (sample, budget)
         u_lower, u_upper = central(u_draws)
         v_hat = log_c - u_hat
-        value_lower, value_upper = central(_objective(fit, draws, name, kind, u_draws, log_c - u_draws))
+        value_lower, value_upper = central(_objective(info, draws, name, kind, u_draws, log_c - u_draws))
         edge = np.select(_at_edges(u_hat, log_c, box), list(EDGES), "")
         shares = _edge_shares(u_draws, log_c, box)
         rows.append(
@@ -318,7 +320,7 @@ def allocate(
                     **shares,
                     "set_by_box": shares["share_interior"] <= 0.5,  # False where infeasible (NaN)
                     "objective": "skill" if kind == "skill" else "mean score",
-                    "value": _objective(fit, posterior, name, kind, u_hat, v_hat).mean(axis=0),  # NaN if infeasible
+                    "value": _objective(info, posterior, name, kind, u_hat, v_hat).mean(axis=0),  # NaN if infeasible
                     "value_lower": value_lower,
                     "value_upper": value_upper,
                     "feasible": feasible,

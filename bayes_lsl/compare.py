@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from bayes_lsl.data import DataError
 from bayes_lsl.errors import BayesLslError
+from bayes_lsl.fitting.result import FitInfo
 from bayes_lsl.parameters import family_effect_draws, parameter_draws
 
 
@@ -49,7 +50,7 @@ class FamilyComparison:
 
 
 def compare_families(
-    fit: xr.DataTree, first: str, second: str, level: float = 0.95, n_draws: int = 2000, seed: int = 0
+    fit: xr.DataTree, first: str, second: str, *, level: float = 0.95, n_draws: int = 2000, seed: int = 0
 ) -> FamilyComparison:
     """Per skill, the distribution of ``alpha[second] - alpha[first]``.
 
@@ -64,13 +65,31 @@ def compare_families(
         Family names (e.g. ``"yi-1.5"`` and ``"yi-1.5-chat"``).
     level : float
         Probability of the central interval of the difference.
-    n_draws, seed
-        Number of draws and their seed.
+    n_draws : int
+        Number of draws of the parameters (and of the effects).
+    seed : int
+        Seed of every random step.
 
     Returns
     -------
     FamilyComparison
+
+    Examples
+    --------
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> import warnings
+    >>> first, second = data.families[:2]
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # a map fit has no parameter uncertainty
+    ...     comparison = bl.compare_families(fit, first, second, n_draws=200, seed=1)
+    >>> comparison.table.columns.tolist()
+    ['mean', 'sd', 'lower', 'upper', 'p_greater']
+    >>> comparison.draws["difference"].dims
+    ('sample', 'skill')
     """
+    if not 0 < level < 1:
+        raise BayesLslError(f"level must be in (0, 1), got {level}")
+    info = FitInfo.from_tree(fit)
     known = [str(f) for f in fit["constant_data"]["family"].values]
     for name in (first, second):
         if name not in known:
@@ -79,8 +98,10 @@ def compare_families(
     if first == second:
         raise BayesLslError("compare two different families")
     params = parameter_draws(fit, n_draws=n_draws, seed=seed)
-    J = len(fit.attrs["benchmarks"])
-    alpha = family_effect_draws(fit, params, [first, second], np.zeros((2, 3)), np.full((2, J), np.nan), seed + 1)
+    J, p = len(info.benchmarks), len(info.covariates)
+    alpha = family_effect_draws(
+        fit, params, [first, second], np.zeros((2, p)), np.full((2, J), np.nan), seed=seed + 1
+    )
     skills = params["skill"].values
     draws = xr.Dataset(
         {"alpha": (("sample", "family", "skill"), alpha)},
@@ -97,11 +118,6 @@ def compare_families(
             "upper": q[1],
             "p_greater": (diff > 0).mean("sample").values,
         },
-        index=pd.Index(_skill_labels(fit, skills), name="skill"),
+        index=pd.Index([f"{s} ({a})" for s, a in zip(skills, info.anchors, strict=True)], name="skill"),
     )
     return FamilyComparison(draws, table)
-
-
-def _skill_labels(fit: xr.DataTree, skills) -> list[str]:
-    """``skill_1 (math)``: skills named with their anchor benchmark."""
-    return [f"{s} ({a})" for s, a in zip(skills, fit.attrs["anchors"], strict=True)]

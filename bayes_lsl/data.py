@@ -251,19 +251,9 @@ class ScalingData:
             raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
         if not 0 < eps < 0.5:
             raise DataError(f"eps must be in (0, 0.5), got {eps}")
-        missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-        if missing:
-            raise DataError(
-                f"missing required column(s) {missing}; a frame needs {list(REQUIRED_COLUMNS)} "
-                "and one column per benchmark"
-            )
-        df = df.reset_index(drop=True)
-        benchmarks = _benchmark_columns(df, benchmarks)
-        _check_labels(df)
-        size = _positive_column(df, "size")
-        tokens = _positive_column(df, "tokens")
-        scores = _score_matrix(df, benchmarks)
-        df = pd.concat([df[list(REQUIRED_COLUMNS)].assign(size=size, tokens=tokens), scores], axis=1)
+        df, scores = validate_models(df, benchmarks)
+        benchmarks = list(scores.columns)
+        df = pd.concat([df[list(REQUIRED_COLUMNS)], scores], axis=1)
         df = _drop_duplicate_models(df, benchmarks)
         floor_values = _floors(benchmarks, floors)
         ordered = _anchor_order(benchmarks, anchors)
@@ -299,6 +289,67 @@ class ScalingData:
 
 
 # ---------------------------------------------------------------- validation
+def validate_models(
+    df: pd.DataFrame,
+    benchmarks: Sequence[str] | None = None,
+    *,
+    known: Sequence[str] | None = None,
+    name: str = "the frame",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The checks every table of models goes through: data to fit, and new models to predict.
+
+    Required columns, labels, positive sizes and tokens in the package's units, scores in
+    [0, 1]; each error names the row (and model) and column at fault.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One row per model: ``model``, ``family``, ``size``, ``tokens`` and score columns.
+    benchmarks : sequence of str, optional
+        The score columns; default every column but the required ones and ``flops``.
+    known : sequence of str, optional
+        The benchmarks a score column may name (those of a fit): any other column is an
+        error, and the frame may have no score column at all.
+    name : str
+        What the frame is, in messages (e.g. ``"new_models"``).
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        ``df`` with a fresh index and ``size``, ``tokens`` as floats.
+    scores : pandas.DataFrame
+        The score columns as floats (NaN where missing), same index.
+
+    Raises
+    ------
+    DataError
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        if known is None:
+            raise DataError(
+                f"missing required column(s) {missing}; {name} needs {list(REQUIRED_COLUMNS)} "
+                "and one column per benchmark"
+            )
+        raise DataError(f"{name} lacks column(s) {missing}; it needs {list(REQUIRED_COLUMNS)}")
+    if df.empty:
+        raise DataError(f"{name} has no rows")
+    df = df.reset_index(drop=True)
+    if known is None:
+        benchmarks = _benchmark_columns(df, benchmarks)
+    else:
+        skip = set(REQUIRED_COLUMNS) | set(METADATA_COLUMNS)
+        unknown = [c for c in df.columns if c not in skip and c not in known]
+        if unknown:
+            raise DataError(f"{name} has unknown column(s) {unknown}; score columns must be one of {list(known)}")
+        benchmarks = [b for b in known if b in df.columns]
+    _check_labels(df)
+    df = df.assign(size=_positive_column(df, "size"), tokens=_positive_column(df, "tokens"))
+    return df, _score_matrix(df, list(benchmarks))
+
+
 def _row(df: pd.DataFrame, i: int) -> str:
     name = df.at[i, "model"]
     return f"row {i} (model {name!r})" if pd.notna(name) else f"row {i}"

@@ -4,16 +4,71 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from bayes_lsl.errors import BayesLslError
+from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS
 
 #: The parameters and the family effects: a family whose effect does not mix biases its
 #: predictions and comparisons even when every parameter has mixed.
-DEFAULT_VARS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr", "alpha")
+DEFAULT_VARS: tuple[str, ...] = (*PARAMETERS, "alpha")
+#: Rows of the table that ``repr`` shows (the table itself has them all).
+_SHOWN_ROWS = 20
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Convergence diagnostics of a sampled fit (from :func:`diagnose`).
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per non-constant parameter entry (index: ``lam[skill_1, mmlu]``):
+        ``variable``, ``r_hat``, ``ess_bulk``, ``ess_tail`` and ``failed`` (the failed
+        checks, comma-separated; empty when fine).
+    ok : bool
+        No entry fails, no transition diverged, no chain has a low BFMI or sits in a minor mode.
+    failed : list of str
+        Labels of the failing entries.
+    divergences : int or None
+        Divergent transitions in all (``None`` without ``sample_stats``).
+    divergences_per_chain, bfmi_per_chain : list
+        Per chain (empty without ``sample_stats``).
+    bfmi_min : float or None
+    minor_mode_chains : list of int
+        Chains whose mean log-likelihood is far below the best chain's.
+    problems : list of str
+        What failed, in words (what the warning says).
+    """
+
+    table: pd.DataFrame
+    ok: bool
+    failed: list[str] = field(default_factory=list)
+    divergences: int | None = None
+    divergences_per_chain: list[int] = field(default_factory=list)
+    bfmi_per_chain: list[float] = field(default_factory=list)
+    bfmi_min: float | None = None
+    minor_mode_chains: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict:
+        """The fit-level fields as a dict (everything but ``table``)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "table"}
+
+    def _repr_html_(self) -> str:
+        return f"<p>{self._headline()}</p>" + self.table._repr_html_()
+
+    def _headline(self) -> str:
+        state = "ok" if self.ok else "FAILED: " + "; ".join(self.problems)
+        return f"Diagnostics of {len(self.table)} entries: {state}"
+
+    def __repr__(self) -> str:
+        return f"{self._headline()}\n{self.table.round(3).to_string(max_rows=_SHOWN_ROWS)}"
 
 
 def _excluded(da: xr.DataArray) -> xr.DataArray:
@@ -24,8 +79,8 @@ def _excluded(da: xr.DataArray) -> xr.DataArray:
     diagonal of ``L L'`` is 1 only up to rounding. The upper triangle of ``corr`` repeats
     the lower one.
     """
-    spread = da.max(("chain", "draw")) - da.min(("chain", "draw"))
-    out = spread <= 1e-9 * (1.0 + abs(da).max(("chain", "draw")))
+    spread = da.max(SAMPLE_DIMS) - da.min(SAMPLE_DIMS)
+    out = spread <= 1e-9 * (1.0 + abs(da).max(SAMPLE_DIMS))
     if da.name == "corr" and out.ndim == 2:
         out = out | xr.DataArray(np.triu(np.ones(out.shape, bool)), dims=out.dims, coords=out.coords)
     return out
@@ -58,16 +113,18 @@ def _per_chain_stats(fit: xr.DataTree) -> dict:
 def diagnose(
     fit: xr.DataTree,
     var_names: Sequence[str] = DEFAULT_VARS,
+    *,
     rhat_max: float = 1.01,
     ess_min: float = 400,
     bfmi_min: float = 0.3,
-) -> pd.DataFrame:
+) -> Diagnostics:
     """R-hat, bulk and tail ESS of every parameter entry, and the sampler's health.
 
     Parameters
     ----------
     fit : xarray.DataTree
-        A fit with draws (``nuts``, or ``advi``, where R-hat is meaningless with one chain).
+        A fit with draws (``nuts``, or ``advi``, where R-hat is meaningless with one chain),
+        or any tree with a ``posterior`` of draws (and optionally ``sample_stats``).
     var_names : sequence of str
         Posterior variables to check; by default the parameters and the family effects
         ``alpha`` (one row per family and skill; left out of the default where the
@@ -80,32 +137,45 @@ def diagnose(
 
     Returns
     -------
-    pandas.DataFrame
-        One row per non-constant parameter entry (structural constants, such as the zero
-        loadings of the anchor block and the diagonal of ``corr``, and the upper triangle
-        of ``corr`` are left out), columns
-        ``variable``, ``r_hat``, ``ess_bulk``, ``ess_tail`` and ``failed`` (the failed
-        checks, comma-separated; empty when fine). ``DataFrame.attrs`` holds the fit-level
-        summary: ``divergences``, ``divergences_per_chain``, ``bfmi_per_chain``,
-        ``bfmi_min``, ``failed`` (labels of the failing entries), ``minor_mode_chains``
-        and ``ok`` (no failure at all).
+    Diagnostics
+        ``table``: one row per non-constant parameter entry (structural constants, such as
+        the zero loadings of the anchor block and the diagonal of ``corr``, and the upper
+        triangle of ``corr`` are left out), columns ``variable``, ``r_hat``, ``ess_bulk``,
+        ``ess_tail`` and ``failed``; and the fit-level summary: ``ok``, ``failed``,
+        ``divergences``, ``divergences_per_chain``, ``bfmi_per_chain``, ``bfmi_min``,
+        ``minor_mode_chains``, ``problems``.
 
     Raises
     ------
-    ValueError
-        For point fits (``mle``, ``map``: one draw), which have nothing to diagnose.
+    BayesLslError
+        For point fits (``mle``, ``map``: one draw), which have nothing to diagnose, or
+        unknown ``var_names``.
 
     Warns
     -----
     UserWarning
         When any entry fails, any transition diverged, any chain's BFMI is low, or a
         chain sits in a minor mode, with the counts.
+
+    Examples
+    --------
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map"): one draw, nothing to diagnose
+    >>> bl.diagnose(fit)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    bayes_lsl.errors.BayesLslError: diagnostics need draws, but this fit has 1 chain(s) x 1 draw(s) ...
+    >>> report = bl.diagnose(bl.fit(data, K=2, method="nuts", seed=1))  # doctest: +SKIP
+    >>> report.ok, report.table.columns.tolist()  # doctest: +SKIP
+    (True, ['variable', 'r_hat', 'ess_bulk', 'ess_tail', 'failed'])
     """
+    # Only the posterior's draws and the sampler's statistics are read (as ArviZ would), so
+    # that draws made by hand can be checked too; not the fit's contract.
     post = fit["posterior"].to_dataset()
-    if post.sizes.get("draw", 0) < 4:
+    chains, draws = (int(post.sizes.get(d, 0)) for d in SAMPLE_DIMS)
+    if draws < 4:
         raise BayesLslError(
-            f"diagnostics need draws, but this {fit.attrs.get('method', '?')!r} fit has "
-            f"{post.sizes.get('chain', 0)} chain(s) x {post.sizes.get('draw', 0)} draw(s): fit with method='nuts'"
+            f"diagnostics need draws, but this fit has {chains} chain(s) x {draws} draw(s) (a point estimate, "
+            "from mle or map?): fit with method='nuts'"
         )
     if tuple(var_names) == DEFAULT_VARS and "alpha" not in post:
         var_names = [v for v in DEFAULT_VARS if v != "alpha"]  # draws without family effects (e.g. made by hand)
@@ -161,5 +231,6 @@ def diagnose(
             f"the fit fails its diagnostics (R-hat <= {rhat_max}, ESS >= {ess_min}): " + "; ".join(problems),
             stacklevel=2,
         )
-    table.attrs = {**summary, "failed": failed, "minor_mode_chains": stuck, "ok": not problems}
-    return table
+    return Diagnostics(
+        table=table, ok=not problems, failed=failed, minor_mode_chains=stuck, problems=problems, **summary
+    )

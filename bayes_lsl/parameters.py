@@ -23,34 +23,16 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+import pandas as pd
 import pytensor.tensor as pt
 import scipy.stats
 import xarray as xr
 
-from bayes_lsl.errors import BayesLslError
-from bayes_lsl.model.likelihood import beta_parameters, corr_cholesky, loadings, score_information, score_logp
-
-PARAMETERS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr")
-#: With ``dispersion="covariates"`` the precision is ``exp(phi_a + x' phi_s)`` per model.
-DISPERSION_PARAMETERS: tuple[str, ...] = ("phi_a", "phi_s")
-_DIMS = {
-    "beta": ("covariate", "skill"),
-    "lam": ("skill", "benchmark"),
-    "b": ("benchmark",),
-    "phi": ("benchmark",),
-    "corr": ("skill", "skill_other"),
-    "alpha": ("family", "skill"),
-    "phi_a": ("benchmark",),
-    "phi_s": ("covariate", "benchmark"),
-}
-
-
-def _names(fit: xr.DataTree) -> tuple[str, ...]:
-    """The parameters a fit's draws carry: ``phi_a``, ``phi_s`` in place of ``phi`` when
-    the precision depends on the covariates."""
-    if fit.attrs.get("dispersion", "benchmark") == "covariates":
-        return ("beta", "lam", "b", *DISPERSION_PARAMETERS, "corr")
-    return PARAMETERS
+from bayes_lsl.data import ScalingData
+from bayes_lsl.errors import BayesLslError, FitFileError
+from bayes_lsl.fitting.marginal import compile_function, damped_newton, natural_map, nearest_positive_definite
+from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS, VAR_DIMS, FitInfo
+from bayes_lsl.model.likelihood import beta_parameters, score_information, score_logp
 
 
 def cell_precision(params: xr.Dataset, x: np.ndarray, benchmark: np.ndarray) -> np.ndarray:
@@ -61,11 +43,13 @@ def cell_precision(params: xr.Dataset, x: np.ndarray, benchmark: np.ndarray) -> 
     return params["phi"].values[:, benchmark]
 
 
-def parameter_draws(fit: xr.DataTree, n_draws: int = 1000, seed: int = 0) -> xr.Dataset:
+def parameter_draws(fit: xr.DataTree, *, n_draws: int = 1000, seed: int = 0) -> xr.Dataset:
     """Draws of ``beta``, ``lam``, ``b``, ``phi``, ``corr`` (and ``alpha`` for draw-based fits).
 
     With ``dispersion="covariates"``, ``phi_a`` and ``phi_s`` replace ``phi`` (see
-    :func:`cell_precision`).
+    :func:`cell_precision`). ``nuts``/``advi``: the posterior draws; ``mle``: draws from the
+    asymptotic normal of the unconstrained parameters, mapped through the model's
+    transforms; ``map``: the point repeated (with a warning).
 
     Parameters
     ----------
@@ -82,35 +66,119 @@ def parameter_draws(fit: xr.DataTree, n_draws: int = 1000, seed: int = 0) -> xr.
     xarray.Dataset
         Dims ``sample`` plus each parameter's own dims (``covariate``, ``skill``,
         ``benchmark``, ``skill_other``, and ``family`` for ``alpha``).
+
+    Examples
+    --------
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # a map fit is a point: its draws repeat it
+    ...     draws = bl.parameter_draws(fit, n_draws=10, seed=0)
+    >>> sorted(draws.data_vars)
+    ['alpha', 'b', 'beta', 'corr', 'lam', 'phi']
+    >>> draws["beta"].dims
+    ('sample', 'covariate', 'skill')
     """
     if n_draws < 1:
         raise BayesLslError(f"n_draws must be positive, got {n_draws}")
-    method = fit.attrs["method"]
+    info = FitInfo.from_tree(fit)
     rng = np.random.default_rng(seed)
+    if info.method == "mle":
+        return _mle_draws(fit, info, n_draws, rng)
     post = fit["posterior"].to_dataset()
-    if method == "mle":
-        return _mle_draws(fit, n_draws, rng)
-    names = _names(fit)
+    names = info.parameters
     missing = [n for n in names if n not in post]
     if missing:
         raise BayesLslError(f"the fit's posterior lacks {missing} (a fit saved by an older version?)")
-    stacked = post[[*names, "alpha"]].stack(sample=("chain", "draw"))
+    stacked = post[[*names, "alpha"]].stack(sample=SAMPLE_DIMS)
     n_total = stacked.sizes["sample"]
     if n_total == 1:
         warnings.warn(
-            f"a {method!r} fit is a point estimate: draws repeat it, without parameter uncertainty",
+            f"a {info.method!r} fit is a point estimate: draws repeat it, without parameter uncertainty",
             stacklevel=2,
         )
         pick = np.zeros(n_draws, dtype=int)
     else:
         pick = np.sort(rng.choice(n_total, size=n_draws, replace=False)) if n_total > n_draws else np.arange(n_total)
-    out = stacked.isel(sample=pick).drop_vars(["sample", "chain", "draw"])
+    out = stacked.isel(sample=pick).drop_vars(["sample", *SAMPLE_DIMS])
     out = out.assign_coords(sample=np.arange(out.sizes["sample"]))
     return out.transpose("sample", ...)
 
 
+def parameter_intervals(
+    fit: xr.DataTree,
+    names: Sequence[str] = PARAMETERS,
+    *,
+    level: float = 0.95,
+    n_draws: int = 4000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Estimate and central interval of every entry of the parameters ``names``, whatever the method.
+
+    ``mle``: Wald intervals built on the unconstrained scale and mapped back
+    (:func:`mle_intervals`), so they stay in the parameter space; draw-based fits: the
+    posterior mean and central quantiles; ``map``: the point, without an interval.
+
+    Parameters
+    ----------
+    fit : xarray.DataTree
+        From :func:`bayes_lsl.fit`.
+    names : sequence of str
+        Posterior variables, among ``beta``, ``lam``, ``b``, ``phi``, ``corr``.
+    level : float
+        Probability of the intervals.
+    n_draws, seed : int
+        Draws from the asymptotic normal of an ``mle`` fit, and their seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per entry, in each variable's dim order: ``variable`` (``"lam"``),
+        ``entry`` (``"skill_1, mmlu"``), ``parameter`` (``"lam[skill_1, mmlu]"``),
+        ``estimate``, ``lower``, ``upper`` and ``interval`` (``"wald"``, ``"posterior"`` or
+        ``"none"``).
+
+    Examples
+    --------
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map"): a point, so no interval
+    >>> table = bl.parameter_intervals(fit, ["beta"], level=0.9)
+    >>> table.columns.tolist()
+    ['variable', 'entry', 'parameter', 'estimate', 'lower', 'upper', 'interval']
+    >>> table["parameter"].iloc[0], table["interval"].iloc[0]
+    ('beta[log_size, skill_1]', 'none')
+    """
+    if not 0 < level < 1:
+        raise BayesLslError(f"level must be in (0, 1), got {level}")
+    info = FitInfo.from_tree(fit)
+    unknown = [n for n in names if n not in PARAMETERS]
+    if unknown:
+        raise BayesLslError(f"names must be among {list(PARAMETERS)}, got {unknown}")
+    post = fit["posterior"].to_dataset()
+    if info.method == "mle":
+        wald, kind = mle_intervals(fit, level=level, n_draws=n_draws, seed=seed), "wald"
+    elif info.has_draws:
+        tail = (1 - level) / 2
+        quantiles = {n: post[n].quantile([tail, 1 - tail], dim=SAMPLE_DIMS).drop_vars("quantile") for n in names}
+        wald, kind = {n: (q[0], q[1]) for n, q in quantiles.items()}, "posterior"
+    else:
+        wald, kind = {n: (post[n].mean(SAMPLE_DIMS) * np.nan,) * 2 for n in names}, "none"
+    parts = []
+    for name in names:
+        da = post[name]
+        dims = [d for d in da.dims if d not in SAMPLE_DIMS]
+        stats = xr.Dataset({"estimate": da.mean(SAMPLE_DIMS), "lower": wald[name][0], "upper": wald[name][1]})
+        frame = stats.to_dataframe(dim_order=dims) if dims else stats.to_pandas().to_frame().T
+        entries = [", ".join(map(str, k if isinstance(k, tuple) else (k,))) for k in frame.index] if dims else [""]
+        frame = frame[["estimate", "lower", "upper"]].reset_index(drop=True)
+        frame.insert(0, "variable", name)
+        frame.insert(1, "entry", entries)
+        frame.insert(2, "parameter", [f"{name}[{e}]" if e else name for e in entries])
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True).assign(interval=kind)
+
+
 def mle_intervals(
-    fit: xr.DataTree, level: float = 0.95, n_draws: int = 4000, seed: int = 0
+    fit: xr.DataTree, *, level: float = 0.95, n_draws: int = 4000, seed: int = 0
 ) -> dict[str, tuple[xr.DataArray, xr.DataArray]]:
     """Wald intervals of an ``mle`` fit's ``beta``, ``lam``, ``b``, ``phi``, ``corr``, built on the
     unconstrained scale and mapped back, so that they stay in the parameter space.
@@ -119,12 +187,12 @@ def mle_intervals(
     asymptotic normal of the unconstrained parameters (:func:`parameter_draws`, the
     model's own transforms). Where an entry is a monotone function of one unconstrained
     coordinate this is the Wald interval on that scale mapped back, up to Monte Carlo
-    error (about 0.04 standard errors on each bound with the default 4,000 draws):
-    ``exp`` of a log-scale interval for ``phi`` and the anchor loadings (so positive),
-    the symmetric interval itself for ``beta``, ``b`` and the free loadings. A correlation
-    is a function of several canonical partial correlations; its interval is that
-    function's distribution under the same normal, inside (-1, 1). Symmetric intervals
+    error: ``exp`` of a log-scale interval for ``phi`` and the anchor loadings (so
+    positive), the symmetric interval itself for ``beta``, ``b`` and the free loadings. A
+    correlation is a function of several canonical partial correlations; its interval is
+    that function's distribution under the same normal, inside (-1, 1). Symmetric intervals
     on the natural scale (estimate +- z se) can leave the space near its boundary.
+    :func:`parameter_intervals` gives the same as a table, for any method.
 
     Parameters
     ----------
@@ -133,7 +201,8 @@ def mle_intervals(
     level : float
         Probability of the intervals.
     n_draws : int
-        Draws from the asymptotic normal.
+        Draws from the asymptotic normal (the Monte Carlo error of each bound is about
+        ``0.04 * sqrt(4000 / n_draws)`` standard errors, from the quantile's sampling variance).
     seed : int
         Their seed (the intervals are reproducible).
 
@@ -143,8 +212,9 @@ def mle_intervals(
         Name -> (lower, upper), DataArrays with the posterior variable's dims (NaN where
         the fit has no finite covariance).
     """
-    if fit.attrs["method"] != "mle":
-        raise BayesLslError(f"Wald intervals need an mle fit, not {fit.attrs['method']!r}")
+    info = FitInfo.from_tree(fit)
+    if info.method != "mle":
+        raise BayesLslError(f"Wald intervals need an mle fit, not {info.method!r}")
     post = fit["posterior"].to_dataset().isel(chain=0, draw=0, drop=True)
     if not np.isfinite(fit["mle"]["theta_cov"].values).all():
         nan = {name: post[name] * np.nan for name in PARAMETERS}
@@ -170,25 +240,24 @@ _BOUNDARY_EPS = 1e-6
 _Z_MAX = float(np.arctanh(1.0 - _BOUNDARY_EPS))
 
 
-def _mle_draws(fit: xr.DataTree, n_draws: int, rng: np.random.Generator) -> xr.Dataset:
+def _mle_draws(fit: xr.DataTree, info: FitInfo, n_draws: int, rng: np.random.Generator) -> xr.Dataset:
     mle = fit["mle"].to_dataset()
-    names = [str(p) for p in mle["param"].values]
+    labels = [str(p) for p in mle["param"].values]
     theta_hat = mle["theta_hat"].values
     if not np.isfinite(mle["theta_cov"].values).all():
         raise BayesLslError(
             mle.attrs.get("information_problem")
             or "the fit's covariance of the parameters is not finite: its observed information is degenerate"
         )
-    # Clipped to its positive part (fits saved before information_covariance could hold a
-    # pseudo-inverse with negative eigenvalues); eigh-based sampling tolerates the rest.
-    eig, vec = np.linalg.eigh(0.5 * (mle["theta_cov"].values + mle["theta_cov"].values.T))
-    cov = (vec * np.clip(eig, 0.0, None)) @ vec.T
+    # Floored at zero (fits saved before information_covariance could hold a pseudo-inverse
+    # with negative eigenvalues); eigh-based sampling tolerates the rest.
+    cov = nearest_positive_definite(mle["theta_cov"].values, floor=0.0)
     theta = rng.multivariate_normal(theta_hat, cov, size=n_draws, method="eigh")
     # A correlation whose MLE sits near +-1 on a flat likelihood has a huge standard error
     # on the unconstrained scale, and many draws would give a singular (or non-finite)
     # correlation matrix. Its canonical partial correlations tanh(z) are kept within
     # 1 - _BOUNDARY_EPS of +-1, far below the correlation's own uncertainty.
-    z = np.array([name.startswith("corr_z") for name in names])
+    z = np.array([label.startswith("corr_z") for label in labels])
     outside = (np.abs(theta[:, z]) > _Z_MAX).any(axis=1)
     if outside.any():
         theta[:, z] = np.clip(theta[:, z], -_Z_MAX, _Z_MAX)
@@ -198,14 +267,13 @@ def _mle_draws(fit: xr.DataTree, n_draws: int, rng: np.random.Generator) -> xr.D
             f"(smallest eigenvalue of the information {float(mle.get('information_eigmin', np.nan)):.3g})",
             stacklevel=3,
         )
-    K, J = int(fit.attrs["K"]), len(fit.attrs["benchmarks"])
-    natural = _natural_function(tuple(names), K, J)
+    names = info.parameters
+    natural = _natural_function(fit, info, tuple(labels))
     values = [natural(t) for t in theta]
     post = fit["posterior"].to_dataset()
-    names = _names(fit)
-    coords = {d: post[d].values for name in names for d in _DIMS[name]}
+    coords = {d: post[d].values for name in names for d in VAR_DIMS[name]}
     draws = xr.Dataset(
-        {name: (("sample", *_DIMS[name]), np.stack([v[i] for v in values])) for i, name in enumerate(names)},
+        {name: (("sample", *VAR_DIMS[name]), np.stack([v[i] for v in values])) for i, name in enumerate(names)},
         coords={"sample": np.arange(n_draws), **coords},
     )
     if not np.isfinite(draws["corr"].values).all():
@@ -217,32 +285,47 @@ def _mle_draws(fit: xr.DataTree, n_draws: int, rng: np.random.Generator) -> xr.D
     return draws
 
 
-@cache
-def _natural_function(names: tuple[str, ...], K: int, J: int):
-    """Compiled map from the MLE's unconstrained vector to (beta, lam, b, phi, corr)
-    (``phi_a``, ``phi_s`` in place of ``phi`` for ``dispersion="covariates"``).
+#: Compiled natural-parameter maps by model structure (K, benchmarks, dispersion, layout):
+#: the map does not depend on the data's values.
+_NATURAL_MAPS: dict = {}
 
-    The layout is the one in the fit's ``mle.param`` coordinate (``beta[0]``,
-    ``lam_anchor_log__[0]`` ...); the transforms are PyMC's log for positive variables
-    and :func:`bayes_lsl.model.corr_cholesky` for the correlation.
-    """
-    from bayes_lsl.fitting.marginal import _compile
 
-    theta = pt.vector("theta")
-    blocks: dict[str, list[int]] = {}
-    for i, name in enumerate(names):
-        blocks.setdefault(name.split("[")[0], []).append(i)
-    part = {name: theta[idx[0] : idx[-1] + 1] for name, idx in blocks.items()}
-    beta = part["beta"].reshape((-1, K))
-    lam = loadings(pt.exp(part["lam_anchor_log__"]), part["lam_free"].reshape((K, J - K)))
-    phi = [pt.exp(part["phi_log__"])] if "phi_log__" in part else [part["phi_a"], part["phi_s"].reshape((-1, J))]
-    if K > 1:
-        chol, _ = corr_cholesky(part["corr_z"], K)
-        corr = chol @ chol.T
-    else:
-        corr = pt.ones((1, 1))
-    fn = _compile([theta], [beta, lam, part["b"], *phi, corr])
-    return fn
+def _natural_function(fit: xr.DataTree, info: FitInfo, labels: tuple[str, ...]):
+    """The map from an ``mle`` fit's unconstrained vector (its ``mle.param`` layout) to its
+    parameters (:attr:`FitInfo.parameters`), derived from the graph of the model rebuilt on
+    the fit's data (:func:`bayes_lsl.fitting.marginal.natural_map`)."""
+    key = (info.K, info.benchmarks, info.dispersion, labels)
+    if key not in _NATURAL_MAPS:
+        from bayes_lsl.model import build_model
+
+        model = build_model(_fit_data(fit), info.K, info.priors, dispersion=info.dispersion, centered=False)
+        model_labels, function = natural_map(model, info.parameters)
+        if tuple(model_labels) != labels:
+            raise FitFileError(
+                "the fit's mle.param layout does not match the model's unconstrained parameters "
+                f"({len(labels)} entries against {len(model_labels)}): a fit from another version?"
+            )
+        _NATURAL_MAPS[key] = function
+    return _NATURAL_MAPS[key]
+
+
+def _fit_data(fit: xr.DataTree) -> ScalingData:
+    """The data a fit was made on, rebuilt from its ``constant_data`` (scores as fitted, clipped)."""
+    info = FitInfo.from_tree(fit)
+    cd = fit["constant_data"].to_dataset()
+    return ScalingData(
+        models=cd["model"].values.astype(str),
+        model_family=cd["model_family"].values.astype(str),
+        size=cd["size"].values.astype(float),
+        tokens=cd["tokens"].values.astype(float),
+        scores=cd["scores"].values.astype(float),
+        benchmarks=info.benchmarks,
+        floors=info.floors,
+        anchors=tuple(str(a) for a in np.atleast_1d(cd.attrs.get("anchors", info.anchors))),
+        covariate_center=info.covariate_center,
+        covariate_scale=info.covariate_scale,
+        eps=info.eps,
+    )
 
 
 # ------------------------------------------------------------ family effects
@@ -250,16 +333,14 @@ def _natural_function(names: tuple[str, ...], K: int, J: int):
 def _cell_functions():
     """Compiled element-wise score log-density, its first two eta-derivatives, the Fisher
     information, and the Beta shapes, all from :mod:`bayes_lsl.model`."""
-    from bayes_lsl.fitting.marginal import _compile
-
     y, eta, floor, phi = pt.matrix("y"), pt.matrix("eta"), pt.vector("floor"), pt.matrix("phi")
     logp = score_logp(y, eta, floor, phi)
     d1 = pt.grad(logp.sum(), eta)
     d2 = pt.grad(d1.sum(), eta)
     info = score_information(eta, floor, phi)
-    derivs = _compile([y, eta, floor, phi], [logp, d1, d2, info])
+    derivs = compile_function([y, eta, floor, phi], [logp, d1, d2, info])
     a, b = beta_parameters(eta, floor, phi)
-    shapes = _compile([eta, floor, phi], [a, b])
+    shapes = compile_function([eta, floor, phi], [a, b])
     return derivs, shapes
 
 
@@ -325,26 +406,17 @@ def conditional_family_effects(
     chol : ndarray (sample, group, skill, skill)
         Cholesky factor of the approximate posterior covariance.
     """
-    evaluate = _family_log_posterior(params, cells, n_groups, floors)
-    S, K, G = params.sizes["sample"], params.sizes["skill"], n_groups
-    alpha = np.zeros((S, G, K))
-    h, grad, fisher, hess = evaluate(alpha)
-    for _ in range(max_iter):
+    log_posterior = _family_log_posterior(params, cells, n_groups, floors)
+
+    def evaluate(alpha):
+        h, grad, fisher, hess = log_posterior(alpha)
         # Newton where the log-density is locally concave, Fisher scoring elsewhere.
         concave = np.all(np.linalg.eigvalsh(-hess) > 0, axis=-1)[..., None, None]
-        step = np.linalg.solve(np.where(concave, -hess, fisher), grad[..., None])[..., 0]
-        t = np.ones((S, G))
-        for _ in range(30):  # halve the step where the log-density would drop (beyond rounding)
-            trial = alpha + t[..., None] * step
-            h_new, g_new, f_new, hess_new = evaluate(trial)
-            worse = ~(h_new >= h - 1e-9 * (1 + np.abs(h)))
-            if not worse.any():
-                break
-            t = np.where(worse, 0.5 * t, t)
-        alpha, h, grad, fisher, hess = trial, h_new, g_new, f_new, hess_new
-        if np.max(np.abs(t[..., None] * step)) < tol:
-            break
-    _, _, fisher, hess = evaluate(alpha)
+        return h, grad, np.where(concave, -hess, fisher), (fisher, hess)
+
+    S, K = params.sizes["sample"], params.sizes["skill"]
+    alpha, state = damped_newton(evaluate, np.zeros((S, n_groups, K)), max_iter=max_iter, tol=tol)
+    fisher, hess = state[3]
     curvature = -hess
     # Where the observed curvature is not positive definite, fall back to the Fisher information.
     ok = np.all(np.linalg.eigvalsh(curvature) > 0, axis=-1)
@@ -397,6 +469,7 @@ def importance_family_effects(
     cells: Cells,
     n_groups: int,
     floors: np.ndarray,
+    *,
     n_draws: int = 20_000,
     seed: int = 0,
     df: float = 5.0,
@@ -452,6 +525,7 @@ def family_effect_draws(
     families: Sequence[str],
     x: np.ndarray,
     observed: np.ndarray,
+    *,
     seed: np.random.SeedSequence | int = 0,
 ) -> np.ndarray:
     """Draws (sample, model, skill) of the family effects of models of ``families``.
@@ -466,7 +540,8 @@ def family_effect_draws(
     seen = [str(f) for f in fit["constant_data"]["family"].values]
     groups = list(dict.fromkeys(families))
     group_of = np.array([groups.index(f) for f in families])
-    has_alpha = "alpha" in params and fit.attrs["method"] != "mle"
+    info = FitInfo.from_tree(fit)
+    has_alpha = "alpha" in params and info.method != "mle"  # an mle fit's alpha is the mode at the estimate
     new_scores = np.array([np.any(~np.isnan(observed[group_of == g])) for g in range(len(groups))])
     laplace = [g for g, f in enumerate(groups) if not (has_alpha and f in seen and not new_scores[g])]
 
@@ -485,7 +560,7 @@ def family_effect_draws(
         position = {g: i for i, g in enumerate(laplace)}
         extra = Cells(np.array([position[g] for g in group_of[rows]], dtype=int), x[rows], cols, observed[rows, cols])
         mode, chol = conditional_family_effects(
-            params, Cells.concat([cells, extra]), len(laplace), np.asarray(fit.attrs["floors"])
+            params, Cells.concat([cells, extra]), len(laplace), info.floors
         )
         z = np.random.default_rng(seed).standard_normal(mode.shape)
         out[:, laplace] = mode + np.einsum("sgkl,sgl->sgk", chol, z)

@@ -142,7 +142,7 @@ def scaling_curves(
         Per benchmark, the ``level`` band of the score (light) and of its mean ``mu``
         (dark), the median of ``mu``, and the family's observed scores.
     """
-    from bayes_lsl.predict import predict, summarize
+    from bayes_lsl.predict import predict_draws, summarize
 
     cd = fit["constant_data"].to_dataset()
     members = cd["model_family"].values.astype(str) == family
@@ -154,8 +154,8 @@ def scaling_curves(
     grid = np.geomspace(lo, hi, 40)
     new = pd.DataFrame({"model": [f"{family}@{g:.4g}B" for g in grid], "family": family, "size": grid,
                         "tokens": tokens})  # fmt: skip
-    _, draws = predict(fit, new, level=level, seed=seed, n_draws=n_draws, return_draws=True)
-    score, mean = summarize(draws, "score", level), summarize(draws, "mu", level)
+    draws = predict_draws(fit, new, level=level, seed=seed, n_draws=n_draws).draws
+    score, mean = summarize(draws, "score", level=level), summarize(draws, "mu", level=level)
     benchmarks = list(benchmarks or fit.attrs["benchmarks"])
     fig, axes = _panels(len(benchmarks))
     for ax, bench in zip(axes, benchmarks, strict=True):
@@ -200,7 +200,7 @@ def _intervals(
     if fit.attrs["method"] == "mle":
         from bayes_lsl.parameters import mle_intervals
 
-        lower, upper = (wald or mle_intervals(fit, level))[name]
+        lower, upper = (wald or mle_intervals(fit, level=level))[name]
         return post.values[0, 0].ravel(), lower.values.ravel(), upper.values.ravel(), labels
     flat = post.stack(sample=("chain", "draw")).transpose("sample", ...).values.reshape(-1, len(labels))
     lo, hi = np.quantile(flat, [(1 - level) / 2, (1 + level) / 2], axis=0)
@@ -225,7 +225,7 @@ def forest(fits: Mapping[str, xr.DataTree], names: Sequence[str] = ("beta", "lam
     from bayes_lsl.parameters import mle_intervals
 
     # One set of Wald draws per mle fit, shared by every parameter shown.
-    wald = {label: mle_intervals(fit, level) for label, fit in fits.items() if fit.attrs["method"] == "mle"}
+    wald = {label: mle_intervals(fit, level=level) for label, fit in fits.items() if fit.attrs["method"] == "mle"}
     for ax, name in zip(axes[0], names, strict=True):
         for k, (label, fit) in enumerate(fits.items()):
             point, lo, hi, labels = _intervals(fit, name, level, wald.get(label))

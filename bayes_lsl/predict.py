@@ -10,59 +10,71 @@ uncertainty added; with ``nuts``/``advi`` fits it is the posterior predictive.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_lsl.data import COVARIATES, DataError, _check_labels, _positive_column, _score_matrix, raw_covariates
+from bayes_lsl.data import COVARIATES, DataError, validate_models
 from bayes_lsl.errors import BayesLslError
+from bayes_lsl.fitting.result import FitInfo
 from bayes_lsl.parameters import beta_shapes, cell_precision, family_effect_draws, parameter_draws
 from bayes_lsl.ranges import check_range
 
-REQUIRED = ("model", "family", "size", "tokens")
 KINDS = ("score", "mu", "theta")
 
 
-def _new_models(fit: xr.DataTree, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+@dataclass(frozen=True)
+class Prediction:
+    """A prediction's table and the draws it summarizes (from :func:`predict_draws`).
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        What :func:`predict` returns.
+    draws : xarray.Dataset
+        ``y`` and ``mu`` (sample, model, benchmark): scores and their means; ``theta`` and
+        ``alpha`` (sample, model, skill): skills and family effects; ``x`` (model,
+        covariate): the standardized covariates.
+    """
+
+    table: pd.DataFrame
+    draws: xr.Dataset
+
+    def _repr_html_(self) -> str:
+        return self.table._repr_html_()
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{d}: {n}" for d, n in self.draws.sizes.items())
+        return f"Prediction(draws ({sizes}),\n{self.table.round(4).to_string(max_rows=20)}\n)"
+
+
+def _new_models(info: FitInfo, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Validate ``new_models``; returns it and its observed scores (model x benchmark, NaN if none).
 
-    Labels, sizes, tokens and scores go through the checks of
-    :meth:`bayes_lsl.ScalingData.from_frame`, so that a mistake gets the same message in
+    The checks are :meth:`bayes_lsl.ScalingData.from_frame`'s
+    (:func:`bayes_lsl.data.validate_models`), so that a mistake gets the same message in
     ``fit`` and ``predict``.
     """
-    if not isinstance(frame, pd.DataFrame):
-        raise DataError(f"new_models must be a pandas DataFrame, got {type(frame).__name__}")
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise DataError(f"new_models lacks column(s) {missing}; it needs {list(REQUIRED)}")
-    if frame.empty:
-        raise DataError("new_models has no rows")
-    benchmarks = list(fit.attrs["benchmarks"])
-    unknown = [c for c in frame.columns if c not in REQUIRED and c not in benchmarks and c != "flops"]
-    if unknown:
-        raise DataError(f"new_models has unknown column(s) {unknown}; score columns must be one of {benchmarks}")
-    frame = frame.reset_index(drop=True)
-    _check_labels(frame)
+    frame, given = validate_models(frame, known=info.benchmarks, name="new_models")
     dup = frame["model"].astype(str).duplicated()
     if dup.any():
         raise DataError(f"new_models repeats model(s) {sorted(set(frame['model'][dup].astype(str)))}")
-    frame = frame.assign(size=_positive_column(frame, "size"), tokens=_positive_column(frame, "tokens"))
-    given = _score_matrix(frame, [b for b in benchmarks if b in frame.columns])
-    eps = float(fit.attrs.get("eps", 1e-3))
-    scores = given.reindex(columns=benchmarks).to_numpy(float)
-    return frame, np.clip(scores, eps, 1 - eps)
+    scores = given.reindex(columns=list(info.benchmarks)).to_numpy(float)
+    return frame, np.clip(scores, info.eps, 1 - info.eps)
 
 
 def predict(
     fit: xr.DataTree,
     new_models: pd.DataFrame,
-    level: float = 0.95,
-    seed: int = 0,
     *,
+    level: float = 0.95,
     n_draws: int = 1000,
+    seed: int = 0,
     kind: str = "score",
-    return_draws: bool = False,
-) -> pd.DataFrame | tuple[pd.DataFrame, xr.Dataset]:
+    **removed,
+) -> pd.DataFrame:
     """Predictive mean, median and interval of new models' scores on every benchmark.
 
     Parameters
@@ -79,16 +91,13 @@ def predict(
         assumed to be in the fit: do not pass a model's scores twice.
     level : float
         Probability of the central (equal-tailed) interval.
-    seed : int
-        Seed of every random step.
     n_draws : int
         Draws of the parameters (and of the scores).
+    seed : int
+        Seed of every random step.
     kind : {"score", "mu", "theta"}
         What the table summarizes: the score with its Beta noise, its mean ``mu``
         without it, or the latent skills (then ``benchmark`` is replaced by ``skill``).
-    return_draws : bool
-        Also return the draws as an ``xarray.Dataset`` (``y``, ``mu``: sample x model x
-        benchmark; ``theta``: sample x model x skill; ``alpha``: sample x model x skill).
 
     Returns
     -------
@@ -97,7 +106,8 @@ def predict(
         ``mean``, ``median``, ``lower``, ``upper``, ``observed`` (the given score, else
         NaN), ``seen_family`` and ``extrapolation``: how far the model's size or tokens lie
         outside the range of the fit's data, as a factor (1 within it; 4 where the size is
-        4 times the largest, or a quarter of the smallest, in the data).
+        4 times the largest, or a quarter of the smallest, in the data). The draws behind
+        it: :func:`predict_draws`.
 
     Raises
     ------
@@ -105,24 +115,91 @@ def predict(
         On invalid new models, with the messages of :meth:`bayes_lsl.ScalingData.from_frame`;
         a size over 10,000 or tokens over 1,000 are taken for raw counts (the units are
         billions of parameters and trillions of tokens).
+    BayesLslError
+        On an invalid ``kind`` or ``level``, or ``return_draws`` (removed: call
+        :func:`predict_draws`).
 
     Warns
     -----
     UserWarning
         When a model's size or tokens lie more than :data:`bayes_lsl.ranges.RANGE_MARGIN`
-        (3) times outside the data's range, naming the model, the value and the range.
+        times outside the data's range, naming the model, the value and the range.
+
+    Examples
+    --------
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> import pandas as pd
+    >>> import warnings
+    >>> new = pd.DataFrame({"model": ["new-7b"], "family": ["new"], "size": [7.0], "tokens": [2.0]})
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # a map fit has no parameter uncertainty
+    ...     table = bl.predict(fit, new, level=0.9, n_draws=200, seed=1)
+    >>> table.columns.tolist()[:7]
+    ['model', 'family', 'benchmark', 'mean', 'median', 'lower', 'upper']
+    >>> len(table) == len(data.benchmarks)
+    True
     """
+    return _predict(fit, new_models, level=level, n_draws=n_draws, seed=seed, kind=kind, removed=removed).table
+
+
+def predict_draws(
+    fit: xr.DataTree,
+    new_models: pd.DataFrame,
+    *,
+    level: float = 0.95,
+    n_draws: int = 1000,
+    seed: int = 0,
+    kind: str = "score",
+) -> Prediction:
+    """:func:`predict`'s table together with the draws it summarizes.
+
+    Parameters are :func:`predict`'s; the same ``seed`` gives the same table.
+
+    Returns
+    -------
+    Prediction
+        ``table`` (:func:`predict`'s) and ``draws``: an ``xarray.Dataset`` with ``y``,
+        ``mu`` (sample x model x benchmark), ``theta``, ``alpha`` (sample x model x skill).
+
+    Examples
+    --------
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> import warnings
+    >>> # a bigger sibling of the example's first model, its family seen in the fit
+    >>> sibling = data.to_frame().loc[[0], ["model", "family", "size", "tokens"]].assign(model="sibling", size=70.0)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # a map fit has no parameter uncertainty
+    ...     result = bl.predict_draws(fit, sibling, n_draws=200, seed=1)
+    >>> bool(result.table["seen_family"].all())
+    True
+    >>> result.draws["y"].dims
+    ('sample', 'model', 'benchmark')
+    >>> result.draws.sizes["sample"]
+    200
+    """
+    return _predict(fit, new_models, level=level, n_draws=n_draws, seed=seed, kind=kind, removed={})
+
+
+def _predict(fit, new_models, *, level, n_draws, seed, kind, removed) -> Prediction:
+    if "return_draws" in removed:
+        raise BayesLslError(
+            "predict no longer takes return_draws: call bayes_lsl.predict_draws(fit, new_models, ...), which "
+            "returns a Prediction with .table and .draws"
+        )
+    if removed:
+        raise TypeError(f"predict() got unexpected keyword argument(s) {sorted(removed)}")
     if kind not in KINDS:
         raise BayesLslError(f"kind must be one of {KINDS}, got {kind!r}")
     if not 0 < level < 1:
         raise BayesLslError(f"level must be in (0, 1), got {level}")
-    frame, observed = _new_models(fit, new_models)
+    info = FitInfo.from_tree(fit)
+    frame, observed = _new_models(info, new_models)
     models = frame["model"].astype(str).tolist()
     extrapolation = check_range(
-        fit, {"size": frame["size"], "tokens": frame["tokens"]}, [f"model {m!r}" for m in models], stacklevel=2
+        fit, {"size": frame["size"], "tokens": frame["tokens"]}, [f"model {m!r}" for m in models], stacklevel=3
     )
-    draws = predictive_draws(fit, frame, observed, seed=seed, n_draws=n_draws)
-    table = summarize(draws, kind, level)
+    draws = predictive_draws(fit, frame, observed, n_draws=n_draws, seed=seed)
+    table = summarize(draws, kind, level=level)
     label = "skill" if kind == "theta" else "benchmark"
     family_of = dict(zip(frame["model"].astype(str), frame["family"].astype(str), strict=True))
     table["family"] = table["model"].map(family_of)
@@ -133,11 +210,10 @@ def predict(
         obs = xr.DataArray(observed, dims=("model", "benchmark"), coords=draws["y"].isel(sample=0).coords)
         table["observed"] = obs.to_series().reindex(pd.MultiIndex.from_frame(table[["model", "benchmark"]])).values
     cols = ["model", "family", label, "mean", "median", "lower", "upper"]
-    table = table[cols + [c for c in table.columns if c not in cols]]
-    return (table, draws) if return_draws else table
+    return Prediction(table[cols + [c for c in table.columns if c not in cols]], draws)
 
 
-def summarize(draws: xr.Dataset, kind: str = "score", level: float = 0.95) -> pd.DataFrame:
+def summarize(draws: xr.Dataset, kind: str = "score", *, level: float = 0.95) -> pd.DataFrame:
     """Mean, median and central interval over ``sample`` as a tidy frame."""
     da = draws[{"score": "y", "mu": "mu", "theta": "theta"}[kind]]
     q = da.quantile([(1 - level) / 2, 0.5, (1 + level) / 2], dim="sample").drop_vars("quantile")
@@ -146,32 +222,29 @@ def summarize(draws: xr.Dataset, kind: str = "score", level: float = 0.95) -> pd
 
 
 def predictive_draws(
-    fit: xr.DataTree, frame: pd.DataFrame, observed: np.ndarray, seed: int = 0, n_draws: int = 1000
+    fit: xr.DataTree, frame: pd.DataFrame, observed: np.ndarray, *, n_draws: int = 1000, seed: int = 0
 ) -> xr.Dataset:
     """Draws of ``alpha``, ``theta``, ``mu`` and ``y`` for validated new models (see :func:`predict`)."""
+    info = FitInfo.from_tree(fit)
     seeds = np.random.SeedSequence(seed).spawn(3)
-    params = parameter_draws(fit, n_draws, seed=int(seeds[0].generate_state(1)[0]))
+    params = parameter_draws(fit, n_draws=n_draws, seed=int(seeds[0].generate_state(1)[0]))
     S = params.sizes["sample"]
-    benchmarks = list(fit.attrs["benchmarks"])
-    floors = np.asarray(fit.attrs["floors"], float)
-    x = (raw_covariates(frame["size"], frame["tokens"]) - fit.attrs["covariate_center"]) / fit.attrs[
-        "covariate_scale"
-    ]
-    alpha = family_effect_draws(fit, params, frame["family"].astype(str).tolist(), x, observed, seeds[1])
+    x = info.standardize(frame["size"], frame["tokens"])
+    alpha = family_effect_draws(fit, params, frame["family"].astype(str).tolist(), x, observed, seed=seeds[1])
 
     beta, lam, b = (params[n].values for n in ("beta", "lam", "b"))
     theta = alpha + np.einsum("mp,spk->smk", x, beta)
     eta = np.einsum("smk,skj->smj", theta, lam) + b[:, None, :]
-    J = len(benchmarks)
+    J = len(info.benchmarks)
     phi = cell_precision(params, np.repeat(x, J, axis=0), np.tile(np.arange(J), len(frame)))  # (S, model*J)
-    shape_a, shape_b = beta_shapes(eta.reshape(S, -1), np.tile(floors, len(frame)), phi)
+    shape_a, shape_b = beta_shapes(eta.reshape(S, -1), np.tile(info.floors, len(frame)), phi)
     shape_a, shape_b = shape_a.reshape(eta.shape), shape_b.reshape(eta.shape)
     mu = shape_a / (shape_a + shape_b)
     y = np.random.default_rng(seeds[2]).beta(shape_a, shape_b)
     coords = {
         "sample": np.arange(S),
         "model": frame["model"].astype(str).to_numpy(),
-        "benchmark": benchmarks,
+        "benchmark": list(info.benchmarks),
         "skill": params["skill"].values,
         "covariate": list(COVARIATES),
     }
@@ -185,4 +258,3 @@ def predictive_draws(
         },
         coords=coords,
     )
-

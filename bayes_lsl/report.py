@@ -56,7 +56,7 @@ def parameter_table(fit: xr.DataTree, level: float = 0.95) -> pd.DataFrame:
     method = fit.attrs["method"]
     draws = post.sizes["chain"] * post.sizes["draw"]
     tail = (1 - level) / 2
-    wald = mle_intervals(fit, level) if method == "mle" else {}
+    wald = mle_intervals(fit, level=level) if method == "mle" else {}
     parts = []
     for name in PARAMETERS:
         da = post[name]
@@ -138,7 +138,7 @@ def _tables(fit: xr.DataTree, allocation: pd.DataFrame) -> dict[str, tuple[str, 
     if fit.attrs["method"] == "nuts":
         from bayes_lsl.diagnostics import diagnose
 
-        tables["diagnostics"] = ("Convergence diagnostics", diagnose(fit).rename_axis("entry").reset_index())
+        tables["diagnostics"] = ("Convergence diagnostics", diagnose(fit).table.rename_axis("entry").reset_index())
     return tables
 
 

@@ -90,7 +90,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     a = fit.attrs
     if args.what == "nuts":
-        table = bl.diagnose(fit)
+        table = bl.diagnose(fit).table
         n_draws = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
         ess = float(np.nanmin(table["ess_bulk"]))
         print("| method | variant | K | init | wall s | divergences | max R-hat | min bulk ESS | ESS/s | minor modes |")

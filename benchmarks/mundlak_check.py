@@ -103,7 +103,9 @@ def point_tree(fit: xr.DataTree, beta_raw: np.ndarray) -> xr.DataTree:
     post = fit["posterior"].to_dataset()
     scale = np.asarray(fit.attrs["covariate_scale"], float)[:, None]
     beta = xr.DataArray((beta_raw * scale)[None, None], dims=("chain", "draw", "covariate", "skill"))
-    posterior = post[["lam", "b", "phi", "corr", "alpha"]].assign(beta=beta.assign_coords(covariate=list(COVARIATES)))
+    # theta is left as fitted: allocate reads beta and lam only, but every fit carries it.
+    kept = post[["lam", "b", "phi", "corr", "alpha", "theta"]]
+    posterior = kept.assign(beta=beta.assign_coords(covariate=list(COVARIATES)))
     tree = xr.DataTree.from_dict({"posterior": posterior, "constant_data": fit["constant_data"].to_dataset()})
     tree.attrs = dict(fit.attrs) | {"method": "map"}
     return tree

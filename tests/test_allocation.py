@@ -34,6 +34,7 @@ def _tree(beta, lam, sizes, tokens, *, b=None, method="nuts") -> xr.DataTree:
             "phi": ((*dims, "benchmark"), np.full((chains, draws, J), 50.0)),
             "corr": ((*dims, "skill", "skill_other"), np.broadcast_to(np.eye(K), (chains, draws, K, K))),
             "alpha": ((*dims, "family", "skill"), np.zeros((chains, draws, 1, K))),
+            "theta": ((*dims, "model", "skill"), np.zeros((chains, draws, len(sizes), K))),
         },
         coords={"skill": skills, "skill_other": skills, "benchmark": benchmarks},
     )

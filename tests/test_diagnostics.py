@@ -39,7 +39,8 @@ def _iid_like(fit: xr.DataTree, chains: int = 4, draws: int = 1000, seed: int = 
 def test_one_row_per_parameter_entry(nuts_fit):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # 2 x 200 draws need not pass
-        table = diagnose(nuts_fit)
+        result = diagnose(nuts_fit)
+    table = result.table
     n_families = nuts_fit.posterior.sizes["family"]
     assert len(table) == N_PARAMETER_ENTRIES + n_families * K and table.index.is_unique
     assert (table["variable"] == "alpha").sum() == n_families * K
@@ -47,15 +48,20 @@ def test_one_row_per_parameter_entry(nuts_fit):
     assert "lam[skill_1, ifeval]" not in table.index  # a structural zero
     assert "corr[skill_1, skill_1]" not in table.index and "corr[skill_2, skill_1]" in table.index
     assert table[["r_hat", "ess_bulk", "ess_tail"]].notna().all().all()
-    assert table.attrs["divergences"] == int(nuts_fit["sample_stats"]["diverging"].sum())
-    assert len(table.attrs["bfmi_per_chain"]) == 2
+    assert result.divergences == int(nuts_fit["sample_stats"]["diverging"].sum())
+    assert len(result.bfmi_per_chain) == 2
+    assert result.summary["divergences"] == result.divergences and "table" not in result.summary
+    assert repr(result).startswith(f"Diagnostics of {len(table)} entries: ")
+    assert "<table" in result._repr_html_()
 
 
 def test_well_mixed_draws_pass_quietly(nuts_fit):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        table = diagnose(_iid_like(nuts_fit))
-    assert table.attrs["ok"] and (table["failed"] == "").all()
+        result = diagnose(_iid_like(nuts_fit))
+    table = result.table
+    assert result.ok and not result.problems and (table["failed"] == "").all()
+    assert repr(result).startswith(f"Diagnostics of {len(table)} entries: ok")
     assert (table["r_hat"] < 1.01).all() and (table["ess_bulk"] > 400).all()
 
 
@@ -68,10 +74,11 @@ def test_failures_are_flagged_and_warned(nuts_fit):
     stats["diverging"][1, :3] = True
     tree["sample_stats"] = xr.DataTree(stats)
     with pytest.warns(UserWarning, match=r"6 of .* fail .*'r_hat': 6.*3 divergent"):
-        table = diagnose(tree)
-    assert sorted(table.attrs["failed"]) == sorted(f"b[{b}]" for b in nuts_fit["posterior"].coords["benchmark"].values)
-    assert table.loc["b[math]", "failed"].startswith("r_hat")
-    assert table.attrs["divergences_per_chain"] == [0, 3, 0, 0] and not table.attrs["ok"]
+        result = diagnose(tree)
+    assert sorted(result.failed) == sorted(f"b[{b}]" for b in nuts_fit["posterior"].coords["benchmark"].values)
+    assert result.table.loc["b[math]", "failed"].startswith("r_hat")
+    assert result.divergences_per_chain == [0, 3, 0, 0] and not result.ok
+    assert "FAILED" in repr(result) and "3 divergent transitions" in repr(result)
 
 
 def test_point_fits_have_nothing_to_diagnose(map_fit):
@@ -94,6 +101,6 @@ def test_a_family_effect_that_does_not_mix_is_flagged(nuts_fit):
     post["alpha"] = post["alpha"] + shift
     tree["posterior"] = xr.DataTree(post)
     with pytest.warns(UserWarning, match=r"1 of .* fail"):
-        table = diagnose(tree)
-    assert table.attrs["failed"] == [f"alpha[{family}, skill_2]"]
-    assert table.loc[f"alpha[{family}, skill_2]", "failed"].startswith("r_hat")
+        result = diagnose(tree)
+    assert result.failed == [f"alpha[{family}, skill_2]"]
+    assert result.table.loc[f"alpha[{family}, skill_2]", "failed"].startswith("r_hat")

@@ -88,7 +88,7 @@ def test_forest_draws_the_same_intervals(mle_fit):
     from bayes_lsl.plots import _intervals
 
     _, lower, upper, _ = _intervals(mle_fit, "phi", 0.95)
-    expected = mle_intervals(mle_fit, 0.95)["phi"]
+    expected = mle_intervals(mle_fit, level=0.95)["phi"]
     np.testing.assert_allclose(lower, expected[0].values)
     np.testing.assert_allclose(upper, expected[1].values)
 
@@ -119,3 +119,38 @@ def test_covariate_dispersion_intervals_per_model(other_sim_data):
     phi = fit.posterior["phi"].isel(chain=0, draw=0)
     assert lower.dims == phi.dims and lower.shape == phi.shape
     assert (lower > 0).all() and (lower < phi).all() and (phi < upper).all()
+
+
+def test_parameter_intervals_are_wald_for_mle_and_quantiles_for_draws(mle_fit):
+    """One function for every method: the report's Wald bounds for mle, posterior quantiles for draws,
+    no interval for a point fit."""
+    from bayes_lsl.parameters import mle_intervals, parameter_intervals
+
+    table = parameter_intervals(mle_fit, ["phi", "corr"], level=0.9)
+    assert table.columns.tolist() == ["variable", "entry", "parameter", "estimate", "lower", "upper", "interval"]
+    assert (table["interval"] == "wald").all()
+    lower, upper = mle_intervals(mle_fit, level=0.9)["phi"]
+    phi = table[table["variable"] == "phi"]
+    np.testing.assert_allclose(phi["lower"], lower.values)
+    np.testing.assert_allclose(phi["upper"], upper.values)
+    assert phi["parameter"].iloc[0] == f"phi[{mle_fit.posterior['benchmark'].values[0]}]"
+    K = mle_fit.posterior.sizes["skill"]
+    assert (table["variable"] == "corr").sum() == K * K
+    # Draws: the central quantiles over chain and draw.
+    post = mle_fit["posterior"].to_dataset()
+    rng = np.random.default_rng(0)
+    draws = post.isel(chain=[0, 0], draw=[0] * 50).assign_coords(chain=[0, 1], draw=np.arange(50))
+    draws["b"] = draws["b"] + xr.DataArray(rng.normal(size=draws["b"].shape), dims=draws["b"].dims)
+    sampled = xr.DataTree.from_dict({"posterior": draws, "constant_data": mle_fit["constant_data"].to_dataset()})
+    sampled.attrs = dict(mle_fit.attrs, method="nuts")
+    got = parameter_intervals(sampled, ["b"], level=0.8)
+    assert (got["interval"] == "posterior").all()
+    flat = draws["b"].stack(s=("chain", "draw")).transpose("s", ...).values
+    np.testing.assert_allclose(got["lower"], np.quantile(flat, 0.1, axis=0))
+    np.testing.assert_allclose(got["estimate"], flat.mean(0))
+    point = mle_fit.copy()
+    point.attrs = dict(mle_fit.attrs, method="map")
+    none = parameter_intervals(point, ["beta"])
+    assert (none["interval"] == "none").all() and none["lower"].isna().all()
+    with pytest.raises(ValueError, match="names must be among"):
+        parameter_intervals(mle_fit, ["alpha"])

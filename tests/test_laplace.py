@@ -61,3 +61,40 @@ def test_laplace_matches_importance_sampling_on_the_paper_data(paper):
         warnings.simplefilter("ignore", UserWarning)  # K = 2: a flat loading direction (priors' spread)
         fit = bl.fit(paper, K=2, method="mle", progress=False, **SWEEP_OPTIONS)
     _check(_compare(fit, _families(fit)))
+
+
+# ------------------------------------------------ the shared numerical pieces
+def test_nearest_positive_definite_floors_the_eigenvalues():
+    from bayes_lsl.fitting.marginal import nearest_positive_definite
+
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    M = (Q * np.array([3.0, 1.0, -2.0, 0.0])) @ Q.T
+    M[0, 1] += 0.5  # not symmetric: its symmetric part is floored
+    out = nearest_positive_definite(M, floor=0.1)
+    np.testing.assert_allclose(out, out.T)
+    w_in, w_out = np.linalg.eigvalsh(0.5 * (M + M.T)), np.linalg.eigvalsh(out)
+    np.testing.assert_allclose(w_out, np.maximum(w_in, 0.1), atol=1e-12)
+    np.linalg.cholesky(out)
+    np.testing.assert_allclose(nearest_positive_definite(np.eye(3) * 2), np.eye(3) * 2)
+    batch = nearest_positive_definite(np.stack([M, -M]), floor=0.0)  # batched; floor 0: semi-definite
+    assert batch.shape == (2, 4, 4) and np.linalg.eigvalsh(batch).min() >= -1e-12
+
+
+def test_damped_newton_finds_the_modes_of_a_batch():
+    """Each element of a batch of concave functions (a quartic term makes Newton overshoot
+    without damping) gets its own maximizer."""
+    from bayes_lsl.fitting.marginal import damped_newton
+
+    centers = np.array([[1.0, -2.0], [3.0, 0.5], [-4.0, 2.0]])
+
+    def evaluate(x):
+        d = x - centers
+        h = -((d**2).sum(-1)) - 0.5 * (d**4).sum(-1)
+        g = -2 * d - 2 * d**3
+        curvature = np.einsum("...i,ij->...ij", 2 + 6 * d**2, np.eye(2))
+        return h, g, curvature, "extra"
+
+    x, state = damped_newton(evaluate, np.zeros((3, 2)), tol=1e-10)
+    np.testing.assert_allclose(x, centers, atol=1e-8)
+    assert state[3] == "extra" and np.allclose(state[0], 0.0)

@@ -325,7 +325,7 @@ def test_draws_at_the_correlation_boundary_are_regularized(mle_fit):
     cov[i, i] = 1e4
     fit["mle"] = xr.DataTree(mle.assign(theta_cov=(("param", "param_other"), cov)))
     with pytest.warns(UserWarning, match="clipped"):
-        draws = parameter_draws(fit, 200, seed=0)
+        draws = parameter_draws(fit, n_draws=200, seed=0)
     corr = draws["corr"].values
     assert np.linalg.eigvalsh(corr).min() > 0
     assert np.abs(corr[:, 0, 1]).max() > 0.999  # the boundary is reached, only regularized

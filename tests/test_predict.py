@@ -123,7 +123,8 @@ def test_own_scores_condition_the_family_effect(mle_fit, small_sim):
 def test_layout_kinds_and_reproducibility(mle_fit, small_sim):
     data, _ = small_sim
     design = _new_design([data.families[0], "unseen"], 2, seed=11)
-    table, draws = bl.predict(mle_fit, design, seed=4, n_draws=300, return_draws=True)
+    result = bl.predict_draws(mle_fit, design, seed=4, n_draws=300)
+    table, draws = result.table, result.draws
     assert list(table.columns[:7]) == ["model", "family", "benchmark", "mean", "median", "lower", "upper"]
     assert len(table) == 4 * data.n_benchmarks
     assert (table["lower"] <= table["median"]).all() and (table["median"] <= table["upper"]).all()
@@ -139,6 +140,17 @@ def test_layout_kinds_and_reproducibility(mle_fit, small_sim):
     assert not np.allclose(table["mean"], other["mean"])
     skills = bl.predict(mle_fit, design, seed=4, n_draws=300, kind="theta")
     assert set(skills["skill"]) == set(mle_fit.posterior["skill"].values)
+    assert "Prediction(draws (sample: 300" in repr(result) and "<table" in result._repr_html_()
+
+
+def test_removed_arguments_say_what_to_call(mle_fit, small_sim):
+    design = _new_design([small_sim[0].families[0]], 1, seed=11)
+    with pytest.raises(bl.BayesLslError, match="predict_draws"):
+        bl.predict(mle_fit, design, return_draws=True)
+    with pytest.raises(TypeError):
+        bl.predict(mle_fit, design, 0.9)  # level is keyword-only
+    with pytest.raises(TypeError, match="unexpected"):
+        bl.predict(mle_fit, design, levl=0.9)
 
 
 def test_mle_parameter_draws_follow_the_standard_errors(mle_fit):
@@ -156,7 +168,7 @@ def test_nuts_fit_uses_posterior_family_effects(nuts_fit, small_sim):
     data, _ = small_sim
     fam = data.families[0]
     design = _new_design([fam], 1, seed=12)
-    _, draws = bl.predict(nuts_fit, design, seed=0, return_draws=True)
+    draws = bl.predict_draws(nuts_fit, design, seed=0).draws
     posterior = nuts_fit.posterior["alpha"].sel(family=fam).stack(sample=("chain", "draw")).values.T
     assert draws.sizes["sample"] == posterior.shape[0]
     assert np.allclose(np.sort(draws["alpha"].values[:, 0], axis=0), np.sort(posterior, axis=0))
@@ -321,7 +333,7 @@ def test_covariate_dispersion_sets_each_new_models_precision(small_sim):
     fit["posterior"] = xr.DataTree(post)
     design = _new_design(["unseen"], 2, seed=13)
     with pytest.warns(UserWarning, match="point estimate"):
-        _, draws = bl.predict(fit, design, n_draws=4000, seed=0, return_draws=True)
+        draws = bl.predict_draws(fit, design, n_draws=4000, seed=0).draws
     # Beta variance mu (1 - mu) / (phi + 1): recover phi of each new model from its draws
     # at fixed parameters and compare with exp(phi_a + x' phi_s) (MC error ~3% at 4000 draws;
     # the family effect is drawn too, so compare the within-draw noise via y - mu).

@@ -414,3 +414,93 @@ def _positive(M: np.ndarray, floor: float = 1e-6) -> np.ndarray:
     M = 0.5 * (M + np.swapaxes(M, -1, -2))
     w, V = np.linalg.eigh(M)
     return (V * np.maximum(w, floor)[..., None, :]) @ np.swapaxes(V, -1, -2)
+
+
+# ---------------------------------------------------------------- public pieces
+# Shared with the analyses (bayes_lsl.parameters). The private copies above (_compile,
+# _positive, the Newton loop of family_modes, the theta layout of MarginalLikelihood)
+# are to be switched to these.
+def compile_function(inputs, outputs):
+    """A PyTensor function in :data:`COMPILE_MODE`; invalid Beta parameters give ``-inf``
+    instead of raising, so that line searches can back away from them."""
+    return _compile(inputs, outputs)
+
+
+def nearest_positive_definite(M: np.ndarray, floor: float = 1e-6) -> np.ndarray:
+    """The symmetric part of ``M`` with its eigenvalues floored at ``floor``, batched over leading axes.
+
+    ``floor=0`` gives the nearest positive semi-definite matrix (in the Frobenius norm).
+    """
+    return _positive(M, floor)
+
+
+def damped_newton(evaluate, start: np.ndarray, *, max_iter: int = 50, tol: float = 1e-6, slack: float = 1e-9):
+    """Maximize a batch of smooth functions by damped Newton steps, each element on its own.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``x (..., K) -> (h (...), g (..., K), C (..., K, K), extra)``: the values, their
+        gradients, a positive-definite curvature to step with (``-H`` where that is positive
+        definite, else a Fisher information or a floored ``-H``), and anything else the
+        caller wants back at the optimum.
+    start : ndarray (..., K)
+    max_iter : int
+        Newton steps at most.
+    tol : float
+        Stop when no element moves by more than this.
+    slack : float
+        A step is halved (up to 30 times) where ``h`` would drop by more than
+        ``slack * (1 + |h|)`` (rounding).
+
+    Returns
+    -------
+    x : ndarray (..., K)
+    state : tuple
+        ``evaluate(x)``.
+    """
+    x = np.array(start, float)
+    state = evaluate(x)
+    for _ in range(max_iter):
+        h, g, curvature = state[:3]
+        step = np.linalg.solve(curvature, g[..., None])[..., 0]
+        t = np.ones(h.shape)
+        for _ in range(30):
+            trial = x + t[..., None] * step
+            new = evaluate(trial)
+            worse = ~(new[0] >= h - slack * (1 + np.abs(h)))
+            if not worse.any():
+                break
+            t = np.where(worse, 0.5 * t, t)
+        x, state = trial, new
+        if np.max(np.abs(t[..., None] * step), initial=0.0) < tol:
+            break
+    return x, state
+
+
+def natural_map(model: pm.Model, names) -> tuple[list[str], object]:
+    """The map from the unconstrained parameters ``theta`` to the model's variables ``names``, from the model graph.
+
+    ``theta`` holds every free variable but the family effects (which the marginal
+    likelihood integrates out), flattened in the model's order on PyMC's unconstrained
+    scale: the layout of :class:`MarginalLikelihood` and of an ``mle`` fit's ``param``.
+
+    Returns
+    -------
+    labels : list of str
+        ``theta``'s entries, e.g. ``"beta[0]"``, ``"lam_anchor_log__[1]"`` (an ``mle`` fit's ``param``).
+    function : callable
+        ``theta -> list`` of the values of ``names``.
+    """
+    value_vars = [v for v in model.value_vars if v.name not in ("alpha_z", "alpha")]
+    point = model.initial_point()
+    theta = pt.vector("theta")
+    pieces, labels, k = {}, [], 0
+    for v in value_vars:
+        shape = tuple(int(s) for s in point[v.name].shape)
+        n = int(np.prod(shape, dtype=int))
+        pieces[v] = theta[k : k + n].reshape(shape)
+        labels += [f"{v.name}[{i}]" for i in range(n)]
+        k += n
+    exprs = model.replace_rvs_by_values([model[n] for n in names])
+    return labels, _compile([theta], graph_replace(exprs, pieces, strict=False))
