@@ -18,6 +18,19 @@ import pytest
 
 #: ``fit`` used as a name, not as ``bl.fit`` or an argument name like ``fit=``.
 _USES_FIT = re.compile(r"(?<![\w.])fit\b(?!\s*=[^=])")
+#: ``fit`` assigned at the start of a statement.
+_MAKES_FIT = re.compile(r"^\s*fit\s*=[^=]", re.M)
+
+
+def _needs_fit(examples) -> bool:
+    """Whether a doctest reads ``fit`` before (or without) making its own."""
+    for example in examples:
+        source = "\n".join(line.split("#")[0] for line in example.source.splitlines())  # comments say, not use
+        if _MAKES_FIT.search(source):
+            return False
+        if _USES_FIT.search(source):
+            return True
+    return False
 
 
 def pytest_collection_modifyitems(items):
@@ -58,7 +71,7 @@ def _doctest_names(request, doctest_namespace):
 
     doctest_namespace["bl"] = bl
     doctest_namespace["data"] = request.getfixturevalue("example_data")
-    if any(_USES_FIT.search(example.source) for example in dtest.examples):
+    if _needs_fit(dtest.examples):
         doctest_namespace["fit"] = request.getfixturevalue("example_fit")
     yield
     plt.close("all")

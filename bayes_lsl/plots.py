@@ -354,9 +354,7 @@ def plot_scaling_curves(
     return fig
 
 
-def plot_holdout(
-    predictions: pd.DataFrame, *, title: str = "Held-out scores", ax: Axes | None = None
-) -> Figure:
+def plot_holdout(predictions: pd.DataFrame, *, title: str = "Held-out scores", ax: Axes | None = None) -> Figure:
     """Predicted against observed held-out scores with their intervals.
 
     Parameters
