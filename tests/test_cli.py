@@ -175,7 +175,7 @@ def test_select_k_writes_table_and_plot(tmp_path, monkeypatch, capsys):
         (["predict", "{fit}", "{csv:foo}", "--out", "{tmp}/p.csv"], "unknown column(s) ['foo']", "p.csv"),
         (["predict", "{fit}", "{tmp}/none.csv", "--out", "{tmp}/p.csv"], "no CSV file", "p.csv"),
         (["predict", "{garbage}", "{csv:}", "--out", "{tmp}/p.csv"], "is not a fit: a fit file is", "p.csv"),
-        (["predict", "{not_a_fit}", "{csv:}", "--out", "{tmp}/p.csv"], "NetCDF file but not a fit", "p.csv"),
+        (["predict", "{not_a_fit}", "{csv:}", "--out", "{tmp}/p.csv"], "not a fit: it lacks attrs", "p.csv"),
         (["predict", "{fit}", "{csv:size=7e9}", "--out", "{tmp}/p.csv"], "size is in billions of parameters", "p.csv"),
         (["predict", "{fit}", "{csv:size=7B}", "--out", "{tmp}/p.csv"], "non-numeric or missing value '7B'", "p.csv"),
         (["allocate", "{fit}", "--flops", "1e40", "--out", "{tmp}/a.csv"], "budgets are FLOPs", "a.csv"),
