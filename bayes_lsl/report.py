@@ -52,6 +52,18 @@ def parameter_table(fit: xr.DataTree, level: float = 0.95) -> pd.DataFrame:
         ``estimate +- z se`` for ``phi``, ``corr`` and the anchor loadings); for
         draw-based fits the posterior mean, ``sd`` and central interval; for ``map`` fits
         the estimate only.
+
+    Examples
+    --------
+    >>> from bayes_lsl.report import parameter_table
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> table = parameter_table(fit)  # a map fit: the estimate only
+    >>> list(table.columns)
+    ['parameter', 'estimate']
+    >>> table["parameter"].tolist()[:3]
+    ['beta[log_size, skill_1]', 'beta[log_size, skill_2]', 'beta[log_tokens, skill_1]']
+    >>> len(table)  # beta 3 x 2, lam 2 x 8, b and phi 8 each, corr 1 (below the diagonal)
+    39
     """
     info = FitInfo.from_tree(fit)
     post = fit["posterior"].to_dataset()

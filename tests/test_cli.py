@@ -340,6 +340,7 @@ def test_fit_nuts_starts_at_the_mle(tmp_path):
         warnings.simplefilter("ignore")  # 2 x 100 draws fail the diagnostics' thresholds, as they should
         assert main(args) == 0
     fitted = bl.load_fit(out)
-    assert fitted.attrs["init"] == "mle" and fitted.attrs["centered"] == "partial"
-    assert fitted.posterior.sizes["chain"] == 2 and fitted.posterior.sizes["draw"] == 100
+    info = bl.FitInfo.from_tree(fitted)
+    assert fitted.attrs["init"] == "mle" and info.parameterization == "partial"
+    assert (info.n_chains, info.n_draws) == (2, 100)  # --draws: draws per chain
     assert "log_likelihood" in fitted.children
