@@ -1,15 +1,21 @@
 """The ``bayes-lsl`` command line.
 
-Every command exits 0 on success and 2 with one line ``bayes-lsl: error: ...`` on bad
-input; output files are written next to their destination and renamed into place, so a
-failed command leaves none behind.
+Every command exits 0 on success, 2 with one line ``bayes-lsl: error: ...`` on bad input
+(a :class:`~bayes_lsl.errors.BayesLslError` or a file that cannot be read or written), and
+1 with the traceback and a "please report" line on anything else (a bug). Output files are
+written next to their destination and renamed into place, so a failed command leaves none
+behind.
+
+Draws: ``fit --draws`` is what PyMC calls it, the draws kept per chain of ``nuts``;
+``predict`` and ``allocate`` take ``--n-draws``, the parameter draws their intervals are
+computed from (``--draws`` there is the old spelling, accepted with a warning).
 
 Examples
 --------
 bayes-lsl data --data leaderboard --variant raw
 bayes-lsl fit --data example --K 2 --method mle --out fit.nc
 bayes-lsl select-k --data example --Ks 1 2 3 --out ic.csv --plot ic.png
-bayes-lsl predict fit.nc new_models.csv --out predictions.csv
+bayes-lsl predict fit.nc new_models.csv --n-draws 2000 --out predictions.csv
 bayes-lsl allocate fit.nc --flops 1e21 1e22 --out allocation.csv
 bayes-lsl report fit.nc --out report
 """
@@ -139,9 +145,9 @@ def _cmd_select_k(args: argparse.Namespace) -> None:
     fig = None
     if plot:
         _agg()
-        from bayes_lsl.plots import information_criteria
+        from bayes_lsl.plots import plot_information_criteria
 
-        fig = information_criteria(table)  # drawn before writing anything, so a failure leaves no table
+        fig = plot_information_criteria(table)  # drawn before writing anything, so a failure leaves no table
     _write_csv(table, out, index=True)
     if fig is not None:
         _write_figure(fig, plot)
@@ -157,7 +163,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     fit = _load_fit(args.fit)
     new = _read_csv(args.csv)
     try:
-        table = predict(fit, new, level=args.level, seed=args.seed, n_draws=args.draws, kind=args.kind)
+        table = predict(fit, new, level=args.level, seed=args.seed, n_draws=args.n_draws, kind=args.kind)
     except DataError as err:
         raise DataError(f"{args.csv}: {err}") from err
     _write_csv(table, out)
@@ -168,7 +174,7 @@ def _cmd_allocate(args: argparse.Namespace) -> None:
     import numpy as np
 
     from bayes_lsl.allocation import allocate, paper_budgets
-    from bayes_lsl.plots import allocation as plot_allocation
+    from bayes_lsl.plots import plot_allocation
 
     if not args.flops and not args.paper_budgets:
         raise BayesLslError("no budgets: give --flops F [F ...] and/or --paper-budgets")
@@ -178,7 +184,7 @@ def _cmd_allocate(args: argparse.Namespace) -> None:
     budgets = list(args.flops or []) + (list(paper_budgets(fit)) if args.paper_budgets else [])
     table = allocate(
         fit, np.unique(budgets), skill=args.skill, benchmark=args.benchmark, constrained=not args.unconstrained,
-        level=args.level, n_draws=args.draws, seed=args.seed,
+        level=args.level, n_draws=args.n_draws, seed=args.seed,
     )  # fmt: skip
     fig = None
     if plot:
@@ -203,6 +209,19 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------ parser
+class _Renamed(argparse.Action):
+    """An option's old spelling: still accepted, with a one-line warning naming the new one."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"bayes-lsl: warning: {option_string} is now {self.new} in '{parser.prog}' (the old name will be "
+              f"removed)", file=sys.stderr)  # fmt: skip
+        setattr(namespace, self.dest, values)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line, like every other error of the command."""
 
@@ -240,7 +259,10 @@ def _parser() -> argparse.ArgumentParser:
 
     def draw_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--level", type=float, default=0.95, help="probability of the intervals (default 0.95)")
-        p.add_argument("--draws", type=int, default=1000, help="parameter draws (default 1000)")
+        p.add_argument("--n-draws", type=int, default=1000, metavar="N",
+                       help="parameter draws the intervals are computed from (default 1000)")  # fmt: skip
+        # The old spelling (bayes_lsl 0.1); "fit --draws" means the draws per chain, as in PyMC.
+        p.add_argument("--draws", type=int, dest="n_draws", action=_Renamed, new="--n-draws", help=argparse.SUPPRESS)
         p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
 
     p = command("data", _cmd_data, "load and validate data, print a summary",

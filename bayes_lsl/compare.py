@@ -36,11 +36,12 @@ class FamilyComparison:
     draws: xr.Dataset
     table: pd.DataFrame
 
-    def plot(self) -> Figure:
-        """Joint densities of the two effects per skill, with the diagonal of equality."""
-        from bayes_lsl.plots import family_comparison
+    def plot(self, *, axes=None) -> Figure:
+        """Joint densities of the two effects per skill, with the diagonal of equality
+        (:func:`bayes_lsl.plots.plot_family_comparison`; ``axes``: one per skill)."""
+        from bayes_lsl.plots import plot_family_comparison
 
-        return family_comparison(self)
+        return plot_family_comparison(self, axes=axes)
 
     def _repr_html_(self) -> str:
         return self.table._repr_html_()

@@ -565,6 +565,17 @@ def load_example() -> ScalingData:
 
     Made by ``data/make_example.py`` from known parameters (in ``example_truth.json``
     beside the CSV; see :func:`example_truth`); works offline.
+
+    Examples
+    --------
+    >>> data = bl.load_example()
+    >>> print(data)
+    ScalingData: 160 models, 40 families, 8 benchmarks
+      observed scores: 1079 of 1280 (34 models scored on all)
+      benchmarks (anchors first): math, ifeval, hellaswag, bbh, mmlu-pro, mmlu, arc, truthfulqa
+      size 0.101-95.713 B params, tokens 0.138-17.015 T
+    >>> data.scores.shape  # models x benchmarks, NaN where not evaluated
+    (160, 8)
     """
     from importlib.resources import files
 

@@ -69,6 +69,19 @@ def save_fit(fit: xr.DataTree, path: str | os.PathLike) -> Path:
     -------
     Path
         The path written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = bl.save_fit(fit, Path(folder) / "fit.nc")
+    ...     back = bl.load_fit(path)
+    >>> bl.FitInfo.from_tree(back).attrs() == bl.FitInfo.from_tree(fit).attrs()  # the same contract
+    True
+    >>> float(abs(back.posterior["lam"] - fit.posterior["lam"]).max())
+    0.0
     """
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -104,6 +117,19 @@ def load_fit(path: str | os.PathLike, data: ScalingData | None = None) -> xr.Dat
     -----
     Fits saved in an older format are brought up to date in memory (see
     :data:`bayes_lsl.fitting.result.FORMAT_VERSION`); the file is not changed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map"); data = bl.load_example()
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = bl.save_fit(fit, Path(folder) / "fit.nc")
+    ...     back = bl.load_fit(path, data=data)  # checks that the fit was made on these data
+    >>> sorted(back.children)
+    ['constant_data', 'log_likelihood', 'posterior']
+    >>> back.posterior["lam"].sel(skill="skill_1", benchmark="math").item() > 0  # an anchor loading
+    True
     """
     path = Path(path)
     if not path.is_file():

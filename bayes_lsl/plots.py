@@ -1,4 +1,26 @@
-"""Figures from fits and tables; each function returns a matplotlib ``Figure``."""
+"""Figures from fits and tables.
+
+Every figure is a function ``plot_<what>``. Those with one panel take ``ax=None``, those
+with several (one per benchmark, skill, parameter or quantity) ``axes=None``: given
+axes, the function draws into them, so that figures compose; without, it makes a new
+figure. Either way it returns the matplotlib :class:`~matplotlib.figure.Figure` that
+holds the drawing. Figure-wide touches (the layout, a title over several panels) are
+made only on a figure the function created.
+
+Examples
+--------
+Two figures side by side in one:
+
+>>> import matplotlib.pyplot as plt
+>>> from bayes_lsl.plots import plot_loadings, plot_skill_correlation
+>>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+>>> fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3), layout="constrained")
+>>> plot_loadings(fit, ax=left) is plot_skill_correlation(fit, ax=right) is fig
+True
+>>> [ax.get_title() for ax in (left, right)]
+['Loadings (map, K=2); hatched: fixed at 0 by the anchors', 'Skill correlation of family effects']
+>>> plt.close(fig)
+"""
 
 from __future__ import annotations
 
@@ -8,38 +30,61 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import xarray as xr
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from bayes_lsl.errors import BayesLslError
+from bayes_lsl.fitting.result import FitInfo, posterior_mean
+
+__all__ = [
+    "plot_allocation",
+    "plot_family_comparison",
+    "plot_forest",
+    "plot_holdout",
+    "plot_information_criteria",
+    "plot_loadings",
+    "plot_scaling_curves",
+    "plot_skill_correlation",
+]
 
 
-def information_criteria(table: pd.DataFrame) -> Figure:
-    """AIC and BIC against K from :func:`bayes_lsl.select_k` (the authors' AIC where known).
-
-    The BIC's label names its n (``table.attrs["bic_n"]``, with the count from the
-    ``bic_sample_size`` column), since the K it picks depends on it.
-    """
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(table.index, table["aic"], "o-", label="AIC")
-    bic_label = "BIC"
-    if "bic_n" in table.attrs:
-        size = f"{int(table['bic_sample_size'].iloc[0])} " if "bic_sample_size" in table else ""
-        bic_label = f"BIC (n = {size}{table.attrs['bic_n']})"
-    ax.plot(table.index, table["bic"], "s-", label=bic_label)
-    if "paper_aic" in table and table["paper_aic"].notna().any():
-        ax.plot(table.index, table["paper_aic"], "x--", color="grey", label="AIC reported by the authors")
-    for col, marker in (("aic", "o"), ("bic", "s")):
-        best = table[col].idxmin()
-        ax.plot([best], [table.loc[best, col]], marker, ms=12, mfc="none", mec="k")
-    ax.set(xlabel="number of skills K", ylabel="information criterion (lower is better)", xticks=table.index)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+# ------------------------------------------------------------------ axes
+def _root(ax: Axes) -> Figure:
+    return ax.get_figure(root=True)
 
 
-def _point(fit: xr.DataTree, name: str) -> xr.DataArray:
-    return fit.posterior[name].mean(("chain", "draw"))
+def _single_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    """``ax`` and its figure, or a new figure with one axes."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+        return fig, ax
+    if not isinstance(ax, Axes):
+        raise BayesLslError(f"ax: expected one matplotlib Axes, got {type(ax).__name__}")
+    return _root(ax), ax
+
+
+def _panel_axes(
+    axes, n: int, per: str, *, width: float = 3.2, height: float = 2.6, ncols: int = 4, **subplots
+) -> tuple[Figure, list[Axes], bool]:
+    """The ``n`` panels of a figure with one panel ``per`` something: ``axes`` as given, or a
+    new grid of ``ncols`` columns (the unused cells hidden). Also says whether the figure is new."""
+    if axes is None:
+        ncols = min(ncols, n)
+        nrows = int(np.ceil(n / ncols))
+        fig, grid = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
+                                 layout="constrained", **subplots)  # fmt: skip
+        for ax in grid.flat[n:]:
+            ax.set_visible(False)
+        return fig, list(grid.flat[:n]), True
+    given = [axes] if isinstance(axes, Axes) else list(np.ravel(np.asarray(axes, dtype=object)))
+    if len(given) != n or not all(isinstance(ax, Axes) for ax in given):
+        kinds = sorted({type(ax).__name__ for ax in given})
+        raise BayesLslError(f"axes: this figure has one panel per {per} and needs {n} matplotlib Axes; got "
+                            f"{len(given)} ({', '.join(kinds) or 'none'})")  # fmt: skip
+    if len({id(_root(ax)) for ax in given}) > 1:
+        raise BayesLslError("axes: the panels must belong to one figure")
+    return _root(given[0]), given, False
 
 
 def _ink(scaled: float) -> str:
@@ -47,77 +92,176 @@ def _ink(scaled: float) -> str:
     return "white" if abs(scaled) > 0.6 else "black"
 
 
-def fixed_loadings(fit: xr.DataTree) -> xr.DataArray:
+def _skill_labels(info: FitInfo, sep: str = " ") -> list[str]:
+    return [f"{skill}{sep}({anchor})" for skill, anchor in zip(info.skills, info.anchors, strict=True)]
+
+
+# ------------------------------------------------------------------ a fit's parameters
+def _fixed_loadings(info: FitInfo) -> np.ndarray:
     """Boolean mask (skill x benchmark) of the loadings fixed at 0: the anchor block's off-diagonal."""
-    lam = fit.posterior["lam"]
-    K = lam.sizes["skill"]
-    i, j = np.indices((K, lam.sizes["benchmark"]))
-    return xr.DataArray((j < K) & (i != j), coords={"skill": lam["skill"], "benchmark": lam["benchmark"]})
+    i, j = np.indices((info.K, len(info.benchmarks)))
+    return (j < info.K) & (i != j)
 
 
-def loadings(fit: xr.DataTree) -> Figure:
+def plot_loadings(fit: xr.DataTree, *, ax: Axes | None = None) -> Figure:
     """Heatmap of the loadings ``lam`` (skill x benchmark), annotated with their values.
 
     The loadings fixed at 0 by the anchoring (the off-diagonal of the anchor block) are
     hatched grey cells marked "fixed", not coloured like estimates.
+
+    Parameters
+    ----------
+    fit : xarray.DataTree
+        Any fit; the posterior mean is shown (the point itself for ``mle`` and ``map``).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (its figure gets the colorbar); default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from bayes_lsl.plots import plot_loadings
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> fig = plot_loadings(fit)
+    >>> fig.axes[0].get_title()
+    'Loadings (map, K=2); hatched: fixed at 0 by the anchors'
+    >>> [label.get_text() for label in fig.axes[0].get_yticklabels()]
+    ['skill_1 (math)', 'skill_2 (ifeval)']
     """
-    lam = _point(fit, "lam")
-    fixed = fixed_loadings(fit).transpose(*lam.dims).values
-    fig, ax = plt.subplots(figsize=(1 + 0.7 * lam.sizes["benchmark"], 1.3 + 0.6 * lam.sizes["skill"]),
-                           layout="constrained")  # fmt: skip
+    info = FitInfo.from_tree(fit)
+    lam = posterior_mean(fit, ["lam"])["lam"]
+    fixed = _fixed_loadings(info)
+    J = len(info.benchmarks)
+    fig, ax = _single_axes(ax, figsize=(1.5 + 0.7 * J, 1.3 + 0.6 * info.K))
     lim = float(np.abs(lam).max())
     # Fixed cells are masked: drawn in the colormap's "bad" colour, then hatched.
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.85")
-    im = ax.imshow(np.ma.masked_array(lam.values, fixed), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
-    ax.set_xticks(range(lam.sizes["benchmark"]), lam["benchmark"].values, rotation=45, ha="right")
-    skills = [f"{s} ({a})" for s, a in zip(lam["skill"].values, fit.attrs["anchors"], strict=True)]
-    ax.set_yticks(range(lam.sizes["skill"]), skills)
-    for (i, j), v in np.ndenumerate(lam.values):
+    im = ax.imshow(np.ma.masked_array(lam, fixed), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(J), info.benchmarks, rotation=45, ha="right")
+    ax.set_yticks(range(info.K), _skill_labels(info))
+    for (i, j), v in np.ndenumerate(lam):
         if fixed[i, j]:
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.6", lw=0))
             ax.text(j, i, "0\nfixed", ha="center", va="center", fontsize=7, color="0.3")
         else:
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color=_ink(v / lim))
-    fig.colorbar(im, ax=ax, label="loading")
-    fig.suptitle(f"Loadings ({fit.attrs['method']}, K={fit.attrs['K']}); hatched: fixed at 0 by the anchors")
+    # A shrunk colorbar keeps its end labels below the axes' title.
+    fig.colorbar(im, ax=ax, label="loading", shrink=0.85)
+    ax.set_title(f"Loadings ({info.method}, K={info.K}); hatched: fixed at 0 by the anchors", fontsize=10)
     return fig
 
 
-def skill_correlation(fit: xr.DataTree) -> Figure:
-    """Heatmap of the correlation of the family effects across skills."""
-    corr = _point(fit, "corr")
-    names = [f"{s}\n({a})" for s, a in zip(corr["skill"].values, fit.attrs["anchors"], strict=True)]
-    # Constrained layout with a figure title: the title sits above the colorbar too, clear
-    # of its top tick label (an axes title spans the colorbar and ran into its "1.0").
-    fig, ax = plt.subplots(figsize=(2 + corr.sizes["skill"], 1.3 + corr.sizes["skill"]), layout="constrained")
-    im = ax.imshow(corr.values, cmap="RdBu_r", vmin=-1, vmax=1)
-    ax.set_xticks(range(len(names)), names)
-    ax.set_yticks(range(len(names)), names)
-    for (i, j), v in np.ndenumerate(corr.values):
+def plot_skill_correlation(fit: xr.DataTree, *, ax: Axes | None = None) -> Figure:
+    """Heatmap of the correlation of the family effects across skills.
+
+    Parameters
+    ----------
+    fit : xarray.DataTree
+        Any fit; the posterior mean is shown (the point itself for ``mle`` and ``map``).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (its figure gets the colorbar); default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from bayes_lsl.plots import plot_skill_correlation
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> fig = plot_skill_correlation(fit)
+    >>> fig.axes[0].get_title()
+    'Skill correlation of family effects'
+    >>> fig.axes[0].images[0].get_array().shape
+    (2, 2)
+    """
+    info = FitInfo.from_tree(fit)
+    corr = posterior_mean(fit, ["corr"])["corr"]
+    names = _skill_labels(info, sep="\n")
+    fig, ax = _single_axes(ax, figsize=(2.5 + info.K, 1.5 + info.K))
+    im = ax.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(info.K), names)
+    ax.set_yticks(range(info.K), names)
+    for (i, j), v in np.ndenumerate(corr):
         ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9, color=_ink(v))
-    fig.colorbar(im, ax=ax, label="correlation")
-    fig.suptitle("Skill correlation of family effects")
+    # Shrunk, the colorbar's "1.0" stays clear of the title (a full-height one ran into it).
+    fig.colorbar(im, ax=ax, label="correlation", shrink=0.8)
+    ax.set_title("Skill correlation of family effects", fontsize=10)
     return fig
 
 
-def _panels(n: int, width: float = 3.2, height: float = 2.6, ncols: int = 4):
-    ncols = min(ncols, n)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    return fig, axes.flat[:n]
+def plot_forest(
+    fits: Mapping[str, xr.DataTree],
+    names: Sequence[str] = ("beta", "lam"),
+    *,
+    level: float = 0.95,
+    axes: Sequence[Axes] | None = None,
+) -> Figure:
+    """Estimates with intervals of each parameter entry from several fits, side by side.
+
+    Parameters
+    ----------
+    fits : dict
+        Label -> fit, e.g. ``{"mle": fit_mle, "nuts": fit_nuts}``. ``mle`` fits show
+        Wald intervals (on the unconstrained scale, mapped back), draw-based fits central posterior
+        intervals, point fits (``map``) only the point.
+    names : list of str
+        Parameters to show (``beta``, ``lam``, ``b``, ``phi``, ``corr``), one panel each.
+    level : float
+        Probability of the intervals.
+    axes : sequence of matplotlib.axes.Axes, optional
+        One per name; default a new figure with one row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from bayes_lsl.plots import plot_forest
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> fig = plot_forest({"map": fit}, names=("beta", "b"))
+    >>> [ax.get_title() for ax in fig.axes]
+    ['beta (95% intervals)', 'b (95% intervals)']
+    >>> len(fig.axes[1].get_yticks())  # one row per benchmark
+    8
+    """
+    from bayes_lsl.parameters import parameter_intervals
+
+    names = list(names)
+    # One table per fit (for an mle fit: one set of Wald draws shared by every parameter shown).
+    tables = {label: parameter_intervals(fit, names, level=level) for label, fit in fits.items()}
+    rows = max(int((t["variable"] == n).sum()) for t in tables.values() for n in names)
+    fig, panels, _ = _panel_axes(axes, len(names), "parameter name", width=4.5, height=0.5 + 0.22 * rows,
+                                 ncols=len(names))  # fmt: skip
+    offsets = np.linspace(-0.25, 0.25, len(fits)) if len(fits) > 1 else [0.0]
+    for ax, name in zip(panels, names, strict=True):
+        for k, (label, table) in enumerate(tables.items()):
+            part = table[table["variable"] == name]
+            y = np.arange(len(part))[::-1] + offsets[k]
+            ax.hlines(y, part["lower"], part["upper"], color=f"C{k}", lw=1.5)
+            ax.plot(part["estimate"], y, "o", color=f"C{k}", ms=3.5, label=label)
+        ax.set_yticks(np.arange(len(part))[::-1], part["entry"], fontsize=7)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_title(f"{name} ({level:.0%} intervals)")
+    panels[0].legend(fontsize=8)
+    return fig
 
 
-def scaling_curves(
+# ------------------------------------------------------------------ predictions
+def plot_scaling_curves(
     fit: xr.DataTree,
     family: str,
+    *,
     benchmarks: Sequence[str] | None = None,
     tokens: float | None = None,
     sizes: tuple[float, float] | None = None,
     level: float = 0.95,
     n_draws: int = 500,
     seed: int = 0,
+    axes: Sequence[Axes] | None = None,
 ) -> Figure:
     """Score against model size for one family: its data over the predictive bands.
 
@@ -135,30 +279,47 @@ def scaling_curves(
         Range of sizes (billions); default the family's range widened by 3x each way.
     level, n_draws, seed
         Interval probability, draws and seed of :func:`bayes_lsl.predict`.
+    axes : sequence of matplotlib.axes.Axes, optional
+        One per benchmark; default a new figure, four panels a row, titled with the
+        family and tokens.
 
     Returns
     -------
-    Figure
+    matplotlib.figure.Figure
         Per benchmark, the ``level`` band of the score (light) and of its mean ``mu``
         (dark), the median of ``mu``, and the family's observed scores.
+
+    Examples
+    --------
+    >>> from bayes_lsl.plots import plot_scaling_curves
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> fig = plot_scaling_curves(fit, "fam000", benchmarks=["math", "mmlu"], n_draws=50)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['math', 'mmlu']
+    >>> fig.get_suptitle()
+    'fam000: scaling with size at 0.409T tokens (map, K=2)'
     """
     from bayes_lsl.predict import predict_draws, summarize
 
+    info = FitInfo.from_tree(fit)
     cd = fit["constant_data"].to_dataset()
     members = cd["model_family"].values.astype(str) == family
     if not members.any():
         raise BayesLslError(f"family {family!r} is not in the fit")
+    benchmarks = list(info.benchmarks if benchmarks is None else benchmarks)
+    unknown = [b for b in benchmarks if b not in info.benchmarks]
+    if unknown:
+        raise BayesLslError(f"benchmarks {unknown} are not in the fit ({', '.join(info.benchmarks)})")
+    fig, panels, new = _panel_axes(axes, len(benchmarks), "benchmark")
     size, tok = cd["size"].values[members], cd["tokens"].values[members]
     tokens = float(np.median(tok)) if tokens is None else float(tokens)
     lo, hi = sizes or (size.min() / 3, size.max() * 3)
     grid = np.geomspace(lo, hi, 40)
-    new = pd.DataFrame({"model": [f"{family}@{g:.4g}B" for g in grid], "family": family, "size": grid,
-                        "tokens": tokens})  # fmt: skip
-    draws = predict_draws(fit, new, level=level, seed=seed, n_draws=n_draws).draws
+    new_models = pd.DataFrame({"model": [f"{family}@{g:.4g}B" for g in grid], "family": family, "size": grid,
+                               "tokens": tokens})  # fmt: skip
+    draws = predict_draws(fit, new_models, level=level, seed=seed, n_draws=n_draws).draws
     score, mean = summarize(draws, "score", level=level), summarize(draws, "mu", level=level)
-    benchmarks = list(benchmarks or fit.attrs["benchmarks"])
-    fig, axes = _panels(len(benchmarks))
-    for ax, bench in zip(axes, benchmarks, strict=True):
+    for ax, bench in zip(panels, benchmarks, strict=True):
         s, m = score[score.benchmark == bench], mean[mean.benchmark == bench]
         ax.fill_between(grid, s["lower"], s["upper"], color="C0", alpha=0.2, lw=0, label=f"{level:.0%} score")
         ax.fill_between(grid, m["lower"], m["upper"], color="C0", alpha=0.45, lw=0, label=f"{level:.0%} mean")
@@ -166,16 +327,40 @@ def scaling_curves(
         y = cd["scores"].sel(benchmark=bench).values[members]
         ax.plot(size, y, "o", color="k", ms=4, label="observed")
         ax.set(xscale="log", title=bench, xlabel="parameters (B)", ylim=(0, 1))
-    axes[0].set_ylabel("score")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"{family}: scaling with size at {tokens:g}T tokens ({fit.attrs['method']}, K={fit.attrs['K']})")
-    fig.tight_layout()
+    panels[0].set_ylabel("score")
+    panels[0].legend(fontsize=7)
+    if new:
+        fig.suptitle(f"{family}: scaling with size at {tokens:g}T tokens ({info.method}, K={info.K})")
     return fig
 
 
-def holdout(predictions: pd.DataFrame, title: str = "Held-out scores") -> Figure:
-    """Predicted against observed held-out scores with their intervals (from :func:`bayes_lsl.evaluate_holdout`)."""
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+def plot_holdout(predictions: pd.DataFrame, *, title: str = "Held-out scores", ax: Axes | None = None) -> Figure:
+    """Predicted against observed held-out scores with their intervals.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        ``HoldoutResult.predictions`` (:func:`bayes_lsl.evaluate_holdout`): columns
+        ``benchmark``, ``observed``, ``mean`` and, optionally, ``lower``, ``upper``.
+    title : str
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from bayes_lsl.plots import plot_holdout
+    >>> predictions = pd.DataFrame({"benchmark": ["mmlu", "mmlu", "bbh"], "observed": [0.5, 0.2, 0.9],
+    ...                             "mean": [0.4, 0.25, 0.6], "lower": [0.3, 0.1, 0.5], "upper": [0.6, 0.3, 0.7]})
+    >>> fig = plot_holdout(predictions)
+    >>> fig.axes[0].get_legend_handles_labels()[1]
+    ['mmlu', 'bbh']
+    """
+    fig, ax = _single_axes(ax, figsize=(5.5, 5))
     for i, (bench, g) in enumerate(predictions.groupby("benchmark", sort=False)):
         if {"lower", "upper"} <= set(g.columns) and g["lower"].notna().all():
             err = np.vstack([g["mean"] - g["lower"], g["upper"] - g["mean"]])
@@ -184,73 +369,87 @@ def holdout(predictions: pd.DataFrame, title: str = "Held-out scores") -> Figure
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
     ax.set(xlabel="observed score", ylabel="predicted score", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
     return fig
 
 
-def _intervals(
-    fit: xr.DataTree, name: str, level: float, wald: dict | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Point, lower and upper of every entry of ``name``: Wald for mle (on the unconstrained
-    scale, mapped back: :func:`bayes_lsl.parameters.mle_intervals`, or ``wald``, its result
-    computed once for all names), central posterior otherwise."""
-    post = fit.posterior[name]
-    coords = [post[d].values for d in post.dims[2:]]
-    labels = [", ".join(str(c[i]) for c, i in zip(coords, idx, strict=True)) for idx in np.ndindex(*post.shape[2:])]
-    if fit.attrs["method"] == "mle":
-        from bayes_lsl.parameters import mle_intervals
+# ------------------------------------------------------------------ other analyses' results
+def plot_information_criteria(table: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
+    """AIC and BIC against K from :func:`bayes_lsl.select_k` (the authors' AIC where known).
 
-        lower, upper = (wald or mle_intervals(fit, level=level))[name]
-        return post.values[0, 0].ravel(), lower.values.ravel(), upper.values.ravel(), labels
-    flat = post.stack(sample=("chain", "draw")).transpose("sample", ...).values.reshape(-1, len(labels))
-    lo, hi = np.quantile(flat, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return flat.mean(0), lo, hi, labels
-
-
-def forest(fits: Mapping[str, xr.DataTree], names: Sequence[str] = ("beta", "lam"), level: float = 0.95) -> Figure:
-    """Estimates with intervals of each parameter entry from several fits, side by side.
+    The BIC's label names its n (``table.attrs["bic_n"]``, with the count from the
+    ``bic_sample_size`` column), since the K it picks depends on it.
 
     Parameters
     ----------
-    fits : dict
-        Label -> fit, e.g. ``{"mle": fit_mle, "nuts": fit_nuts}``. ``mle`` fits show
-        Wald intervals (on the unconstrained scale, mapped back), draw-based fits central posterior
-        intervals, point fits (``map``) only the point.
-    names : list of str
-        Parameters to show (``beta``, ``lam``, ``b``, ``phi``, ``corr``).
-    """
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 0.5 + 0.22 * max(
-        int(np.prod(next(iter(fits.values())).posterior[n].shape[2:])) for n in names)), squeeze=False)  # fmt: skip
-    offsets = np.linspace(-0.25, 0.25, len(fits)) if len(fits) > 1 else [0.0]
-    from bayes_lsl.parameters import mle_intervals
+    table : pandas.DataFrame
+        From :func:`bayes_lsl.select_k`: indexed by K, columns ``aic``, ``bic`` (and
+        ``paper_aic``, ``bic_sample_size``).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new figure.
 
-    # One set of Wald draws per mle fit, shared by every parameter shown.
-    wald = {label: mle_intervals(fit, level=level) for label, fit in fits.items() if fit.attrs["method"] == "mle"}
-    for ax, name in zip(axes[0], names, strict=True):
-        for k, (label, fit) in enumerate(fits.items()):
-            point, lo, hi, labels = _intervals(fit, name, level, wald.get(label))
-            y = np.arange(len(point))[::-1] + offsets[k]
-            ax.hlines(y, lo, hi, color=f"C{k}", lw=1.5)
-            ax.plot(point, y, "o", color=f"C{k}", ms=3.5, label=label)
-        ax.set_yticks(np.arange(len(labels))[::-1], labels, fontsize=7)
-        ax.axvline(0, color="grey", lw=0.8)
-        ax.set_title(f"{name} ({level:.0%} intervals)")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The minimum of each criterion is circled.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from bayes_lsl.plots import plot_information_criteria
+    >>> table = pd.DataFrame({"aic": [310.0, 290.5, 295.2], "bic": [330.1, 318.9, 333.0]},
+    ...                      index=pd.Index([1, 2, 3], name="K"))
+    >>> fig = plot_information_criteria(table)
+    >>> fig.axes[0].get_legend_handles_labels()[1]
+    ['AIC', 'BIC']
+    """
+    fig, ax = _single_axes(ax, figsize=(6, 4))
+    ax.plot(table.index, table["aic"], "o-", label="AIC")
+    bic_label = "BIC"
+    if "bic_n" in table.attrs:
+        size = f"{int(table['bic_sample_size'].iloc[0])} " if "bic_sample_size" in table else ""
+        bic_label = f"BIC (n = {size}{table.attrs['bic_n']})"
+    ax.plot(table.index, table["bic"], "s-", label=bic_label)
+    if "paper_aic" in table and table["paper_aic"].notna().any():
+        ax.plot(table.index, table["paper_aic"], "x--", color="grey", label="AIC reported by the authors")
+    for col, marker in (("aic", "o"), ("bic", "s")):
+        best = table[col].idxmin()
+        ax.plot([best], [table.loc[best, col]], marker, ms=12, mfc="none", mec="k")
+    ax.set(xlabel="number of skills K", ylabel="information criterion (lower is better)", xticks=table.index)
+    ax.legend()
     return fig
 
 
-def family_comparison(comparison) -> Figure:
+def plot_family_comparison(comparison, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Joint density of two families' effects per skill, with the diagonal of equality.
 
     Mass above the diagonal means the second family has the higher effect on that skill;
-    the title gives that probability.
+    each panel's title gives that probability.
+
+    Parameters
+    ----------
+    comparison : FamilyComparison
+        From :func:`bayes_lsl.compare_families` (its ``.plot()`` calls this).
+    axes : sequence of matplotlib.axes.Axes, optional
+        One per skill; default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from bayes_lsl.plots import plot_family_comparison
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> comparison = bl.compare_families(fit, "fam000", "fam001", n_draws=200)
+    >>> fig = plot_family_comparison(comparison)
+    >>> [ax.get_xlabel() + " / " + ax.get_ylabel() for ax in fig.axes]
+    ['fam000 / fam001', 'fam000 / fam001']
     """
     alpha = comparison.draws["alpha"]
     first, second = (str(f) for f in alpha["family"].values)
     labels = list(comparison.table.index)
-    fig, axes = _panels(len(labels), width=3.2, height=3.2)
-    for ax, skill, label in zip(axes, alpha["skill"].values, labels, strict=True):
+    fig, panels, _ = _panel_axes(axes, len(labels), "skill", width=3.2, height=3.2)
+    for ax, skill, label in zip(panels, alpha["skill"].values, labels, strict=True):
         a = alpha.sel(family=first, skill=skill).values
         b = alpha.sel(family=second, skill=skill).values
         lim = np.quantile(np.concatenate([a, b]), [0.005, 0.995])
@@ -258,17 +457,18 @@ def family_comparison(comparison) -> Figure:
         ax.plot(lim, lim, color="k", lw=1, ls="--")
         p = comparison.table.loc[label, "p_greater"]
         ax.set(xlim=lim, ylim=lim, xlabel=first, ylabel=second, title=f"{label}\nP({second} > {first}) = {p:.2f}")
-    fig.tight_layout()
     return fig
 
 
-def allocation(table: pd.DataFrame) -> Figure:
+def plot_allocation(table: pd.DataFrame, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Optimal size and tokens versus FLOPs, one line per target, with interval bands.
 
     Parameters
     ----------
     table : pandas.DataFrame
         From :func:`bayes_lsl.allocate`.
+    axes : pair of matplotlib.axes.Axes, optional
+        Where to draw size and tokens; default a new figure, the two side by side.
 
     Returns
     -------
@@ -276,28 +476,25 @@ def allocation(table: pd.DataFrame) -> Figure:
         Two log-log panels, size (billions of parameters) and tokens (trillions); open
         markers flag optima set by the box (most draws on one of its edges), where the band
         says nothing about certainty.
+
+    Examples
+    --------
+    >>> from bayes_lsl.plots import plot_allocation
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> table = bl.allocate(fit, [1e21, 1e22], n_draws=1)  # a map fit: the point's optimum only
+    >>> fig = plot_allocation(table)
+    >>> [ax.get_ylabel() for ax in fig.axes]
+    ['optimal size (B parameters)', 'optimal tokens (T)']
     """
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, constrained_layout=True)
+    fig, panels, _ = _panel_axes(axes, 2, "quantity (size, tokens)", width=5, height=4, sharex=True)
     for i, (name, part) in enumerate(table.groupby("target", sort=False)):
         color = f"C{i}"
-        for ax, what in zip(axes, ("size", "tokens"), strict=True):
+        for ax, what in zip(panels, ("size", "tokens"), strict=True):
             ax.plot(part["flops"], part[f"{what}_opt"], "-o", color=color, label=name, ms=4)
             ax.fill_between(part["flops"], part[f"{what}_lower"], part[f"{what}_upper"], color=color, alpha=0.2, lw=0)
             edge = part[part["set_by_box"]]
             ax.plot(edge["flops"], edge[f"{what}_opt"], "o", mfc="white", mec=color, ms=8)
-    for ax, label in zip(axes, ("optimal size (B parameters)", "optimal tokens (T)"), strict=True):
+    for ax, label in zip(panels, ("optimal size (B parameters)", "optimal tokens (T)"), strict=True):
         ax.set(xscale="log", yscale="log", xlabel="training FLOPs", ylabel=label)
-    axes[0].legend(title="target (open: set by the data's box)", fontsize="small")
+    panels[0].legend(title="target (open: set by the data's box)", fontsize="small")
     return fig
-
-
-__all__ = [
-    "allocation",
-    "family_comparison",
-    "forest",
-    "holdout",
-    "information_criteria",
-    "loadings",
-    "scaling_curves",
-    "skill_correlation",
-]

@@ -18,12 +18,13 @@ import xarray as xr
 from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.files import atomic_dir
-from bayes_lsl.parameters import PARAMETERS, mle_intervals
+from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS, FitInfo
+from bayes_lsl.parameters import parameter_intervals
 
 logger = logging.getLogger(__name__)
 
-#: Fit attrs worth a line in the summary, when the method sets them.
-_SUMMARY_ATTRS = ("method", "K", "seed", "marginal_loglik", "marginal_loglik_mc_se", "aic", "bic", "bic_n",
+#: Attrs of the fitting method worth a line in the summary, when the method sets them.
+_SUMMARY_ATTRS = ("marginal_loglik", "marginal_loglik_mc_se", "aic", "bic", "bic_n",
                   "bic_sample_size", "n_params", "n_observations", "integration_error", "n_agree", "n_starts",
                   "agree_tol", "n_agree_refined", "n_refined", "converged", "bayes_lsl_version")  # fmt: skip
 #: Decimals of the summary's quantities that are compared across fits (a Monte Carlo
@@ -51,31 +52,40 @@ def parameter_table(fit: xr.DataTree, level: float = 0.95) -> pd.DataFrame:
         ``estimate +- z se`` for ``phi``, ``corr`` and the anchor loadings); for
         draw-based fits the posterior mean, ``sd`` and central interval; for ``map`` fits
         the estimate only.
+
+    Examples
+    --------
+    >>> from bayes_lsl.report import parameter_table
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> table = parameter_table(fit)  # a map fit: the estimate only
+    >>> list(table.columns)
+    ['parameter', 'estimate']
+    >>> table["parameter"].tolist()[:3]
+    ['beta[log_size, skill_1]', 'beta[log_size, skill_2]', 'beta[log_tokens, skill_1]']
+    >>> len(table)  # beta 3 x 2, lam 2 x 8, b and phi 8 each, corr 1 (below the diagonal)
+    39
     """
-    post = fit["posterior"].to_dataset()
-    method = fit.attrs["method"]
-    draws = post.sizes["chain"] * post.sizes["draw"]
-    tail = (1 - level) / 2
-    wald = mle_intervals(fit, level=level) if method == "mle" else {}
-    parts = []
-    for name in PARAMETERS:
-        da = post[name]
-        stats = {"estimate": da.mean(("chain", "draw"))}
-        if method == "mle":
-            stats |= {"se": fit["mle"][f"{name}_se"], "lower": wald[name][0], "upper": wald[name][1]}
-        elif draws > 1:
-            q = da.quantile([tail, 1 - tail], dim=("chain", "draw")).drop_vars("quantile")
-            stats |= {"sd": da.std(("chain", "draw")), "lower": q[0], "upper": q[1]}
-        # The variable's own dim order, so that labels read the same for every method
-        # (a Dataset orders its dims by its coordinates, which can differ between fits).
-        frame = xr.Dataset(stats).to_dataframe(dim_order=[d for d in da.dims if d not in ("chain", "draw")])
-        if name == "corr":  # symmetric with a unit diagonal: the lower triangle says it all
-            i, j = np.tril_indices(da.sizes["skill"], -1)
-            frame = frame.iloc[i * da.sizes["skill"] + j]
-        labels = [", ".join(map(str, key if isinstance(key, tuple) else (key,))) for key in frame.index]
-        frame.index = [f"{name}[{label}]" for label in labels]
-        parts.append(frame[list(stats)])
-    return pd.concat(parts).rename_axis("parameter").reset_index()
+    info = FitInfo.from_tree(fit)
+    table = parameter_intervals(fit, PARAMETERS, level=level)
+    post = fit["posterior"]
+    if info.method == "mle":
+        spread = {name: fit["mle"][f"{name}_se"] for name in PARAMETERS}
+    elif info.has_draws:
+        spread = {name: post[name].std(SAMPLE_DIMS) for name in PARAMETERS}
+    else:
+        spread = {}
+    if spread:
+        # parameter_intervals lists each variable's entries in its dim order: flatten alike.
+        dims = {name: [d for d in post[name].dims if d not in SAMPLE_DIMS] for name in PARAMETERS}
+        column = "se" if info.method == "mle" else "sd"
+        table.insert(table.columns.get_loc("lower"), column,
+                     np.concatenate([spread[n].transpose(*dims[n]).values.ravel() for n in PARAMETERS]))
+    K = info.K
+    i, j = np.divmod(np.arange(K * K), K)
+    keep = np.ones(len(table), bool)
+    keep[np.flatnonzero(table["variable"] == "corr")] = j < i  # symmetric, unit diagonal: the lower triangle
+    columns = ["parameter", "estimate", *(["se" if info.method == "mle" else "sd", "lower", "upper"] if spread else [])]
+    return table.loc[keep, columns].reset_index(drop=True)
 
 
 def fit_summary(fit: xr.DataTree) -> pd.DataFrame:
@@ -83,10 +93,12 @@ def fit_summary(fit: xr.DataTree) -> pd.DataFrame:
 
     Log-likelihood, AIC and BIC are written to 0.01, other numbers to 4 significant digits.
     """
+    info = FitInfo.from_tree(fit)
     cd = fit["constant_data"]
-    rows = {name: fit.attrs[name] for name in _SUMMARY_ATTRS if name in fit.attrs}
+    rows = {"method": info.method, "K": info.K, "seed": info.seed}
+    rows |= {name: fit.attrs[name] for name in _SUMMARY_ATTRS if name in fit.attrs}
     rows |= {"models": cd.sizes["model"], "families": cd.sizes["family"]}
-    rows["benchmarks"] = ", ".join(fit.attrs["benchmarks"])
+    rows["benchmarks"] = ", ".join(info.benchmarks)
     values = [f"{v:.{_SUMMARY_DECIMALS[k]}f}" if k in _SUMMARY_DECIMALS else _cell(v) for k, v in rows.items()]
     return pd.DataFrame({"quantity": list(rows), "value": values})
 
@@ -111,18 +123,24 @@ def _largest_families(fit: xr.DataTree, n: int = 2) -> list[str]:
 
 
 def _figures(fit: xr.DataTree, allocation: pd.DataFrame) -> dict[str, tuple[str, object]]:
-    from bayes_lsl import plots
-    from bayes_lsl.plots import allocation as plot_allocation
+    from bayes_lsl.plots import (
+        plot_allocation,
+        plot_forest,
+        plot_loadings,
+        plot_scaling_curves,
+        plot_skill_correlation,
+    )
 
+    method = FitInfo.from_tree(fit).method
     makers = {
-        "loadings": ("Loadings of the benchmarks on the skills", lambda: plots.loadings(fit)),
-        "skill_correlation": ("Correlation of the family effects", lambda: plots.skill_correlation(fit)),
+        "loadings": ("Loadings of the benchmarks on the skills", lambda: plot_loadings(fit)),
+        "skill_correlation": ("Correlation of the family effects", lambda: plot_skill_correlation(fit)),
         "allocation": ("Compute-optimal allocation per skill", lambda: plot_allocation(allocation)),
         "forest": ("Estimates of beta and lam with 95% intervals",
-                   lambda: plots.forest({fit.attrs["method"]: fit}, names=("beta", "lam"))),
+                   lambda: plot_forest({method: fit}, names=("beta", "lam"))),
     }  # fmt: skip
     for family in _largest_families(fit):
-        makers[f"scaling_{family}"] = (f"Scaling curves of {family}", lambda f=family: plots.scaling_curves(fit, f))
+        makers[f"scaling_{family}"] = (f"Scaling curves of {family}", lambda f=family: plot_scaling_curves(fit, f))
     return makers
 
 
@@ -135,10 +153,10 @@ def _tables(fit: xr.DataTree, allocation: pd.DataFrame) -> dict[str, tuple[str, 
             allocation,
         ),
     }
-    if fit.attrs["method"] == "nuts":
+    if FitInfo.from_tree(fit).method == "nuts":
         from bayes_lsl.diagnostics import diagnose
 
-        tables["diagnostics"] = ("Convergence diagnostics", diagnose(fit).table.rename_axis("entry").reset_index())
+        tables["diagnostics"] = ("Convergence diagnostics", diagnose(fit).rename_axis("entry").reset_index())
     return tables
 
 
@@ -169,15 +187,16 @@ def write_report(fit: xr.DataTree, out_dir: str | os.PathLike, *, data: ScalingD
     from bayes_lsl.allocation import allocate, paper_budgets
     from bayes_lsl.fitting.result import data_fingerprint
 
+    info = FitInfo.from_tree(fit)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OSError(f"cannot write the report to {str(out)!r}: it is a file")
-    if data is not None and data_fingerprint(data) != fit.attrs.get("data_fingerprint"):
+    if data is not None and data_fingerprint(data) != info.data_fingerprint:
         raise BayesLslError("the data given are not the data the fit was made on")
     with atomic_dir(out) as tmp:
         logger.info("report: allocation at the paper's budgets")
         allocation = allocate(fit, paper_budgets(fit))
-        index = [f"# bayes_lsl report: {fit.attrs['method']} fit, K = {fit.attrs['K']}\n"]
+        index = [f"# bayes_lsl report: {info.method} fit, K = {info.K}\n"]
         if data is not None:
             index.append(f"```\n{data}\n```\n")
         tables = _tables(fit, allocation)

@@ -14,7 +14,7 @@ from scipy.special import expit
 
 from bayes_lsl.allocation import EDGES, allocate, model_budgets, optimal_log_size, paper_budgets
 from bayes_lsl.data import DataError, raw_covariates
-from bayes_lsl.plots import allocation as plot_allocation
+from bayes_lsl.plots import plot_allocation
 
 matplotlib.use("Agg")
 N_DRAWS = 200

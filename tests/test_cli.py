@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import warnings
@@ -15,6 +16,7 @@ import xarray as xr
 import bayes_lsl as bl
 from bayes_lsl import report, sources
 from bayes_lsl.cli import main
+from bayes_lsl.errors import BayesLslError, DataError
 from bayes_lsl.parameters import PARAMETERS, parameter_draws
 
 matplotlib.use("Agg")
@@ -46,7 +48,7 @@ def _one_error_line(err: str) -> str:
 
 def test_predict(fit_path, new_models, tmp_path, capsys):
     out = tmp_path / "predictions.csv"
-    assert main(["predict", str(fit_path), str(new_models), "--out", str(out), "--draws", "300", "--quiet"]) == 0
+    assert main(["predict", str(fit_path), str(new_models), "--out", str(out), "--n-draws", "300", "--quiet"]) == 0
     assert str(out) in capsys.readouterr().out
     table = pd.read_csv(out)
     benchmarks = list(bl.load_fit(fit_path).attrs["benchmarks"])
@@ -59,7 +61,7 @@ def test_predict(fit_path, new_models, tmp_path, capsys):
     assert set(tmp_path.iterdir()) == {new_models, out}  # no temporary file left
 
     skills = tmp_path / "skills.csv"
-    assert main(["predict", str(fit_path), str(new_models), "--kind", "theta", "--draws", "200",
+    assert main(["predict", str(fit_path), str(new_models), "--kind", "theta", "--n-draws", "200",
                  "--out", str(skills), "--quiet"]) == 0  # fmt: skip
     assert set(pd.read_csv(skills)["skill"]) == {"skill_1", "skill_2"}
 
@@ -67,7 +69,7 @@ def test_predict(fit_path, new_models, tmp_path, capsys):
 def test_allocate(fit_path, tmp_path):
     out, plot = tmp_path / "allocation.csv", tmp_path / "allocation.png"
     argv = ["allocate", str(fit_path), "--flops", "1e22", "3e22", "--paper-budgets", "--benchmark", "mmlu",
-            "--draws", "300", "--plot", str(plot), "--out", str(out), "--quiet"]  # fmt: skip
+            "--n-draws", "300", "--plot", str(plot), "--out", str(out), "--quiet"]  # fmt: skip
     assert main(argv) == 0
     table = pd.read_csv(out)
     assert len(table) == 12 and set(table["target"]) == {"mmlu"} and table["flops"].is_monotonic_increasing
@@ -81,7 +83,7 @@ def test_allocate(fit_path, tmp_path):
 
     skills = tmp_path / "skills.csv"
     assert main(["allocate", str(fit_path), "--flops", "1e22", "--skill", "math", "--unconstrained",
-                 "--draws", "200", "--out", str(skills), "--quiet"]) == 0  # fmt: skip
+                 "--n-draws", "200", "--out", str(skills), "--quiet"]) == 0  # fmt: skip
     assert list(pd.read_csv(skills)["target"]) == ["skill_1"]
 
 
@@ -136,6 +138,10 @@ def test_report_tables_of_a_sampled_fit(fit_path):
         },
         coords={d: draws[d] for d in ("covariate", "skill", "benchmark", "skill_other")},
     )
+    for name in ("alpha", "theta"):  # the contract's other variables, repeated over the draws
+        point = fit["posterior"][name]
+        posterior[name] = point.isel(chain=0, draw=0, drop=True).expand_dims(chain=2, draw=100).transpose(
+            "chain", "draw", *point.dims[2:])  # fmt: skip
     sampled = fit.copy()
     sampled["posterior"] = xr.DataTree(posterior)
     sampled.attrs["method"] = "nuts"
@@ -169,7 +175,7 @@ def test_select_k_writes_table_and_plot(tmp_path, monkeypatch, capsys):
         (["predict", "{fit}", "{csv:foo}", "--out", "{tmp}/p.csv"], "unknown column(s) ['foo']", "p.csv"),
         (["predict", "{fit}", "{tmp}/none.csv", "--out", "{tmp}/p.csv"], "no CSV file", "p.csv"),
         (["predict", "{garbage}", "{csv:}", "--out", "{tmp}/p.csv"], "is not a fit: a fit file is", "p.csv"),
-        (["predict", "{not_a_fit}", "{csv:}", "--out", "{tmp}/p.csv"], "NetCDF file but not a fit", "p.csv"),
+        (["predict", "{not_a_fit}", "{csv:}", "--out", "{tmp}/p.csv"], "not a fit: it lacks attrs", "p.csv"),
         (["predict", "{fit}", "{csv:size=7e9}", "--out", "{tmp}/p.csv"], "size is in billions of parameters", "p.csv"),
         (["predict", "{fit}", "{csv:size=7B}", "--out", "{tmp}/p.csv"], "non-numeric or missing value '7B'", "p.csv"),
         (["allocate", "{fit}", "--flops", "1e40", "--out", "{tmp}/a.csv"], "budgets are FLOPs", "a.csv"),
@@ -223,6 +229,73 @@ def test_bad_input_is_one_line_and_no_file(argv, message, out, fit_path, new_mod
     assert set(tmp_path.iterdir()) - before <= {tmp_path / "bad.csv"}  # no temporary files left behind
 
 
+@pytest.mark.parametrize("command", ["predict", "allocate"])
+def test_n_draws_is_parameter_draws_and_the_old_spelling_warns(command, monkeypatch, tmp_path, capsys):
+    """``--n-draws`` reaches the analysis as ``n_draws``; ``--draws`` (the old name, which
+    ``fit`` uses for draws per chain) still does, with a warning naming the new one."""
+    seen = {}
+
+    def analysis(fit, *args, n_draws, **kwargs):
+        seen["n_draws"] = n_draws
+        raise BayesLslError("stopped here")  # what the command does next is tested above
+
+    module = importlib.import_module(f"bayes_lsl.{command.replace('allocate', 'allocation')}")
+    monkeypatch.setattr(module, command, analysis)  # (bayes_lsl.predict is also the function)
+    monkeypatch.setattr("bayes_lsl.cli._load_fit", lambda path: None)
+    inputs = [str(tmp_path / "fit.nc")] + ([str(new_models_csv(tmp_path))] if command == "predict" else [])
+    budgets = ["--flops", "1e22"] if command == "allocate" else []
+    out = ["--out", str(tmp_path / "out.csv"), "--quiet"]
+    assert main([command, *inputs, *budgets, "--n-draws", "123", *out]) == 2
+    assert seen["n_draws"] == 123 and "warning" not in capsys.readouterr().err
+    assert main([command, *inputs, *budgets, "--draws", "45", *out]) == 2
+    assert seen["n_draws"] == 45
+    warning, error = capsys.readouterr().err.splitlines()
+    assert warning == (f"bayes-lsl: warning: --draws is now --n-draws in 'bayes-lsl {command}' "
+                       "(the old name will be removed)")  # fmt: skip
+    assert error == "bayes-lsl: error: stopped here"
+
+
+def new_models_csv(folder):
+    path = folder / "new.csv"
+    pd.DataFrame({"model": ["m"], "family": ["f"], "size": [7.0], "tokens": [2.0]}).to_csv(path, index=False)
+    return path
+
+
+def test_fit_draws_are_draws_per_chain():
+    from bayes_lsl.cli import _parser
+
+    args = _parser().parse_args(["fit", "--method", "nuts", "--draws", "300"])
+    assert args.draws == 300 and not hasattr(args, "n_draws")
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), ValueError("boom"), KeyError("boom")])
+def test_a_bug_keeps_its_traceback(error, monkeypatch, capsys):
+    """Anything but a user error (a ValueError included) exits 1 with the traceback and a please-report line."""
+
+    def broken():
+        raise error
+
+    monkeypatch.setattr("bayes_lsl.cli.load_example", broken)
+    assert main(["data", "--data", "example"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert f"{type(error).__name__}: " in err and "in broken" in err  # where it happened
+    last = err.splitlines()[-1]
+    assert last.startswith("bayes-lsl: internal error (a bug, not your input): please report it")
+    assert "bayes-lsl: error:" not in err
+
+
+@pytest.mark.parametrize("error", [BayesLslError("bad   input\nhere"), DataError("bad input here"),
+                                   FileNotFoundError("bad input here")])  # fmt: skip
+def test_a_user_error_is_one_line(error, monkeypatch, capsys):
+    def refuse():
+        raise error
+
+    monkeypatch.setattr("bayes_lsl.cli.load_example", refuse)
+    assert main(["data", "--data", "example"]) == 2
+    assert _one_error_line(capsys.readouterr().err) == "bayes-lsl: error: bad input here\n"
+
+
 def test_missing_leaderboard_names_the_flag_and_where_to_get_the_files(tmp_path, monkeypatch, capsys):
     def offline(file, target):
         raise OSError("no network")
@@ -240,7 +313,7 @@ def test_extrapolation_warns_in_one_line(fit_path, tmp_path, capsys):
     new = tmp_path / "new.csv"
     pd.DataFrame({"model": ["giant"], "family": ["fam000"], "size": [2000.0], "tokens": [2.0]}).to_csv(new, index=False)
     out = tmp_path / "p.csv"
-    assert main(["predict", str(fit_path), str(new), "--out", str(out), "--draws", "50", "--quiet"]) == 0
+    assert main(["predict", str(fit_path), str(new), "--out", str(out), "--n-draws", "50", "--quiet"]) == 0
     warning = [line for line in capsys.readouterr().err.splitlines() if "extrapolating" in line]
     assert len(warning) == 1 and warning[0].startswith("bayes-lsl: warning: ")
     assert "model 'giant': size 2e+03 B parameters" in warning[0]
@@ -267,6 +340,7 @@ def test_fit_nuts_starts_at_the_mle(tmp_path):
         warnings.simplefilter("ignore")  # 2 x 100 draws fail the diagnostics' thresholds, as they should
         assert main(args) == 0
     fitted = bl.load_fit(out)
-    assert fitted.attrs["init"] == "mle" and fitted.attrs["centered"] == "partial"
-    assert fitted.posterior.sizes["chain"] == 2 and fitted.posterior.sizes["draw"] == 100
+    info = bl.FitInfo.from_tree(fitted)
+    assert fitted.attrs["init"] == "mle" and info.parameterization == "partial"
+    assert (info.n_chains, info.n_draws) == (2, 100)  # --draws: draws per chain
     assert "log_likelihood" in fitted.children

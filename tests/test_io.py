@@ -7,6 +7,10 @@ import pytest
 import xarray as xr
 
 from bayes_lsl import load_fit, save_fit
+from bayes_lsl.errors import FitFileError
+from bayes_lsl.fitting.result import FORMAT_VERSION, FitInfo
+from bayes_lsl.model.parameterization import parameterization
+from bayes_lsl.model.priors import DEFAULT_PRIORS
 
 
 @pytest.mark.parametrize("which", ["map_fit", "nuts_fit"])
@@ -54,13 +58,34 @@ def test_missing_and_unreadable_files(tmp_path):
 def test_netcdf_that_is_not_a_fit(tmp_path):
     path = tmp_path / "dataset.nc"
     xr.Dataset({"v": ("x", [1.0])}).to_netcdf(path, engine="h5netcdf")
-    with pytest.raises(OSError, match="is a NetCDF file but not a fit") as err:
+    with pytest.raises(FitFileError, match=r"dataset.nc.: not a fit: it lacks attrs \[.method.") as err:
         load_fit(path)
     _says_what_a_fit_is(str(err.value))
 
 
 def _says_what_a_fit_is(message: str) -> None:
     """The message says what a fit file is and how to make one, in the user's terms (not h5py's)."""
-    assert "a fit file is the NetCDF file written by 'bayes-lsl fit'" in message
+    assert "fit file is the NetCDF file written by 'bayes-lsl fit'" in message  # a sentence's start, or not
     assert "--out fit.nc" in message and "save_fit" in message
     assert "signature" not in message and "synchronously" not in message
+
+
+def test_a_fit_from_a_newer_format_names_both_versions(tmp_path, map_fit):
+    newer = map_fit.copy()
+    newer.attrs["format_version"] = FORMAT_VERSION + 1
+    path = save_fit(newer, tmp_path / "newer.nc")
+    with pytest.raises(FitFileError, match=rf"format {FORMAT_VERSION + 1}.*reads formats up to {FORMAT_VERSION}"):
+        load_fit(path)
+
+
+def test_a_format_1_fit_loads_in_todays_terms(tmp_path, map_fit):
+    """Format 1 stored the prior overrides as a repr and ``centered`` as given, with no version."""
+    old = map_fit.copy()
+    old.attrs = {k: v for k, v in old.attrs.items() if k not in ("format_version", "parameterization")}
+    old.attrs |= {"priors": repr({"lam_sigma": 3.0}), "centered": False}
+    fit = load_fit(save_fit(old, tmp_path / "old.nc"))
+    info = FitInfo.from_tree(fit)
+    assert info.format_version == FORMAT_VERSION and fit.attrs["format_version"] == FORMAT_VERSION
+    assert dict(info.priors) == {**DEFAULT_PRIORS, "lam_sigma": 3.0}
+    assert info.parameterization == parameterization(False)
+    np.testing.assert_array_equal(fit.posterior["lam"], map_fit.posterior["lam"])

@@ -69,9 +69,10 @@ def test_likelihood_alone_over_selects(one_skill_table):
 
 
 def test_figures(k_table, mle_fit):
-    for fig in (plots.information_criteria(k_table), plots.loadings(mle_fit), plots.skill_correlation(mle_fit)):
+    for fig in (plots.plot_information_criteria(k_table), plots.plot_loadings(mle_fit),
+                plots.plot_skill_correlation(mle_fit)):  # fmt: skip
         assert fig.axes and fig.axes[0].has_data()
-    legend = [t.get_text() for t in plots.information_criteria(k_table).axes[0].get_legend().get_texts()]
+    legend = [t.get_text() for t in plots.plot_information_criteria(k_table).axes[0].get_legend().get_texts()]
     assert f"BIC (n = {len(k_table.attrs['fits'][1]['constant_data']['family'])} families)" in legend
 
 

@@ -72,6 +72,21 @@ def fit(
     Returns
     -------
     xarray.DataTree
+        The fit: ``posterior`` (one chain of one draw for ``mle`` and ``map``),
+        ``constant_data`` and the method's groups; :class:`FitInfo` reads its settings
+        (:mod:`bayes_lsl.fitting.result` says what a fit holds).
+
+    Examples
+    --------
+    A ``map`` fit takes seconds; ``method="mle"`` (the paper's estimator) takes longer.
+
+    >>> data = bl.load_example()
+    >>> fit = bl.fit(data, K=2, method="map", seed=1, progress=False)
+    >>> fit.posterior["lam"].dims
+    ('chain', 'draw', 'skill', 'benchmark')
+    >>> info = bl.FitInfo.from_tree(fit)
+    >>> info.method, info.K, info.anchors, info.has_draws
+    ('map', 2, ('math', 'ifeval'), False)
     """
     if method not in METHODS:
         raise BayesLslError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
