@@ -310,7 +310,8 @@ def plot_scaling_curves(
     unknown = [b for b in benchmarks if b not in info.benchmarks]
     if unknown:
         raise BayesLslError(f"benchmarks {unknown} are not in the fit ({', '.join(info.benchmarks)})")
-    fig, panels, new = _panel_axes(axes, len(benchmarks), "benchmark")
+    if axes is not None:
+        _panel_axes(axes, len(benchmarks), "benchmark")  # axes that do not fit fail before the predictions
     size, tok = cd["size"].values[members], cd["tokens"].values[members]
     tokens = float(np.median(tok)) if tokens is None else float(tokens)
     lo, hi = sizes or (size.min() / 3, size.max() * 3)
@@ -319,6 +320,7 @@ def plot_scaling_curves(
                                "tokens": tokens})  # fmt: skip
     draws = predict_draws(fit, new_models, level=level, seed=seed, n_draws=n_draws).draws
     score, mean = summarize(draws, "score", level=level), summarize(draws, "mu", level=level)
+    fig, panels, new = _panel_axes(axes, len(benchmarks), "benchmark")  # a new figure only once nothing can fail
     for ax, bench in zip(panels, benchmarks, strict=True):
         s, m = score[score.benchmark == bench], mean[mean.benchmark == bench]
         ax.fill_between(grid, s["lower"], s["upper"], color="C0", alpha=0.2, lw=0, label=f"{level:.0%} score")

@@ -156,7 +156,7 @@ def _tables(fit: xr.DataTree, allocation: pd.DataFrame) -> dict[str, tuple[str, 
     if FitInfo.from_tree(fit).method == "nuts":
         from bayes_lsl.diagnostics import diagnose
 
-        tables["diagnostics"] = ("Convergence diagnostics", diagnose(fit).rename_axis("entry").reset_index())
+        tables["diagnostics"] = ("Convergence diagnostics", diagnose(fit).table.rename_axis("entry").reset_index())
     return tables
 
 

@@ -35,6 +35,13 @@ def test_scaling_curves_show_the_family_data_over_bands(mle_fit, small_sim):
     points = [line for line in axes[0].lines if line.get_marker() == "o"]
     assert len(points[0].get_xdata()) == members
     assert len(axes[0].collections) == 2  # score and mean bands
+    assert fig.get_suptitle().startswith(f"{family}: scaling with size")
+
+    given, panels = plt.subplots(1, 2)
+    fig = plots.plot_scaling_curves(mle_fit, family, benchmarks=list(data.benchmarks[:2]), n_draws=50, axes=panels)
+    assert fig is given and [ax.get_title() for ax in panels] == list(data.benchmarks[:2])
+    assert fig.get_suptitle() == ""  # the caller's figure: no figure-wide title
+    plt.close("all")
 
 
 def test_forest_has_one_row_per_entry_and_fit(mle_fit, nuts_fit):
@@ -130,8 +137,11 @@ def test_figures_compose_into_given_axes(map_fit):
     plt.close(fig)
 
 
-def test_axes_that_do_not_fit_are_named(map_fit):
+def test_axes_that_do_not_fit_are_named(map_fit, small_sim):
     fig, axes = plt.subplots(1, 3)
+    family, benchmarks = small_sim[0].families[0], list(small_sim[0].benchmarks[:2])
+    with pytest.raises(BayesLslError, match=r"axes: .* one panel per benchmark and needs 2 .*got 3"):
+        plots.plot_scaling_curves(map_fit, family, benchmarks=benchmarks, axes=axes)
     with pytest.raises(BayesLslError, match=r"axes: .* one panel per parameter name and needs 2 .*got 3"):
         plots.plot_forest({"map": map_fit}, names=("beta", "lam"), axes=axes)
     with pytest.raises(BayesLslError, match=r"axes: .* needs 2 matplotlib Axes; got 1"):
