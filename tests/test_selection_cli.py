@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 
 import controls
@@ -103,11 +101,6 @@ def test_cli_bad_inputs(tmp_path, capsys):
     frame.drop(columns="tokens").to_csv(bad, index=False)
     assert main(["data", "--data", str(bad)]) == 2
     assert "missing required column(s) ['tokens']" in capsys.readouterr().err
-
-
-def test_cli_entry_point_help():
-    result = subprocess.run([sys.executable, "-m", "bayes_lsl", "fit", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and "Example:" in result.stdout
 
 
 def test_cli_data_summary(data_dir, capsys):
