@@ -11,10 +11,13 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import contextlib  # noqa: E402
+import io  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from shared import shared_file, shared_fit  # noqa: E402
 
 from bayes_lsl.simulate import random_design, random_parameters, simulate  # noqa: E402
 
@@ -47,6 +50,15 @@ def leaderboard_folder(folder: Path) -> Path:
     return folder
 
 
+def pytest_collection_modifyitems(config, items):
+    """The notebooks' execution, the longest test by far, first.
+
+    xdist's workers take tests in this order: the worker that takes the notebooks is busy
+    with them while the other runs the rest; taken last, they would run alone at the end.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("notebooks") is None)
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """A directory with the leaderboard files (see :func:`leaderboard_folder`)."""
@@ -72,8 +84,8 @@ def small_sim():
     return data, truth
 
 
-# ------------------------------------------------ fits shared by test_approx/sampling/diagnostics/io
-# Session-scoped: compiling the model for each method is the slow part.
+# ------------------------------------------------ fits shared by the test files
+# Made once per test run, whatever the number of xdist workers (tests/shared.py).
 FIT_K = 2
 
 
@@ -87,30 +99,52 @@ def other_sim_data():
 
 
 @pytest.fixture(scope="session")
-def map_fit(small_sim):
+def map_fit(small_sim, tmp_path_factory):
     from bayes_lsl import fit
 
-    return fit(small_sim[0], K=FIT_K, method="map", seed=0, progress=False)
+    return shared_fit(tmp_path_factory, "map", lambda: fit(small_sim[0], K=FIT_K, method="map", seed=0, progress=False))
 
 
 @pytest.fixture(scope="session")
-def advi_fit(small_sim):
+def advi_fit(small_sim, tmp_path_factory):
     from bayes_lsl import fit
 
-    return fit(small_sim[0], K=FIT_K, method="advi", seed=0, progress=False, n=5000, draws=500)
+    def make():
+        return fit(small_sim[0], K=FIT_K, method="advi", seed=0, progress=False, n=5000, draws=500)
+
+    return shared_fit(tmp_path_factory, "advi", make)
 
 
 @pytest.fixture(scope="session")
-def nuts_fit(small_sim):
+def nuts_fit(small_sim, tmp_path_factory):
     from bayes_lsl import fit
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # a short run may flag a chain
-        return fit(small_sim[0], K=FIT_K, method="nuts", seed=0, progress=False, chains=2, tune=200, draws=200)
+    def make():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a short run may flag a chain
+            return fit(small_sim[0], K=FIT_K, method="nuts", seed=0, progress=False, chains=2, tune=200, draws=200)
+
+    return shared_fit(tmp_path_factory, "nuts", make)
 
 
 @pytest.fixture(scope="session")
-def mle_fit(small_sim):
+def mle_fit(small_sim, tmp_path_factory):
     from bayes_lsl import fit
 
-    return fit(small_sim[0], K=FIT_K, method="mle", seed=0, progress=False)
+    return shared_fit(tmp_path_factory, "mle", lambda: fit(small_sim[0], K=FIT_K, method="mle", seed=0, progress=False))
+
+
+@pytest.fixture(scope="session")
+def example_fit(tmp_path_factory) -> tuple[Path, str]:
+    """``bayes-lsl fit --data example --K 2 --method mle``, run once: the fit file and what the command printed."""
+    from bayes_lsl.cli import main
+
+    def write(path: Path) -> None:
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            code = main(["fit", "--data", "example", "--K", "2", "--method", "mle", "--out", str(path), "--quiet"])
+        assert code == 0, printed.getvalue()
+        path.with_suffix(".out").write_text(printed.getvalue())
+
+    path = shared_file(tmp_path_factory, "example_mle.nc", write)
+    return path, path.with_suffix(".out").read_text()

@@ -25,11 +25,9 @@ COMMANDS = ["data", "fit", "select-k", "predict", "allocate", "report"]
 
 
 @pytest.fixture(scope="module")
-def fit_path(tmp_path_factory):
-    """One mle fit of the example (K = 2) through the command line, shared by the module."""
-    path = tmp_path_factory.mktemp("fit") / "fit.nc"
-    assert main(["fit", "--data", "example", "--K", "2", "--method", "mle", "--out", str(path), "--quiet"]) == 0
-    return path
+def fit_path(example_fit):
+    """One mle fit of the example (K = 2) through the command line, shared by the test run (conftest)."""
+    return example_fit[0]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from shared import assert_round_trip
 
 from bayes_lsl import load_fit, save_fit
 from bayes_lsl.errors import FitFileError
@@ -15,13 +16,11 @@ from bayes_lsl.model.priors import DEFAULT_PRIORS
 
 @pytest.mark.parametrize("which", ["map_fit", "nuts_fit"])
 def test_round_trip(which, request, tmp_path, small_sim):
+    """A fit read back is the fit. The shared fits are themselves read back from their files
+    (tests/shared.py, which checks them against the fits as made): here, once more."""
     fit = request.getfixturevalue(which)
     path = save_fit(fit, tmp_path / "fit.nc")
-    loaded = load_fit(path, data=small_sim[0])
-    assert set(loaded.children) == set(fit.children)
-    for group in fit.children:
-        xr.testing.assert_identical(loaded[group].to_dataset(), fit[group].to_dataset())
-    assert loaded.attrs == fit.attrs  # lists, booleans and all
+    assert_round_trip(fit, load_fit(path, data=small_sim[0]))
     assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"]  # no temporary file left
 
 

@@ -188,6 +188,7 @@ def recovery_fits():
     return out
 
 
+@pytest.mark.slow  # four fits: in CI's slow step (.ci/run)
 def test_parameter_recovery_wald_coverage(recovery_fits):
     """The Wald standard errors are right, two-sided: neither too small nor too large.
 
@@ -205,6 +206,7 @@ def test_parameter_recovery_wald_coverage(recovery_fits):
     assert np.max(errors) < 0.5
 
 
+@pytest.mark.slow  # the negative controls of the test above, on its fits
 @pytest.mark.parametrize("factor", [1.5, 1 / 1.5], ids=["se x 1.5", "se / 1.5"])
 def test_wrong_standard_errors_fail_wald_recovery(recovery_fits, factor):
     # Negative controls: standard errors x 1.5 (the old one-sided coverage test passed

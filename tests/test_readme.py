@@ -32,6 +32,7 @@ def _shell(script: str, cwd: Path, timeout: float = 900) -> subprocess.Completed
                           text=True, timeout=timeout)  # fmt: skip
 
 
+@pytest.mark.slow  # four processes and a fit; test_cli runs the same commands in-process by default
 def test_shell_quickstart(tmp_path):
     done = _shell(_block_with("bash", "--data example"), tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]

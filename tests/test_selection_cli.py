@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 
 import controls
@@ -52,6 +50,7 @@ def one_skill_table():
     return bl.select_k(data, Ks=[1, 2], progress=False, n_starts=2)
 
 
+@pytest.mark.slow  # select_k over two K: in CI's slow step (.ci/run)
 def test_select_k_does_not_over_select(one_skill_table):
     # K = 2 has 8 more parameters (29 against 21). With one true skill, twice the
     # log-likelihood ratio is at most about chi-square(8) (less: the second skill's
@@ -61,6 +60,7 @@ def test_select_k_does_not_over_select(one_skill_table):
     controls.assert_not_overselected(one_skill_table, true_K=1)
 
 
+@pytest.mark.slow  # the negative control of the test above, on its table
 def test_likelihood_alone_over_selects(one_skill_table):
     # Negative control: without the penalty the larger model always fits at least as well.
     assert one_skill_table["marginal_loglik"][2] >= one_skill_table["marginal_loglik"][1]
@@ -76,11 +76,10 @@ def test_figures(k_table, mle_fit):
     assert f"BIC (n = {len(k_table.attrs['fits'][1]['constant_data']['family'])} families)" in legend
 
 
-def test_cli_fit_on_example(tmp_path, capsys):
-    out = tmp_path / "fit.nc"
-    assert main(["fit", "--data", "example", "--K", "2", "--out", str(out), "--quiet"]) == 0
+def test_cli_fit_on_example(example_fit):
+    """``bayes-lsl fit --data example --K 2 --method mle`` (run once for the test run, conftest)."""
+    out, printed = example_fit
     assert out.is_file()
-    printed = capsys.readouterr().out
     assert "marginal log-likelihood" in printed and str(out) in printed
     fit = bl.load_fit(out, data=bl.load_example())
     truth = bl.example_truth()
@@ -103,11 +102,6 @@ def test_cli_bad_inputs(tmp_path, capsys):
     frame.drop(columns="tokens").to_csv(bad, index=False)
     assert main(["data", "--data", str(bad)]) == 2
     assert "missing required column(s) ['tokens']" in capsys.readouterr().err
-
-
-def test_cli_entry_point_help():
-    result = subprocess.run([sys.executable, "-m", "bayes_lsl", "fit", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and "Example:" in result.stdout
 
 
 def test_cli_data_summary(data_dir, capsys):
