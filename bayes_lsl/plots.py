@@ -12,12 +12,14 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 
-def information_criteria(table: pd.DataFrame) -> Figure:
+def information_criteria(table) -> Figure:
     """AIC and BIC against K from :func:`bayes_lsl.select_k` (the authors' AIC where known).
 
+    ``table`` is what ``select_k`` returns or its ``.table`` (also as read back from CSV).
     The BIC's label names its n (``table.attrs["bic_n"]``, with the count from the
     ``bic_sample_size`` column), since the K it picks depends on it.
     """
+    table = getattr(table, "table", table)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(table.index, table["aic"], "o-", label="AIC")
     bic_label = "BIC"
