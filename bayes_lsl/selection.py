@@ -62,7 +62,7 @@ SWEEP_OPTIONS: dict[str, object] = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq would compare DataFrames, which have no single truth value
 class Selection:
     """What :func:`select_k` returns: the table of criteria per K and the fits behind it.
 
