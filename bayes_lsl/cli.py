@@ -15,6 +15,7 @@ Examples
 bayes-lsl data --data leaderboard --variant raw
 bayes-lsl fit --data example --K 2 --method mle --out fit.nc
 bayes-lsl select-k --data example --Ks 1 2 3 --out ic.csv --plot ic.png
+bayes-lsl select-k --data example --Ks 1 2 3 --jobs 2 --no-warm-start --out ic.csv
 bayes-lsl predict fit.nc new_models.csv --n-draws 2000 --out predictions.csv
 bayes-lsl allocate fit.nc --flops 1e21 1e22 --out allocation.csv
 bayes-lsl report fit.nc --out report
@@ -141,7 +142,8 @@ def _cmd_select_k(args: argparse.Namespace) -> None:
     out = _out_path(args.out)
     plot = _out_path(args.plot) if args.plot else None
     data = _load(args)
-    table = select_k(data, Ks=args.Ks, seed=args.seed, progress=not args.quiet, bic_n=args.bic_n)
+    table = select_k(data, Ks=args.Ks, seed=args.seed, progress=not args.quiet, bic_n=args.bic_n,
+                     warm_start=not args.no_warm_start, n_jobs=args.jobs).table  # fmt: skip
     fig = None
     if plot:
         _agg()
@@ -287,7 +289,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="fit.nc", help="output file (default fit.nc)")
 
     p = command("select-k", _cmd_select_k, "information criteria (AIC, BIC) of mle fits for several K",
-                ["--data example --Ks 1 2 3 --out ic.csv --plot ic.png"])  # fmt: skip
+                ["--data example --Ks 1 2 3 --out ic.csv --plot ic.png",
+                 "--data leaderboard --Ks 1 2 3 4 --jobs 2 --no-warm-start --out ic.csv"])  # fmt: skip
     data_args(p)
     p.add_argument("--Ks", type=int, nargs="+", default=list(range(1, 9)), help="values of K (default 1 to 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of every fit (default 0)")
@@ -295,6 +298,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, help="also draw AIC and BIC against K into this PNG")
     p.add_argument("--bic-n", choices=BIC_N, default="families",
                    help="what BIC's n counts (default families: the likelihood factorizes over them)")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=1,
+                   help="fits run side by side in this many processes (default 1; -1: one per core); "
+                        "needs --no-warm-start")  # fmt: skip
+    p.add_argument("--no-warm-start", action="store_true",
+                   help="start each K only from the factor analysis, not also from the optimum at K - 1")  # fmt: skip
 
     p = command("predict", _cmd_predict, "predictive intervals of benchmark scores for new models",
                 ["fit.nc new_models.csv --out predictions.csv",

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
 from bayes_lsl.data import DataError, ScalingData
+from bayes_lsl.parallel import run_tasks
 
 #: The authors' 11 test models (arXiv:2512.06553, held-out experiment).
 PAPER_TEST_MODELS: tuple[str, ...] = (
@@ -428,6 +430,7 @@ def cross_validate(
     progress: bool = True,
     cluster: str | None = "group",
     n_boot: int = N_BOOT,
+    n_jobs: int = 1,
     **fit_options,
 ) -> HoldoutResult:
     """K-fold cross-validation by family: each fold's families are predicted as new families.
@@ -436,6 +439,15 @@ def cross_validate(
     draw its effect from ``N(0, corr)``: this checks how the scaling law transfers to
     unseen families, a harder task than :func:`evaluate_holdout`'s. Options are those of
     :func:`evaluate_holdout`; the bootstrap resamples groups of families across folds.
+
+    Parameters
+    ----------
+    n_jobs : int
+        Folds fitted side by side (:func:`bayes_lsl.parallel.run_tasks`): ``1`` (the
+        default) one after another in this process, ``2`` two loky processes, ``-1``
+        every worker of the active joblib backend (a Dask cluster inside
+        ``joblib.parallel_backend("dask")``). Fold ``i`` is fitted with seed
+        ``seed + i`` wherever it runs, so the result does not depend on ``n_jobs``.
 
     Returns
     -------
@@ -446,17 +458,24 @@ def cross_validate(
     if not 2 <= n_folds <= len(families):
         raise ValueError(f"n_folds must be between 2 and the number of families ({len(families)}), got {n_folds}")
     fold_of = np.random.default_rng(seed).permutation(np.arange(len(families)) % n_folds)
-    parts, fits = [], []
-    from tqdm.auto import tqdm
+    # Each fold's seed is seed + fold, whichever worker fits it and whenever.
+    folds = [(fold, data.models[np.isin(data.model_family, families[fold_of == fold])]) for fold in range(n_folds)]
+    task = partial(_fold_predictions, data, K=K, method=method, level=level, seed=seed, n_draws=n_draws,
+                   fit_options=fit_options)  # fmt: skip
+    done = run_tasks(task, folds, n_jobs, progress=progress, desc="cross-validation")
+    predictions = pd.concat([part for part, _ in done], ignore_index=True)
+    return _scored_result(data, predictions, [fitted for _, fitted in done],
+                          {"cluster": cluster, "n_boot": n_boot, "level": level, "seed": seed})  # fmt: skip
 
-    for fold in tqdm(range(n_folds), desc="cross-validation", disable=not progress):
-        held = data.models[np.isin(data.model_family, families[fold_of == fold])]
-        new, truth = _held_out_frame(data, held)
-        table, fitted = _predict_split(data.drop_models(held), new, K, method, level, seed + fold, n_draws, False,
-                                       fit_options)  # fmt: skip
-        part = truth.merge(table.drop(columns=["observed"], errors="ignore"), on=["model", "benchmark"])
-        parts.append(part[part["observed"].notna()].assign(fold=fold))
-        fits.append(fitted)
-    predictions = pd.concat(parts, ignore_index=True)
-    return _scored_result(data, predictions, fits, {"cluster": cluster, "n_boot": n_boot, "level": level,
-                                                    "seed": seed})  # fmt: skip
+
+def _fold_predictions(
+    data: ScalingData, fold_models: tuple[int, np.ndarray], *, K: int, method: str, level: float, seed: int,
+    n_draws: int, fit_options: dict,
+) -> tuple[pd.DataFrame, object]:  # fmt: skip
+    """One fold of :func:`cross_validate`: fit without its models, predict their observed scores."""
+    fold, held = fold_models
+    new, truth = _held_out_frame(data, held)
+    table, fitted = _predict_split(data.drop_models(held), new, K, method, level, seed + fold, n_draws, False,
+                                   fit_options)  # fmt: skip
+    part = truth.merge(table.drop(columns=["observed"], errors="ignore"), on=["model", "benchmark"])
+    return part[part["observed"].notna()].assign(fold=fold), fitted

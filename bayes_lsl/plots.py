@@ -375,7 +375,7 @@ def plot_holdout(predictions: pd.DataFrame, *, title: str = "Held-out scores", a
 
 
 # ------------------------------------------------------------------ other analyses' results
-def plot_information_criteria(table: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
+def plot_information_criteria(table, *, ax: Axes | None = None) -> Figure:
     """AIC and BIC against K from :func:`bayes_lsl.select_k` (the authors' AIC where known).
 
     The BIC's label names its n (``table.attrs["bic_n"]``, with the count from the
@@ -383,9 +383,9 @@ def plot_information_criteria(table: pd.DataFrame, *, ax: Axes | None = None) ->
 
     Parameters
     ----------
-    table : pandas.DataFrame
-        From :func:`bayes_lsl.select_k`: indexed by K, columns ``aic``, ``bic`` (and
-        ``paper_aic``, ``bic_sample_size``).
+    table : Selection or pandas.DataFrame
+        What :func:`bayes_lsl.select_k` returns, or its ``table`` (also as read back from
+        CSV): indexed by K, columns ``aic``, ``bic`` (and ``paper_aic``, ``bic_sample_size``).
     ax : matplotlib.axes.Axes, optional
         Where to draw; default a new figure.
 
@@ -404,6 +404,7 @@ def plot_information_criteria(table: pd.DataFrame, *, ax: Axes | None = None) ->
     >>> fig.axes[0].get_legend_handles_labels()[1]
     ['AIC', 'BIC']
     """
+    table = getattr(table, "table", table)
     fig, ax = _single_axes(ax, figsize=(6, 4))
     ax.plot(table.index, table["aic"], "o-", label="AIC")
     bic_label = "BIC"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,9 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from bayes_lsl.data import ScalingData
+from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.mle import bic_sample_size
+from bayes_lsl.parallel import _check_n_jobs, run_tasks
 
 #: The authors' AIC for K = 1..12 on the paper data (a stochastic optimizer's values).
 PAPER_AIC: dict[int, float] = {
@@ -33,6 +37,40 @@ SWEEP_OPTIONS: dict[str, object] = {
 }  # fmt: skip
 
 
+@dataclass(frozen=True, eq=False)  # eq would compare DataFrames, which have no single truth value
+class Selection:
+    """What :func:`select_k` returns: the table of criteria per K and the fits behind it.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per K (see :func:`select_k`); ``table.attrs["bic_n"]`` says what BIC's n
+        counts, so the table alone still labels its figure.
+    fits : dict
+        The ``mle`` fit of each K.
+    bic_n : str
+        What BIC's n counts.
+    """
+
+    table: pd.DataFrame
+    fits: dict[int, xr.DataTree]
+    bic_n: str
+
+    @property
+    def best(self) -> dict[str, int]:
+        """The K each criterion picks: lowest ``aic`` and ``bic`` (and highest ``elpd_loo`` where present)."""
+        best = {criterion: int(self.table[criterion].idxmin()) for criterion in ("aic", "bic")}
+        if "elpd_loo" in self.table and self.table["elpd_loo"].notna().any():
+            best["elpd_loo"] = int(self.table["elpd_loo"].idxmax())
+        return best
+
+    def _repr_html_(self) -> str:
+        return self.table._repr_html_()
+
+    def __repr__(self) -> str:
+        return f"Selection(best={self.best}, bic_n={self.bic_n!r},\n{self.table.round(2).to_string()}\n)"
+
+
 def select_k(
     data: ScalingData,
     Ks: Iterable[int] = range(1, 9),
@@ -42,8 +80,9 @@ def select_k(
     progress: bool = True,
     warm_start: bool = True,
     bic_n: str = "families",
+    n_jobs: int = 1,
     **options,
-) -> pd.DataFrame:
+) -> Selection:
     """Fit the model for each K and tabulate the information criteria.
 
     Parameters
@@ -61,51 +100,79 @@ def select_k(
         Show a progress bar over K.
     warm_start : bool
         Give each K's fit one more start built from the optimum at K - 1 (see
-        :func:`bayes_lsl.mle.warm_start`).
+        :func:`bayes_lsl.mle.warm_start`). This chains the fits, so it needs
+        ``n_jobs=1``.
     bic_n : {"families", "models", "scores"}
         What BIC's n counts (:func:`bic_sample_size`); kept in
         ``table.attrs["bic_n"]`` and the column ``bic_sample_size``.
+    n_jobs : int
+        Fits run side by side (:func:`bayes_lsl.parallel.run_tasks`): ``1`` (the
+        default) one after another in this process; otherwise joblib workers of the
+        active backend (loky processes, or a Dask cluster inside
+        ``joblib.parallel_backend("dask")``), which needs ``warm_start=False``. Every
+        fit has seed ``seed``, so the result does not depend on ``n_jobs``.
     **options
         Passed to :func:`bayes_lsl.fit` (e.g. ``n_starts``); they override
         :data:`SWEEP_OPTIONS`, the sweep's cheaper defaults.
 
     Returns
     -------
-    DataFrame
-        One row per K: ``marginal_loglik`` (importance sampling's at the optimum) and its
-        Monte Carlo standard error ``marginal_loglik_mc_se``, ``n_params``, ``aic``, ``bic``
-        (with ``bic_sample_size``, its n),
+    Selection
+        ``table`` has one row per K: ``marginal_loglik`` (importance sampling's at the
+        optimum) and its Monte Carlo standard error ``marginal_loglik_mc_se``,
+        ``n_params``, ``aic``, ``bic`` (with ``bic_sample_size``, its n),
         ``integration_error``, ``n_agree`` (starts agreeing), ``wall_time_s``,
         ``paper_aic`` (the authors' value, where the data are the paper's) and, with
-        ``nuts_fits``, ``elpd_loo`` and ``elpd_loo_se``. The fits are in ``table.attrs["fits"]``.
-    """
-    from bayes_lsl.fitting import fit
+        ``nuts_fits``, ``elpd_loo`` and ``elpd_loo_se``; ``fits`` the fit of each K;
+        ``best`` the K each criterion picks.
 
+    Raises
+    ------
+    BayesLslError
+        For a ``method`` other than ``"mle"``, an unknown ``bic_n``, or ``n_jobs != 1``
+        with ``warm_start=True``.
+    """
     bic_sample_size(data, bic_n)  # a bad choice fails before the first fit
     if method != "mle":
-        raise ValueError("select_k needs method='mle': information criteria use the maximized marginal likelihood")
-    rows, fits = [], {}
+        raise BayesLslError("select_k needs method='mle': information criteria use the maximized marginal likelihood")
+    if _check_n_jobs(n_jobs) != 1 and warm_start and "start_from" not in options:
+        raise BayesLslError(f"n_jobs={n_jobs} needs warm_start=False: a warm start builds each K's fit on the optimum "
+                         "at K - 1, which chains the fits one after another")  # fmt: skip
+    Ks = list(Ks)
     options = {**SWEEP_OPTIONS, **options}
-    for K in tqdm(list(Ks), desc="select K", disable=not progress):
-        t0 = time.perf_counter()
-        per_k = {}
-        if warm_start and K - 1 in fits and "start_from" not in options:
-            per_k["start_from"] = fits[K - 1]
-        result = fits[K] = fit(data, K=K, method=method, seed=seed, progress=False, bic_n=bic_n, **options, **per_k)
-        a = result.attrs
-        rows.append({"K": K, "marginal_loglik": a["marginal_loglik"],
-                     "marginal_loglik_mc_se": a.get("marginal_loglik_mc_se", 0.0),
-                     "n_params": a["n_params"], "aic": a["aic"],
-                     "bic": a["bic"], "bic_sample_size": a["bic_sample_size"],
-                     "integration_error": a["integration_error"],
-                     "n_agree": f"{a['n_agree']}/{a['n_starts']}", "wall_time_s": time.perf_counter() - t0,
-                     "paper_aic": PAPER_AIC.get(K, np.nan) if data.n_models == 286 else np.nan})  # fmt: skip
+    if n_jobs == 1 and warm_start:
+        done, fitted = [], {}
+        for K in tqdm(Ks, desc="select K", disable=not progress):
+            previous = {"start_from": fitted[K - 1]} if K - 1 in fitted else {}
+            done.append(_fit_k(data, K, seed=seed, bic_n=bic_n, options={**previous, **options}))
+            fitted[K] = done[-1][0]
+    else:
+        done = run_tasks(partial(_fit_k, data, seed=seed, bic_n=bic_n, options=options), Ks, n_jobs,
+                         progress=progress, desc="select K")  # fmt: skip
+    fits = {row["K"]: result for result, row in done}
+    rows = [row for _, row in done]
     table = pd.DataFrame(rows).set_index("K")
+    table["paper_aic"] = [PAPER_AIC.get(K, np.nan) if data.n_models == 286 else np.nan for K in table.index]
     if nuts_fits:
         table = table.join(_loo_table(nuts_fits))
-    table.attrs["fits"] = fits
     table.attrs["bic_n"] = bic_n
-    return table
+    return Selection(table, fits, bic_n)
+
+
+def _fit_k(data: ScalingData, K: int, *, seed: int, bic_n: str, options: dict) -> tuple[xr.DataTree, dict]:
+    """One K of :func:`select_k`: its fit and its row of the table."""
+    from bayes_lsl.fitting import fit
+
+    t0 = time.perf_counter()
+    result = fit(data, K=K, method="mle", seed=seed, progress=False, bic_n=bic_n, **options)
+    a = result.attrs
+    return result, {"K": K, "marginal_loglik": a["marginal_loglik"],
+                    "marginal_loglik_mc_se": a.get("marginal_loglik_mc_se", 0.0),
+                    "n_params": a["n_params"], "aic": a["aic"],
+                    "bic": a["bic"], "bic_sample_size": a["bic_sample_size"],
+                    "integration_error": a["integration_error"],
+                    "n_agree": f"{a['n_agree']}/{a['n_starts']}",
+                    "wall_time_s": time.perf_counter() - t0}  # fmt: skip
 
 
 def _loo_table(nuts_fits: Mapping[int, xr.DataTree]) -> pd.DataFrame:

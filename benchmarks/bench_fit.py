@@ -75,8 +75,9 @@ def main() -> None:
         # each K's result is logged as it finishes.
         logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
         logging.getLogger("bayes_lsl").setLevel(logging.INFO)
-        table = bl.select_k(data, Ks=args.Ks, progress=False, **opts)
-        for K, fit in table.attrs["fits"].items():
+        sweep = bl.select_k(data, Ks=args.Ks, progress=False, **opts)
+        table = sweep.table
+        for K, fit in sweep.fits.items():
             print(_mle_row("sweep", args.variant, K, fit.attrs, table.loc[K, "wall_time_s"]))
         print(f"sweep total: {time.perf_counter() - t0:.1f} s")
         return

@@ -10,6 +10,7 @@ resamples. Prints a Markdown table.
     python benchmarks/holdout_table.py --variants paper raw --Ks 3 4 5 --methods baseline mle nuts
     python benchmarks/holdout_table.py --variants paper --Ks 4 --methods mle --dispersion covariates
     python benchmarks/holdout_table.py --protocol cv --variants paper raw --Ks 4 --methods baseline mle
+    python benchmarks/holdout_table.py --variants paper raw --Ks 3 4 5 --methods baseline mle --jobs 2
 
 ``--save-predictions DIR`` writes each row's predictions; with ``--reuse-predictions`` a
 fitted method's row is scored from the saved file instead of fitted again (the baseline
@@ -24,6 +25,7 @@ import argparse
 import subprocess
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +33,7 @@ import pandas as pd
 import bayes_lsl as bl
 from bayes_lsl.baseline import LOSSES
 from bayes_lsl.holdout import N_BOOT, HoldoutResult, score_predictions
+from bayes_lsl.parallel import run_tasks
 from bayes_lsl.report import markdown_table
 
 
@@ -48,63 +51,85 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the rows as CSV")
     parser.add_argument("--save-predictions", default=None, help="folder for each row's predictions (CSV)")
     parser.add_argument("--reuse-predictions", action="store_true", help="score saved predictions, do not refit")
+    parser.add_argument("--jobs", type=int, default=1, help="rows fitted side by side (joblib workers; -1: all cores)")
     args = parser.parse_args()
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     scoring = {"n_boot": args.n_boot, "seed": args.seed, "progress": False}
-    rows = []
+    datasets, runs = {}, []
     for variant in args.variants:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            data = bl.load_leaderboard(variant=variant)
-        reference = None
+            datasets[variant] = bl.load_leaderboard(variant=variant)
         # The baseline first: it is the reference of every paired difference.
         for method in sorted(args.methods, key=lambda m: m != "baseline"):
-            runs = [(None, {"loss": loss}) for loss in args.baseline_losses] if method == "baseline" else [
-                (K, {"dispersion": args.dispersion} | ({"init": "mle", "centered": "partial"} if method == "nuts"
-                                                       else {})) for K in args.Ks]  # fmt: skip
-            for K, options in runs:
-                name = f"{args.protocol}-{variant}-{method}-{options.get('loss', 'K' + str(K))}"
-                saved = Path(args.save_predictions or ".") / f"{name}.csv"
-                t0 = time.perf_counter()
-                reused = args.reuse_predictions and method != "baseline" and saved.is_file()
-                if reused:
-                    predictions = pd.read_csv(saved)
-                    kept = {k: v for k, v in scoring.items() if k != "progress"} | {"cluster": "group", "level": 0.95}
-                    result = HoldoutResult(predictions, score_predictions(predictions, **kept), [], kept)
-                elif args.protocol == "paper":
-                    result = bl.evaluate_holdout(data, "paper", K=K or 4, method=method, **scoring, **options)
-                else:
-                    result = bl.cross_validate(data, 5, K=K or 4, method=method, **scoring, **options)
-                seconds = time.perf_counter() - t0
-                if args.save_predictions:
-                    saved.parent.mkdir(parents=True, exist_ok=True)
-                    result.predictions.to_csv(saved, index=False)
-                overall = result.summary.loc["overall"]
-                row = {"variant": variant, "method": method, "K": K or "-", "loss": options.get("loss", "-"),
-                       "dispersion": options.get("dispersion", "-"), "n": int(overall["n"]),
-                       "clusters": int(overall["clusters"]), "mae": overall["mae"],
-                       "mae 95%": f"[{overall['mae_lower']:.3f}, {overall['mae_upper']:.3f}]",
-                       "se (clustered)": overall["mae_se"], "se (iid)": overall["mae_se_iid"],
-                       "coverage": overall["coverage"],
-                       "coverage 95%": f"[{overall['coverage_lower']:.2f}, {overall['coverage_upper']:.2f}]"
-                       if overall["coverage"] == overall["coverage"] else "-",
-                       "width": overall["width"]}  # fmt: skip
-                if reference is None:
-                    reference = result
-                    row["minus reference"] = "reference"
-                else:
-                    diff = result.compare(reference).loc["overall"]
-                    row["minus reference"] = (f"{diff['difference']:+.4f} [{diff['difference_lower']:+.4f}, "
-                                              f"{diff['difference_upper']:+.4f}]")  # fmt: skip
-                row["seconds"] = float("nan") if reused else seconds
-                rows.append(row)
-                print(pd.DataFrame(rows[-1:]).round(4).to_string(index=False, header=len(rows) == 1), flush=True)
+            runs += [(variant, method, None, {"loss": loss}) for loss in args.baseline_losses] if method == "baseline" \
+                else [(variant, method, K, {"dispersion": args.dispersion} | ({"init": "mle", "centered": "partial"}
+                                                                              if method == "nuts" else {}))
+                      for K in args.Ks]  # fmt: skip
+    folder = Path(args.save_predictions or ".")
+    saved = {_key(r): folder / f"{args.protocol}-{r[0]}-{r[1]}-{r[3].get('loss', 'K' + str(r[2]))}.csv" for r in runs}
+    reused = {k for k, path in saved.items() if args.reuse_predictions and k[1] != "baseline" and path.is_file()}
+    # Every row that needs fitting is an independent task: --jobs runs them side by side.
+    fitted = run_tasks(partial(_evaluate, datasets, args.protocol, scoring), [r for r in runs if _key(r) not in reused],
+                       n_jobs=args.jobs, desc="held-out grid")  # fmt: skip
+    done = dict(zip([_key(r) for r in runs if _key(r) not in reused], fitted, strict=True))
+    rows, reference = [], {}
+    for variant, method, K, options in runs:
+        key = _key((variant, method, K, options))
+        if key in reused:
+            predictions = pd.read_csv(saved[key])
+            kept = {k: v for k, v in scoring.items() if k != "progress"} | {"cluster": "group", "level": 0.95}
+            result, seconds = HoldoutResult(predictions, score_predictions(predictions, **kept), [], kept), float("nan")
+        else:
+            result, seconds = done[key]
+        if args.save_predictions:
+            saved[key].parent.mkdir(parents=True, exist_ok=True)
+            result.predictions.to_csv(saved[key], index=False)
+        overall = result.summary.loc["overall"]
+        row = {"variant": variant, "method": method, "K": K or "-", "loss": options.get("loss", "-"),
+               "dispersion": options.get("dispersion", "-"), "n": int(overall["n"]),
+               "clusters": int(overall["clusters"]), "mae": overall["mae"],
+               "mae 95%": f"[{overall['mae_lower']:.3f}, {overall['mae_upper']:.3f}]",
+               "se (clustered)": overall["mae_se"], "se (iid)": overall["mae_se_iid"],
+               "coverage": overall["coverage"],
+               "coverage 95%": f"[{overall['coverage_lower']:.2f}, {overall['coverage_upper']:.2f}]"
+               if overall["coverage"] == overall["coverage"] else "-",
+               "width": overall["width"]}  # fmt: skip
+        if variant not in reference:
+            reference[variant] = result
+            row["minus reference"] = "reference"
+        else:
+            diff = result.compare(reference[variant]).loc["overall"]
+            row["minus reference"] = (f"{diff['difference']:+.4f} [{diff['difference_lower']:+.4f}, "
+                                      f"{diff['difference_upper']:+.4f}]")  # fmt: skip
+        row["seconds"] = seconds
+        rows.append(row)
+        print(pd.DataFrame(rows[-1:]).round(4).to_string(index=False, header=len(rows) == 1), flush=True)
     table = pd.DataFrame(rows)
     if args.out:
         table.to_csv(args.out, index=False)
     print(f"\ncommit {commit}, {time.strftime('%Y-%m-%d')}, protocol {args.protocol}, {args.n_boot} resamples\n")
     print(markdown_table(table.round(4)))
+
+
+def _key(run: tuple) -> tuple:
+    """A hashable name of a row: variant, method, K and its options."""
+    variant, method, K, options = run
+    return variant, method, K, tuple(sorted(options.items()))
+
+
+def _evaluate(datasets: dict, protocol: str, scoring: dict, run: tuple) -> tuple[HoldoutResult, float]:
+    """One row's result and its wall time (seconds)."""
+    variant, method, K, options = run
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if protocol == "paper":
+            result = bl.evaluate_holdout(datasets[variant], "paper", K=K or 4, method=method, **scoring, **options)
+        else:
+            result = bl.cross_validate(datasets[variant], 5, K=K or 4, method=method, **scoring, **options)
+    return result, time.perf_counter() - t0
 
 
 if __name__ == "__main__":

@@ -158,12 +158,23 @@ def test_select_k_writes_table_and_plot(tmp_path, monkeypatch, capsys):
     table = pd.DataFrame({"K": [1, 2], "marginal_loglik": [100.0, 150.0], "n_params": [20, 30]}).set_index("K")
     table["aic"] = -2 * table["marginal_loglik"] + 2 * table["n_params"]
     table["bic"] = table["aic"] + 10
-    monkeypatch.setattr("bayes_lsl.selection.select_k", lambda data, **kw: table.loc[kw["Ks"]])
+    from bayes_lsl.selection import Selection
+
+    seen = {}
+
+    def fake_select_k(data, **kw):
+        seen.update(kw)
+        return Selection(table.loc[kw["Ks"]], {}, kw["bic_n"])
+
+    monkeypatch.setattr("bayes_lsl.selection.select_k", fake_select_k)
     out, plot = tmp_path / "ic.csv", tmp_path / "ic.png"
     argv = ["select-k", "--data", "example", "--Ks", "1", "2", "--out", str(out), "--plot", str(plot), "--quiet"]
     assert main(argv) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out, index_col="K"), table)
     assert plot.stat().st_size > 10_000 and "-160.0" in capsys.readouterr().out
+    assert seen["n_jobs"] == 1 and seen["warm_start"]
+    assert main([*argv, "--jobs", "2", "--no-warm-start"]) == 0
+    assert seen["n_jobs"] == 2 and not seen["warm_start"]
 
 
 @pytest.mark.parametrize(

@@ -19,11 +19,16 @@ matplotlib.use("Agg")
 
 
 @pytest.fixture(scope="module")
-def k_table(small_sim):
+def k_selection(small_sim):
     return bl.select_k(small_sim[0], Ks=[1, 2], progress=False, n_starts=2)
 
 
-def test_select_k_table(k_table, small_sim):
+@pytest.fixture(scope="module")
+def k_table(k_selection):
+    return k_selection.table
+
+
+def test_select_k_table(k_table, k_selection, small_sim):
     assert list(k_table.index) == [1, 2]
     assert {"marginal_loglik", "n_params", "aic", "bic", "integration_error"} <= set(k_table.columns)
     np.testing.assert_allclose(k_table["aic"], -2 * k_table["marginal_loglik"] + 2 * k_table["n_params"])
@@ -33,10 +38,13 @@ def test_select_k_table(k_table, small_sim):
     np.testing.assert_allclose(k_table["bic"], bic)
     # The reported log-likelihood is the sweep's importance sampler's, with its error.
     assert ((k_table["marginal_loglik_mc_se"] > 0) & (k_table["marginal_loglik_mc_se"] < 0.1)).all()
-    assert k_table.attrs["fits"][2].attrs["check"] == "4000 draws"
+    assert k_selection.fits[2].attrs["check"] == "4000 draws" and k_selection.bic_n == "families"
     # The data were simulated with K=2: one skill fits far worse than two.
     assert k_table["marginal_loglik"][2] > k_table["marginal_loglik"][1] + 20
     assert k_table["aic"].idxmin() == 2 and k_table["bic"].idxmin() == 2
+    assert k_selection.best == {"aic": 2, "bic": 2}
+    # The fits are the object's, not a payload of the table that pandas copies with every selection.
+    assert "fits" not in k_table.attrs and "best={'aic': 2, 'bic': 2}" in repr(k_selection)
     with pytest.raises(ValueError, match="method='mle'"):
         bl.select_k(bl.load_example(), Ks=[1], method="nuts")
 
@@ -47,7 +55,7 @@ def one_skill_table():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         data, _ = simulate(random_parameters(K=1, J=6, seed=21), random_design(30, 4, seed=21), missing=0.15, seed=22)
-    return bl.select_k(data, Ks=[1, 2], progress=False, n_starts=2)
+    return bl.select_k(data, Ks=[1, 2], progress=False, n_starts=2).table
 
 
 @pytest.mark.slow  # select_k over two K: in CI's slow step (.ci/run)
@@ -68,12 +76,14 @@ def test_likelihood_alone_over_selects(one_skill_table):
         controls.assert_not_overselected(controls.likelihood_alone(one_skill_table), true_K=1)
 
 
-def test_figures(k_table, mle_fit):
-    for fig in (plots.plot_information_criteria(k_table), plots.plot_loadings(mle_fit),
+def test_figures(k_selection, mle_fit):
+    for fig in (plots.plot_information_criteria(k_selection), plots.plot_loadings(mle_fit),
                 plots.plot_skill_correlation(mle_fit)):  # fmt: skip
         assert fig.axes and fig.axes[0].has_data()
-    legend = [t.get_text() for t in plots.plot_information_criteria(k_table).axes[0].get_legend().get_texts()]
-    assert f"BIC (n = {len(k_table.attrs['fits'][1]['constant_data']['family'])} families)" in legend
+    n_families = len(k_selection.fits[1]["constant_data"]["family"])
+    for table in (k_selection, k_selection.table):  # the object select_k returns, or its table
+        legend = [t.get_text() for t in plots.plot_information_criteria(table).axes[0].get_legend().get_texts()]
+        assert f"BIC (n = {n_families} families)" in legend
 
 
 def test_cli_fit_on_example(example_fit):
