@@ -30,7 +30,6 @@ import time
 import warnings
 from pathlib import Path
 
-import bayes_lsl.inference
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -38,6 +37,7 @@ from scipy.stats import chi2
 
 import bayes_lsl as bl
 import bayes_lsl.data
+import bayes_lsl.fitting.result
 import bayes_lsl.model.build
 from bayes_lsl.data import COVARIATES, ScalingData
 from bayes_lsl.parameters import parameter_draws
@@ -62,7 +62,7 @@ class MundlakData(ScalingData):
 def mundlak_fit(data: ScalingData, K: int = 4, **options) -> xr.DataTree:
     """The MLE with the family means as extra covariates."""
     wide = MundlakData(**{f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.init})
-    modules = (bayes_lsl.data, bayes_lsl.model, bayes_lsl.inference)  # each holds the names of the covariates
+    modules = (bayes_lsl.data, bayes_lsl.model.build, bayes_lsl.fitting.result)  # each holds the names of the covariates
     for module in modules:
         module.COVARIATES = COVARIATES + MEANS
     try:

@@ -274,6 +274,7 @@ def assemble(
         data_fingerprint=data_fingerprint(data),
         n_chains=int(posterior.sizes.get("chain", 1)),
         n_draws=int(posterior.sizes.get("draw", 1)),
+        covariates=tuple(COVARIATES),
     )
     tree = xr.DataTree.from_dict({name: ds for name, ds in groups.items()} | {"constant_data": constant_data(data)})
     tree.attrs = {**info.attrs(), "bayes_lsl_version": __version__, "pymc_version": pm.__version__, **attrs}
