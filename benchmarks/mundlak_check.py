@@ -62,7 +62,8 @@ class MundlakData(ScalingData):
 def mundlak_fit(data: ScalingData, K: int = 4, **options) -> xr.DataTree:
     """The MLE with the family means as extra covariates."""
     wide = MundlakData(**{f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.init})
-    modules = (bayes_lsl.data, bayes_lsl.model.build, bayes_lsl.fitting.result)  # each holds the names of the covariates
+    # Each of these holds the names of the covariates.
+    modules = (bayes_lsl.data, bayes_lsl.model.build, bayes_lsl.fitting.result)
     for module in modules:
         module.COVARIATES = COVARIATES + MEANS
     try:
