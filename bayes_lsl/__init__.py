@@ -1,5 +1,7 @@
 """bayes_lsl: latent-skill scaling laws for large language models (arXiv:2512.06553)."""
 
+import warnings
+
 from bayes_lsl.allocation import allocate, model_budgets, paper_budgets
 from bayes_lsl.compare import compare_families
 from bayes_lsl.data import DataError, ScalingData, example_truth, load_example, load_leaderboard
@@ -10,6 +12,11 @@ from bayes_lsl.io import load_fit, save_fit
 from bayes_lsl.model import build_model
 from bayes_lsl.predict import predict
 from bayes_lsl.selection import select_k
+
+# PyTensor warns on its first compilation that it found no BLAS to link. Its BLAS ops take
+# under 0.5% of a fit's run time here (a few tiny products), and numpy's bundled OpenBLAS
+# cannot be linked by it (64-bit integers, renamed symbols): see benchmarks/README.md.
+warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS installation", category=UserWarning)
 
 __version__ = "0.1.0"
 
