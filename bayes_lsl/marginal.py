@@ -26,8 +26,10 @@ The likelihood itself comes from :mod:`bayes_lsl.model` (``score_logp``,
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
 import time
+import warnings
 from functools import cached_property
 
 import numpy as np
@@ -107,6 +109,56 @@ def _compile(inputs, outputs, name: str = "function"):
     fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
     COMPILE_LOG.append((name, time.perf_counter() - tic))
     return fn
+
+
+def default_jobs() -> int:
+    """Processes for the parallel parts of a fit: up to 2, one per core.
+
+    ``BAYES_LSL_JOBS`` overrides (``1``: everything in this process).
+    """
+    return int(os.environ.get("BAYES_LSL_JOBS", min(2, os.cpu_count() or 1)))
+
+
+#: The function that forked workers of :func:`fork_map` call (inherited, never pickled).
+_FORK_FUNC = None
+
+
+def _fork_call(item):
+    return _FORK_FUNC(item)
+
+
+def fork_map(func, items: list, n_jobs: int | None = None, on_done=None) -> list:
+    """``[func(item) for item in items]``, in ``n_jobs`` forked processes where that is possible.
+
+    Forked workers inherit ``func`` with its compiled PyTensor functions, which cannot be
+    pickled and would cost tens of seconds to compile again; only the items and the results
+    travel. Deterministic work gives the same numbers either way. Where ``fork`` is
+    unavailable (Windows, macOS' default), or with one job or item, it runs in this process.
+    ``on_done(i)`` is called after the i-th result (in order), e.g. to advance a progress bar.
+    """
+    global _FORK_FUNC
+    n_jobs = min(default_jobs() if n_jobs is None else n_jobs, len(items))
+    out: list = []
+    if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for item in items:
+            out.append(func(item))
+            if on_done:
+                on_done(len(out))
+        return out
+    _FORK_FUNC = func
+    try:
+        with warnings.catch_warnings():
+            # Python warns that fork() in a process with threads (BLAS, a progress bar's
+            # monitor) may deadlock; the workers only run compiled PyTensor code and numpy.
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+            with multiprocessing.get_context("fork").Pool(n_jobs) as pool:
+                for result in pool.imap(_fork_call, items):
+                    out.append(result)
+                    if on_done:
+                        on_done(len(out))
+    finally:
+        _FORK_FUNC = None
+    return out
 
 
 class MarginalLikelihood:
@@ -248,7 +300,10 @@ class MarginalLikelihood:
         z = rng.standard_normal((n_draws, F, K)) / np.sqrt(rng.chisquare(df, (n_draws, F, 1)) / df) * scale
         log_q = scipy.stats.multivariate_t.logpdf(z.reshape(-1, K), shape=scale**2 * np.eye(K), df=df)
         # In batches: every draw evaluates the likelihood of every observed score.
-        log_w = np.concatenate([fn(theta, modes, chunk) for chunk in np.array_split(z, -(-n_draws // 200))])
+        chunks = np.array_split(z, -(-n_draws // 200))
+        # Two halves of the batches, one per worker (for fewer, larger transfers).
+        halves = [h for h in (chunks[: len(chunks) // 2], chunks[len(chunks) // 2 :]) if h]
+        log_w = np.concatenate(fork_map(lambda part: np.concatenate([fn(theta, modes, c) for c in part]), halves))
         log_w = log_w - log_q.reshape(n_draws, F)
         estimate = scipy.special.logsumexp(log_w, axis=0) - np.log(n_draws)
         w = np.exp(log_w - estimate)  # relative weights, mean 1
@@ -343,9 +398,12 @@ class MarginalLikelihood:
         accurate to about ``step**2``.
         """
         grad = self.objective(self.n_nodes if n_nodes is None else n_nodes)
-        cols = [(grad(theta + step * e, modes)[1] - grad(theta - step * e, modes)[1]) / (2 * step)
-                for e in np.eye(len(theta))]  # fmt: skip
-        H = np.array(cols)
+
+        def columns(block):
+            return [(grad(theta + step * e, modes)[1] - grad(theta - step * e, modes)[1]) / (2 * step) for e in block]
+
+        eye = np.eye(len(theta))
+        H = np.concatenate(fork_map(columns, [b for b in (eye[: len(theta) // 2], eye[len(theta) // 2 :]) if len(b)]))
         return 0.5 * (H + H.T)
 
     @cached_property
