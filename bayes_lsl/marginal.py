@@ -133,13 +133,16 @@ def fork_map(func, items: list, n_jobs: int | None = None, on_done=None) -> list
     Forked workers inherit ``func`` with its compiled PyTensor functions, which cannot be
     pickled and would cost tens of seconds to compile again; only the items and the results
     travel. Deterministic work gives the same numbers either way. Where ``fork`` is
-    unavailable (Windows, macOS' default), or with one job or item, it runs in this process.
+    unavailable (Windows, macOS' default), in a daemonic process, or with one job or item, it
+    runs in this process.
     ``on_done(i)`` is called after the i-th result (in order), e.g. to advance a progress bar.
     """
     global _FORK_FUNC
     n_jobs = min(default_jobs() if n_jobs is None else n_jobs, len(items))
     out: list = []
-    if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    # A daemonic process (a multiprocessing.Pool worker, e.g. one fit of a parallel sweep)
+    # may not start processes of its own.
+    if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
         for item in items:
             out.append(func(item))
             if on_done:
