@@ -1,5 +1,7 @@
 """bayes_lsl: latent-skill scaling laws for large language models (arXiv:2512.06553)."""
 
+import warnings
+
 from bayes_lsl._version import __version__
 from bayes_lsl.allocation import allocate, model_budgets, paper_budgets
 from bayes_lsl.compare import compare_families
@@ -13,6 +15,11 @@ from bayes_lsl.model import build_model
 from bayes_lsl.parameters import parameter_draws, parameter_intervals
 from bayes_lsl.predict import predict, predict_draws
 from bayes_lsl.selection import select_k
+
+# PyTensor warns on its first compilation that it found no BLAS to link. Its BLAS ops take
+# under 0.5% of a fit's run time here (a few tiny products), and numpy's bundled OpenBLAS
+# cannot be linked by it (64-bit integers, renamed symbols): see benchmarks/README.md.
+warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS installation", category=UserWarning)
 
 __all__ = [
     "allocate",

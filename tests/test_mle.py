@@ -380,3 +380,33 @@ def test_start_agreement_says_what_agrees_with_what(mle_fit):
     words = start_agreement(attrs)
     assert f"{attrs['n_agree']}/{attrs['n_starts']} Laplace screens within {tol:g} of the best screen" in words
     assert f"{attrs['n_agree_refined']}/{attrs['n_refined']} refined starts at the optimum" in words
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_every_phase_is_on_the_progress_bar_and_none_without_it(small_sim, capsys, progress):
+    """Compilation, screens, refinement, check and standard errors are named as they run; none without progress."""
+    fit = bl.fit(small_sim[0], K=2, method="mle", seed=0, progress=progress, n_starts=1, check_draws=200)
+    err = capsys.readouterr().err
+    phases = ["compiling the model", "screening 1 start(s)", "refining 1/1", "checking", "standard errors"]
+    if progress:
+        assert all(phase in err for phase in phases), err[-2000:]
+    else:
+        assert err == ""
+    # What was compiled is recorded (nothing where the same graphs were compiled before in this process).
+    assert len(fit.attrs["compile_functions"]) == len(fit.attrs["compile_s"])
+
+
+def test_screens_in_parallel_processes_give_the_same_numbers(small_sim):
+    """Forked screening workers run the same deterministic screens as one process does."""
+    from bayes_lsl.fitting.mle import anchored_start, screens
+
+    data, _ = small_sim
+    parts = MarginalLikelihood(bl.build_model(data, K=2), data, 3)
+    theta0 = anchored_start(data, 2, parts)
+    starts = [theta0, theta0 + 0.3 * np.random.default_rng(0).normal(size=theta0.shape)]
+    done = []
+    parallel = screens(parts, starts, maxiter=50, n_jobs=2, on_done=done.append)
+    serial = screens(parts, starts, maxiter=50, n_jobs=1)
+    assert done == [1, 2]
+    for a, b in zip(parallel, serial, strict=True):
+        assert a["loglik"] == b["loglik"] and np.array_equal(a["theta"], b["theta"])

@@ -26,7 +26,10 @@ The likelihood itself comes from :mod:`bayes_lsl.model` (``score_logp``,
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
+import time
+import warnings
 from functools import cached_property
 
 import numpy as np
@@ -93,11 +96,72 @@ def _log_phi(z: np.ndarray) -> np.ndarray:
 COMPILE_MODE = os.environ.get("BAYES_LSL_PYTENSOR_MODE", "CVM")
 
 
-def _compile(inputs, outputs):
+#: Seconds spent in each compilation of this process, in order: (name, seconds). Read by
+#: :func:`bayes_lsl.mle.fit_mle` for its ``compile_*`` attrs and by ``benchmarks/first_fit.py``.
+COMPILE_LOG: list[tuple[str, float]] = []
+
+
+def _compile(inputs, outputs, name: str = "function"):
     # Invalid Beta parameters (e.g. a failed Cholesky far from the optimum) give -inf,
     # which the line search backs away from, instead of raising.
+    tic = time.perf_counter()
     mode = get_mode(COMPILE_MODE).including("local_check_parameter_to_ninf_switch")
-    return pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
+    fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
+    COMPILE_LOG.append((name, time.perf_counter() - tic))
+    return fn
+
+
+def default_jobs() -> int:
+    """Processes for the parallel parts of a fit: up to 2, one per core.
+
+    ``BAYES_LSL_JOBS`` overrides (``1``: everything in this process).
+    """
+    return int(os.environ.get("BAYES_LSL_JOBS", min(2, os.cpu_count() or 1)))
+
+
+#: The function that forked workers of :func:`fork_map` call (inherited, never pickled).
+_FORK_FUNC = None
+
+
+def _fork_call(item):
+    return _FORK_FUNC(item)
+
+
+def fork_map(func, items: list, n_jobs: int | None = None, on_done=None) -> list:
+    """``[func(item) for item in items]``, in ``n_jobs`` forked processes where that is possible.
+
+    Forked workers inherit ``func`` with its compiled PyTensor functions, which cannot be
+    pickled and would cost tens of seconds to compile again; only the items and the results
+    travel. Deterministic work gives the same numbers either way. Where ``fork`` is
+    unavailable (Windows, macOS' default), in a daemonic process, or with one job or item, it
+    runs in this process.
+    ``on_done(i)`` is called after the i-th result (in order), e.g. to advance a progress bar.
+    """
+    global _FORK_FUNC
+    n_jobs = min(default_jobs() if n_jobs is None else n_jobs, len(items))
+    out: list = []
+    # A daemonic process (a multiprocessing.Pool worker, e.g. one fit of a parallel sweep)
+    # may not start processes of its own.
+    if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
+        for item in items:
+            out.append(func(item))
+            if on_done:
+                on_done(len(out))
+        return out
+    _FORK_FUNC = func
+    try:
+        with warnings.catch_warnings():
+            # Python warns that fork() in a process with threads (BLAS, a progress bar's
+            # monitor) may deadlock; the workers only run compiled PyTensor code and numpy.
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+            with multiprocessing.get_context("fork").Pool(n_jobs) as pool:
+                for result in pool.imap(_fork_call, items):
+                    out.append(result)
+                    if on_done:
+                        on_done(len(out))
+    finally:
+        _FORK_FUNC = None
+    return out
 
 
 class MarginalLikelihood:
@@ -188,7 +252,6 @@ class MarginalLikelihood:
         self._center = modes + pt.stack(step, axis=1)
         self._family_logdensity = family_logdensity
         self._family_loglik, self._chol = family_loglik, chol
-        self.value_and_grad = self.objective(n_nodes)
 
         # Curvature of h_l in alpha, for finding the modes. Families are independent, so
         # the gradient of the sum stacks the per-family gradients.
@@ -196,7 +259,7 @@ class MarginalLikelihood:
         h = family_logdensity(alpha)
         g = pt.grad(h.sum(), alpha)
         H = pt.stack([pt.grad(g[:, j].sum(), alpha) for j in range(K)], axis=1)  # (F, K, K)
-        self.family_curvature = _compile([alpha, theta], [h, g, H])
+        self.family_curvature = _compile([alpha, theta], [h, g, H], "family_curvature")
 
     def _log_integrand(self, z: pt.TensorVariable) -> pt.TensorVariable:
         """log of h_l's exponential at ``center + R'^{-1} z`` times the scale's Jacobian.
@@ -210,10 +273,15 @@ class MarginalLikelihood:
         log_det = -sum(pt.log(self._R[k][k]) for k in range(K))
         return self._family_logdensity(nodes) + log_det
 
-    def _per_family_graph(self, n_nodes: int | str) -> pt.TensorVariable:
-        """log p(Y_l) per family by the rule ``n_nodes`` placed at ``center`` with scale ``R'^{-1}``."""
-        z, logw = quadrature_rule(self.K, n_nodes)
-        return pt.logsumexp(self._log_integrand(pt.as_tensor(z)) + logw[:, None], axis=0)
+    @cached_property
+    def _rule_inputs(self) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+        """Symbolic nodes (Q, K) and log-weights (Q,): the rule is an input of the compiled functions."""
+        return pt.matrix("z"), pt.vector("logw")
+
+    def _per_family_graph(self) -> pt.TensorVariable:
+        """log p(Y_l) per family by the rule of the inputs ``z``, ``logw`` placed at ``center``, scale ``R'^{-1}``."""
+        z, logw = self._rule_inputs
+        return pt.logsumexp(self._log_integrand(z) + logw[:, None], axis=0)
 
     def importance(
         self, theta: np.ndarray, modes: np.ndarray, n_draws: int = 20_000, seed: int = 0, df: float = 5.0
@@ -227,7 +295,7 @@ class MarginalLikelihood:
         """
         if "importance" not in self._compiled:
             z = pt.tensor3("z")
-            self._compiled["importance"] = _compile([self._theta, self._modes, z], self._log_integrand(z))
+            self._compiled["importance"] = _compile([self._theta, self._modes, z], self._log_integrand(z), "importance")
         fn = self._compiled["importance"]
         K, F, scale = self.K, self.n_families, np.sqrt(1.5)
         rng = np.random.default_rng(seed)
@@ -235,7 +303,10 @@ class MarginalLikelihood:
         z = rng.standard_normal((n_draws, F, K)) / np.sqrt(rng.chisquare(df, (n_draws, F, 1)) / df) * scale
         log_q = scipy.stats.multivariate_t.logpdf(z.reshape(-1, K), shape=scale**2 * np.eye(K), df=df)
         # In batches: every draw evaluates the likelihood of every observed score.
-        log_w = np.concatenate([fn(theta, modes, chunk) for chunk in np.array_split(z, -(-n_draws // 200))])
+        chunks = np.array_split(z, -(-n_draws // 200))
+        # Two halves of the batches, one per worker (for fewer, larger transfers).
+        halves = [h for h in (chunks[: len(chunks) // 2], chunks[len(chunks) // 2 :]) if h]
+        log_w = np.concatenate(fork_map(lambda part: np.concatenate([fn(theta, modes, c) for c in part]), halves))
         log_w = log_w - log_q.reshape(n_draws, F)
         estimate = scipy.special.logsumexp(log_w, axis=0) - np.log(n_draws)
         w = np.exp(log_w - estimate)  # relative weights, mean 1
@@ -277,19 +348,33 @@ class MarginalLikelihood:
         return estimate, np.sqrt(np.clip(rel_var, 0, None))
 
     def objective(self, n_nodes: int | str):
-        """Compiled ``(theta, modes) -> (log-likelihood, gradient)`` by the rule ``n_nodes``."""
-        if ("objective", n_nodes) not in self._compiled:
-            value = self._per_family_graph(n_nodes).sum()
-            fn = _compile([self._theta, self._modes], [value, pt.grad(value, self._theta)])
-            self._compiled["objective", n_nodes] = fn
-        return self._compiled["objective", n_nodes]
+        """``(theta, modes) -> (log-likelihood, gradient)`` by the rule ``n_nodes``.
+
+        One compiled function serves every rule (the Laplace screen's single node, the
+        refinement's product rule or cubature, the Hessian's): the rule's nodes and weights
+        are inputs, not constants, so the graph is rewritten and compiled once.
+        """
+        if "objective" not in self._compiled:
+            value = self._per_family_graph().sum()
+            inputs = [self._theta, self._modes, *self._rule_inputs]
+            self._compiled["objective"] = _compile(inputs, [value, pt.grad(value, self._theta)], "objective")
+        return self._with_rule(self._compiled["objective"], n_nodes)
 
     def per_family(self, n_nodes: int | str):
-        """Compiled ``(theta, modes) -> log p(Y_l)`` for every family."""
-        if ("per_family", n_nodes) not in self._compiled:
-            graph = self._per_family_graph(n_nodes)
-            self._compiled["per_family", n_nodes] = _compile([self._theta, self._modes], graph)
-        return self._compiled["per_family", n_nodes]
+        """``(theta, modes) -> log p(Y_l)`` for every family, by the rule ``n_nodes``."""
+        if "per_family" not in self._compiled:
+            inputs = [self._theta, self._modes, *self._rule_inputs]
+            self._compiled["per_family"] = _compile(inputs, self._per_family_graph(), "per_family")
+        return self._with_rule(self._compiled["per_family"], n_nodes)
+
+    def _with_rule(self, fn, n_nodes: int | str):
+        z, logw = quadrature_rule(self.K, n_nodes)
+        return lambda theta, modes: fn(theta, modes, z, logw)
+
+    @property
+    def value_and_grad(self):
+        """The objective by the rule given at construction (see :meth:`objective`)."""
+        return self.objective(self.n_nodes)
 
     @property
     def size(self) -> int:
@@ -316,15 +401,18 @@ class MarginalLikelihood:
         accurate to about ``step**2``.
         """
         grad = self.objective(self.n_nodes if n_nodes is None else n_nodes)
-        cols = [(grad(theta + step * e, modes)[1] - grad(theta - step * e, modes)[1]) / (2 * step)
-                for e in np.eye(len(theta))]  # fmt: skip
-        H = np.array(cols)
+
+        def columns(block):
+            return [(grad(theta + step * e, modes)[1] - grad(theta - step * e, modes)[1]) / (2 * step) for e in block]
+
+        eye = np.eye(len(theta))
+        H = np.concatenate(fork_map(columns, [b for b in (eye[: len(theta) // 2], eye[len(theta) // 2 :]) if len(b)]))
         return 0.5 * (H + H.T)
 
     @cached_property
     def natural(self):
         """theta -> dict of ``beta``, ``lam``, ``b``, ``phi``, ``corr``."""
-        fn = _compile([self._theta], list(self._natural.values()))
+        fn = _compile([self._theta], list(self._natural.values()), "natural")
         return lambda th: dict(zip(self._natural, fn(th), strict=True))
 
     def natural_jacobian(self, theta: np.ndarray, step: float = 1e-6) -> np.ndarray:

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
-from bayes_lsl.fitting.marginal import CUBATURE, MarginalLikelihood, family_modes
+from bayes_lsl.fitting.marginal import COMPILE_LOG, CUBATURE, MarginalLikelihood, family_modes, fork_map
 from bayes_lsl.fitting.result import PARAMETERS, point_posterior, posterior_mean
 from bayes_lsl.model import n_params
 from bayes_lsl.model.likelihood import corr_to_z
@@ -197,6 +197,15 @@ def refine(
     return best | {"rounds": rounds, "converged": converged, "stalled": not converged and since_best >= patience}
 
 
+def screens(parts: MarginalLikelihood, starts: list[np.ndarray], maxiter: int, n_jobs: int | None, on_done=None):
+    """Each start's Laplace screen (:func:`refine` on the one-node rule), in ``n_jobs`` processes.
+
+    The screens are deterministic and independent, so running them in parallel
+    (:func:`bayes_lsl.fitting.marginal.fork_map`) gives the same numbers as one after the other.
+    """
+    return fork_map(lambda theta: refine(parts, theta, n_nodes=1, tol=1e-2, maxiter=maxiter), starts, n_jobs, on_done)
+
+
 def fit_mle(
     model: pm.Model,
     data: ScalingData,
@@ -216,6 +225,7 @@ def fit_mle(
     screen_maxiter: int = 2000,
     refine_maxiter: int = 2000,
     bic_n: str = "families",
+    n_jobs: int | None = None,
 ) -> tuple[dict[str, xr.Dataset], dict]:
     """Maximum marginal likelihood (the paper's estimator).
 
@@ -268,6 +278,10 @@ def fit_mle(
         attrs ``bic_n`` and ``bic_sample_size``. Families by default: the marginal
         likelihood factorizes over them. On the paper data the choice changes the K that
         BIC picks (see the README).
+    n_jobs : int, optional
+        Processes for the Laplace screens (default :func:`bayes_lsl.fitting.marginal.default_jobs`:
+        up to 2, one per core). The screens are deterministic, so the result does not
+        depend on it.
 
     Returns
     -------
@@ -284,6 +298,7 @@ def fit_mle(
         ``converged`` or ``stalled`` (how the refinement's rounds ended, see :func:`refine`).
     """
     t0 = time.perf_counter()
+    n_compiled = len(COMPILE_LOG)
     if model_parameterization(model) == "partial":
         raise BayesLslError(
             "method='mle' integrates the family effects out: use centered=False (or True), not 'partial'"
@@ -291,27 +306,32 @@ def fit_mle(
     K = len(model.coords["skill"])
     n_bic = bic_sample_size(data, bic_n)  # checked before the optimization, not after
     n_nodes = n_nodes or default_nodes(K)
+    n_screens = n_starts + (start_from is not None)
+    # Every phase is named on the bar, so that no phase runs silent: compilation (tens of
+    # seconds with an empty PyTensor cache), each screen, the refinement, the check, the
+    # standard errors.
+    bar = tqdm(total=n_screens + n_refine + 3, desc=f"mle K={K}", disable=not progress, unit="step")
+    bar.set_description(f"mle K={K}: compiling the model (once per data shape and K)")
     parts = MarginalLikelihood(model, data, n_nodes)
+    parts.objective(n_nodes)  # compiled here rather than inside the first screen
     rng = np.random.default_rng(seed)
     theta0 = anchored_start(data, K, parts)
+    bar.update()
 
     timings = {"setup": time.perf_counter() - t0}
     tic = time.perf_counter()
     starts = [theta0 + (0.0 if s == 0 else perturbation) * rng.normal(size=theta0.shape) for s in range(n_starts)]
     if start_from is not None:
         starts.append(warm_start(start_from, data, K, parts, theta0))
-    bar = tqdm(total=len(starts) + n_refine, desc=f"mle K={K}", disable=not progress)
-    laplace = []
-    for theta_start in starts:
-        laplace.append(refine(parts, theta_start, n_nodes=1, tol=1e-2, maxiter=screen_maxiter))
-        bar.update()
+    bar.set_description(f"mle K={K}: screening {len(starts)} start(s) on the Laplace rule")
+    laplace = screens(parts, starts, screen_maxiter, n_jobs, on_done=lambda _: bar.update())
     laplace.sort(key=lambda r: -r["loglik"] if np.isfinite(r["loglik"]) else np.inf)
     timings["screen"], tic = time.perf_counter() - tic, time.perf_counter()
     refined = []
-    for candidate in laplace[:n_refine]:
+    for i, candidate in enumerate(laplace[:n_refine]):
+        bar.set_description(f"mle K={K}: refining {i + 1}/{min(n_refine, len(laplace))} on the quadrature")
         refined.append(refine(parts, candidate["theta"], n_nodes=n_nodes, tol=tol, maxiter=refine_maxiter))
         bar.update()
-    bar.close()
     best = max(refined, key=lambda r: r["loglik"])
     n_agree = sum(abs(r["loglik"] - laplace[0]["loglik"]) < agree_tol for r in laplace)
     if not (best["converged"] or best["stalled"]):
@@ -319,6 +339,7 @@ def fit_mle(
 
     timings["refine"], tic = time.perf_counter() - tic, time.perf_counter()
     loglik, mc_se, check = best["loglik"], 0.0, "none"
+    bar.set_description(f"mle K={K}: checking the log-likelihood")
     if check_nodes:
         loglik = float(parts.per_family(check_nodes)(best["theta"], best["modes"]).sum())
         check = f"{check_nodes}^K nodes"
@@ -326,8 +347,13 @@ def fit_mle(
         per_family, se = parts.importance(best["theta"], best["modes"], n_draws=check_draws, seed=seed)
         loglik, mc_se, check = float(per_family.sum()), float(np.sqrt((se**2).sum())), f"{check_draws} draws"
     timings["check"], tic = time.perf_counter() - tic, time.perf_counter()
+    bar.update()
+    bar.set_description(f"mle K={K}: standard errors")
     groups = _mle_groups(model, data, parts, best, hessian_nodes or n_nodes)
     timings["standard_errors"] = time.perf_counter() - tic
+    bar.update()
+    bar.set_description(f"mle K={K}")
+    bar.close()
     k = n_params(K, data.n_benchmarks, dispersion="covariates" if "phi_a" in parts.names else "benchmark")
     n_obs = int(data.observed.sum())
     attrs = {
@@ -359,6 +385,9 @@ def fit_mle(
         "wall_time_s": time.perf_counter() - t0,
         "timings_s": [round(v, 2) for v in timings.values()],
         "timings_phases": list(timings),
+        # What this fit compiled (nothing where an earlier fit of the process had the same graphs).
+        "compile_functions": [name for name, _ in COMPILE_LOG[n_compiled:]],
+        "compile_s": [round(s, 2) for _, s in COMPILE_LOG[n_compiled:]],
     }
     log.info("mle K=%d: loglik %.2f, %s, %.0f s", K, loglik, start_agreement(attrs), attrs["wall_time_s"])
     return groups, attrs
