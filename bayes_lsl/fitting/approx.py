@@ -166,8 +166,8 @@ def fit_advi(
     full_rank : bool
         Full-rank Gaussian instead of mean-field.
     n : int
-        Optimization iterations. On the paper's data (K=4) the ELBO still rises by ~1 nat
-        per 3000 iterations at 30000 and is flat by 60000 (about 30 s).
+        Optimization iterations (on the paper's data the ELBO is flat well before the
+        default; ``benchmarks/README.md`` has the measured curve).
     draws : int
         Draws from the approximation returned as the ``posterior`` (one chain).
     learning_rate : float

@@ -75,11 +75,10 @@ def default_nodes(K: int) -> int | str:
     """The objective's rule: 3 Gauss-Hermite nodes per dimension up to K = 4, then the 2K-node cubature.
 
     The product rule's ``3**K`` nodes make each gradient call and the rounds slow from
-    K = 5 (3^5 = 243 nodes per family: 213 s for the paper's K = 5 fit; the cubature:
-    62 s). At K >= 5 the cubature over-estimates the log-likelihood (by about 3 at K = 5
-    and 17 at K = 8 on the paper data), as product rules with few nodes under-estimate it
-    (3^8 nodes by 2.7), but its optima are good: the reported value is importance
-    sampling's at the optimum (``check_draws``).
+    K = 5 (3^5 = 243 nodes per family; timings in ``benchmarks/README.md``). At K >= 5 the
+    cubature's log-likelihood is biased upwards, as product rules with few nodes are biased
+    downwards, but its optima are good: the reported value is importance sampling's at the
+    optimum (``check_draws``).
     """
     return 3 if K <= 4 else CUBATURE
 

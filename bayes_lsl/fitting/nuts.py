@@ -166,9 +166,8 @@ def fit_nuts(
         diagonal from the draws' variances, as Stan and PyMC do; nutpie's own ``"diag"``
         mixes in the gradients' variances, and ``"low_rank"`` also learns the strongest
         posterior correlations at several times the cost per draw. On the leaderboard
-        (raw, K = 4, ``centered="partial"``, from the MLE) ``"draw_diag"`` gave a minimum
-        bulk ESS of 480 to 590 over five seeds, ``"diag"`` 290 to 300 over two (see
-        ``benchmarks/README.md``). PyMC's and numpyro's samplers adapt a diagonal.
+        ``"draw_diag"`` gave the largest minimum bulk ESS (``benchmarks/README.md`` has
+        the figures). PyMC's and numpyro's samplers adapt a diagonal.
     lp_gap : float
         A chain whose mean log-likelihood (of all scores) is more than this below the
         best chain's is reported as stuck in a minor mode.
