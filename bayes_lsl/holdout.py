@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_lsl.data import DataError, ScalingData
+from bayes_lsl.errors import BayesLslError
 from bayes_lsl.parallel import run_tasks
 
 #: The authors' 11 test models (arXiv:2512.06553, held-out experiment).
@@ -130,7 +131,7 @@ def _cluster_codes(df: pd.DataFrame, cluster: str | None) -> np.ndarray:
         return codes
     if cluster == "group" and "family" in df.columns:
         return pd.factorize(df["family"].map(family_groups(df["family"])))[0]
-    raise ValueError(
+    raise BayesLslError(
         f"predictions have no column {cluster!r} to cluster by"
         + (" (nor 'family' to derive it from)" if cluster == "group" else "")
         + "; pass cluster=None to treat every score as independent"
@@ -318,7 +319,7 @@ def resolve_holdout(data: ScalingData, holdout: str | Sequence[str], test_models
     """The models to remove and the models to score, checked against ``data``."""
     if isinstance(holdout, str):
         if holdout not in PRESETS:
-            raise ValueError(f"unknown holdout preset {holdout!r}; presets are {sorted(PRESETS)}, or pass model names")
+            raise BayesLslError(f"unknown holdout preset {holdout!r}; presets are {sorted(PRESETS)}, or pass model names")
         removed, test = PRESETS[holdout]
         present = set(data.models)
         if not set(test) <= present:
@@ -329,7 +330,7 @@ def resolve_holdout(data: ScalingData, holdout: str | Sequence[str], test_models
         test = removed
     test = list(test_models) if test_models is not None else list(test)
     if not set(test) <= set(removed):
-        raise ValueError(f"test models must be held out: {sorted(set(test) - set(removed))}")
+        raise BayesLslError(f"test models must be held out: {sorted(set(test) - set(removed))}")
     return list(removed), list(test)
 
 
@@ -456,7 +457,7 @@ def cross_validate(
     """
     families = np.array(data.families)
     if not 2 <= n_folds <= len(families):
-        raise ValueError(f"n_folds must be between 2 and the number of families ({len(families)}), got {n_folds}")
+        raise BayesLslError(f"n_folds must be between 2 and the number of families ({len(families)}), got {n_folds}")
     fold_of = np.random.default_rng(seed).permutation(np.arange(len(families)) % n_folds)
     # Each fold's seed is seed + fold, whichever worker fits it and whenever.
     folds = [(fold, data.models[np.isin(data.model_family, families[fold_of == fold])]) for fold in range(n_folds)]

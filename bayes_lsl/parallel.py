@@ -15,10 +15,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from bayes_lsl.errors import BayesLslError
+
 
 def _check_n_jobs(n_jobs: int) -> int:
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a nonzero integer (1: in this process, -1: every worker), got {n_jobs!r}")
+        raise BayesLslError(f"n_jobs must be a nonzero integer (1: in this process, -1: every worker), got {n_jobs!r}")
     return n_jobs
 
 
