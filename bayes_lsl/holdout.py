@@ -319,7 +319,9 @@ def resolve_holdout(data: ScalingData, holdout: str | Sequence[str], test_models
     """The models to remove and the models to score, checked against ``data``."""
     if isinstance(holdout, str):
         if holdout not in PRESETS:
-            raise BayesLslError(f"unknown holdout preset {holdout!r}; presets are {sorted(PRESETS)}, or pass model names")
+            raise BayesLslError(
+                f"unknown holdout preset {holdout!r}; presets are {sorted(PRESETS)}, or pass model names"
+            )
         removed, test = PRESETS[holdout]
         present = set(data.models)
         if not set(test) <= present:
