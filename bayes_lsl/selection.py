@@ -74,6 +74,7 @@ class Selection:
 def select_k(
     data: ScalingData,
     Ks: Iterable[int] = range(1, 9),
+    *,
     method: str = "mle",
     seed: int = 0,
     nuts_fits: Mapping[int, xr.DataTree] | None = None,

@@ -38,7 +38,7 @@ K, sweep, seed = int(sys.argv[1]), sys.argv[2] == "1", int(sys.argv[3])
 out = {"import_s": t_import, "code": bl.__file__}
 if sweep:
     tic = time.perf_counter()
-    table = bl.select_k(data, Ks=list(range(1, 9)), seed=seed, progress=False)
+    table = bl.select_k(data, Ks=list(range(1, 9)), seed=seed, progress=False).table
     out["sweep_s"] = time.perf_counter() - tic
     out["sweep_loglik"] = [float(v) for v in table["marginal_loglik"]]
     out["sweep_wall"] = [float(v) for v in table["wall_time_s"]]
