@@ -85,9 +85,10 @@ def test_intervals_away_from_the_boundary_are_the_symmetric_ones(mle_fit):
 
 def test_forest_draws_the_same_intervals(mle_fit):
     from bayes_lsl.parameters import mle_intervals
-    from bayes_lsl.plots import _intervals
+    from bayes_lsl.plots import plot_forest
 
-    _, lower, upper, _ = _intervals(mle_fit, "phi", 0.95)
+    ax = plot_forest({"mle": mle_fit}, names=["phi"]).axes[0]
+    lower, upper = np.array([seg[:, 0] for seg in ax.collections[0].get_segments()]).T
     expected = mle_intervals(mle_fit, level=0.95)["phi"]
     np.testing.assert_allclose(lower, expected[0].values)
     np.testing.assert_allclose(upper, expected[1].values)

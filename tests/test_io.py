@@ -57,7 +57,8 @@ def test_missing_and_unreadable_files(tmp_path):
 def test_netcdf_that_is_not_a_fit(tmp_path):
     path = tmp_path / "dataset.nc"
     xr.Dataset({"v": ("x", [1.0])}).to_netcdf(path, engine="h5netcdf")
-    with pytest.raises(FitFileError, match=r"dataset.nc.: not a fit: it lacks attrs \[.method.") as err:
+    message = r"dataset.nc. is a NetCDF file but not a fit: it lacks attrs \[.method."
+    with pytest.raises(FitFileError, match=message) as err:
         load_fit(path)
     _says_what_a_fit_is(str(err.value))
 
