@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -11,8 +12,11 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+if TYPE_CHECKING:
+    from bayes_lsl.selection import Selection
 
-def information_criteria(table) -> Figure:
+
+def information_criteria(table: pd.DataFrame | Selection) -> Figure:
     """AIC and BIC against K from :func:`bayes_lsl.select_k` (the authors' AIC where known).
 
     ``table`` is what ``select_k`` returns or its ``.table`` (also as read back from CSV).
