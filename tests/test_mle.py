@@ -398,7 +398,7 @@ def test_every_phase_is_on_the_progress_bar_and_none_without_it(small_sim, capsy
 
 
 def test_screens_in_parallel_processes_give_the_same_numbers(small_sim):
-    """Forked screening workers run the same deterministic screens as one process does."""
+    """Forked workers give the numbers one process gives: screens, Hessian, importance sampling."""
     from bayes_lsl.fitting.mle import anchored_start, screens
 
     data, _ = small_sim
@@ -411,3 +411,11 @@ def test_screens_in_parallel_processes_give_the_same_numbers(small_sim):
     assert done == [1, 2]
     for a, b in zip(parallel, serial, strict=True):
         assert a["loglik"] == b["loglik"] and np.array_equal(a["theta"], b["theta"])
+    # The Hessian's columns and the importance-sampling batches, too.
+    theta, modes = serial[0]["theta"], serial[0]["modes"]
+    results = []
+    for n_jobs in (2, 1):
+        parts.n_jobs = n_jobs
+        results.append((parts.hessian(theta, modes, 1), parts.importance(theta, modes, n_draws=400, seed=0)))
+    (h2, (is2, se2)), (h1, (is1, se1)) = results
+    assert np.array_equal(h2, h1) and np.array_equal(is2, is1) and np.array_equal(se2, se1)

@@ -185,6 +185,9 @@ class MarginalLikelihood:
         K = self.K = len(model.coords["skill"])
         F = self.n_families = len(data.families)
         self.n_nodes = n_nodes
+        #: Processes for the importance-sampling batches and the Hessian's columns
+        #: (:func:`fork_map`; None: :func:`default_jobs`).
+        self.n_jobs: int | None = None
         self._compiled: dict = {}
         # Every free variable but the family effects (centered or not), which are integrated out.
         value_vars = [v for v in model.value_vars if v.name not in ("alpha_z", "alpha")]
@@ -306,7 +309,9 @@ class MarginalLikelihood:
         chunks = np.array_split(z, -(-n_draws // 200))
         # Two halves of the batches, one per worker (for fewer, larger transfers).
         halves = [h for h in (chunks[: len(chunks) // 2], chunks[len(chunks) // 2 :]) if h]
-        log_w = np.concatenate(fork_map(lambda part: np.concatenate([fn(theta, modes, c) for c in part]), halves))
+        log_w = np.concatenate(
+            fork_map(lambda part: np.concatenate([fn(theta, modes, c) for c in part]), halves, self.n_jobs)
+        )
         log_w = log_w - log_q.reshape(n_draws, F)
         estimate = scipy.special.logsumexp(log_w, axis=0) - np.log(n_draws)
         w = np.exp(log_w - estimate)  # relative weights, mean 1
@@ -406,7 +411,8 @@ class MarginalLikelihood:
             return [(grad(theta + step * e, modes)[1] - grad(theta - step * e, modes)[1]) / (2 * step) for e in block]
 
         eye = np.eye(len(theta))
-        H = np.concatenate(fork_map(columns, [b for b in (eye[: len(theta) // 2], eye[len(theta) // 2 :]) if len(b)]))
+        blocks = [b for b in (eye[: len(theta) // 2], eye[len(theta) // 2 :]) if len(b)]
+        H = np.concatenate(fork_map(columns, blocks, self.n_jobs))
         return 0.5 * (H + H.T)
 
     @cached_property

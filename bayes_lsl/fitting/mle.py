@@ -278,9 +278,10 @@ def fit_mle(
         likelihood factorizes over them. On the paper data the choice changes the K that
         BIC picks (see the README).
     n_jobs : int, optional
-        Processes for the Laplace screens (default :func:`bayes_lsl.fitting.marginal.default_jobs`:
-        up to 2, one per core). The screens are deterministic, so the result does not
-        depend on it.
+        Processes for the Laplace screens, the importance-sampling check and the Hessian's
+        gradient columns (default :func:`bayes_lsl.fitting.marginal.default_jobs`: up to 2, one per
+        core; ``BAYES_LSL_JOBS`` overrides). Each piece is deterministic, so the result
+        does not depend on it.
 
     Returns
     -------
@@ -294,7 +295,10 @@ def fit_mle(
         (each refined start's optimum), ``n_agree`` (screens within ``agree_tol`` of the
         best screen, out of ``n_starts``), ``n_agree_refined`` (refined starts within
         ``agree_tol`` of the optimum, out of ``n_refined``), ``agree_tol``,
-        ``converged`` or ``stalled`` (how the refinement's rounds ended, see :func:`refine`).
+        ``converged`` or ``stalled`` (how the refinement's rounds ended, see :func:`refine`),
+        ``timings_phases`` with ``timings_s`` (seconds per phase) and ``compile_functions``
+        with ``compile_s`` (what this fit compiled, seconds each; empty where the process
+        had compiled the same graphs before).
     """
     t0 = time.perf_counter()
     n_compiled = len(COMPILE_LOG)
@@ -312,6 +316,7 @@ def fit_mle(
     bar = tqdm(total=n_screens + n_refine + 3, desc=f"mle K={K}", disable=not progress, unit="step")
     bar.set_description(f"mle K={K}: compiling the model (once per data shape and K)")
     parts = MarginalLikelihood(model, data, n_nodes)
+    parts.n_jobs = n_jobs
     parts.objective(n_nodes)  # compiled here rather than inside the first screen
     rng = np.random.default_rng(seed)
     theta0 = anchored_start(data, K, parts)
