@@ -101,7 +101,7 @@ def select_k(
         Show a progress bar over K.
     warm_start : bool
         Give each K's fit one more start built from the optimum at K - 1 (see
-        :func:`bayes_lsl.mle.warm_start`). This chains the fits, so it needs
+        :func:`bayes_lsl.fitting.mle.warm_start`). This chains the fits, so it needs
         ``n_jobs=1``.
     bic_n : {"families", "models", "scores"}
         What BIC's n counts (:func:`bic_sample_size`); kept in

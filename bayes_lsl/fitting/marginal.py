@@ -97,7 +97,7 @@ COMPILE_MODE = os.environ.get("BAYES_LSL_PYTENSOR_MODE", "CVM")
 
 
 #: Seconds spent in each compilation of this process, in order: (name, seconds). Read by
-#: :func:`bayes_lsl.mle.fit_mle` for its ``compile_*`` attrs and by ``benchmarks/first_fit.py``.
+#: :func:`bayes_lsl.fitting.mle.fit_mle` for its ``compile_*`` attrs and by ``benchmarks/first_fit.py``.
 COMPILE_LOG: list[tuple[str, float]] = []
 
 
