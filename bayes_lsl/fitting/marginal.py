@@ -101,9 +101,12 @@ COMPILE_MODE = os.environ.get("BAYES_LSL_PYTENSOR_MODE", "CVM")
 COMPILE_LOG: list[tuple[str, float]] = []
 
 
-def _compile(inputs, outputs, name: str = "function"):
-    # Invalid Beta parameters (e.g. a failed Cholesky far from the optimum) give -inf,
-    # which the line search backs away from, instead of raising.
+def compile_function(inputs, outputs, name: str = "function"):
+    """A PyTensor function in :data:`COMPILE_MODE`, its compile time logged in :data:`COMPILE_LOG`.
+
+    Invalid Beta parameters (e.g. a failed Cholesky far from the optimum) give ``-inf``,
+    which line searches back away from, instead of raising.
+    """
     tic = time.perf_counter()
     mode = get_mode(COMPILE_MODE).including("local_check_parameter_to_ninf_switch")
     fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
@@ -164,6 +167,27 @@ def fork_map(func, items: list, n_jobs: int | None = None, on_done=None) -> list
     return out
 
 
+def theta_pieces(model: pm.Model) -> tuple[pt.TensorVariable, dict, list[str]]:
+    """The unconstrained parameter vector ``theta``, each value variable as a piece of it, and its labels.
+
+    ``theta`` holds every free variable but the family effects (centered or not), which the
+    marginal likelihood integrates out, flattened in the model's order on PyMC's
+    unconstrained scale: the layout of :class:`MarginalLikelihood` and of an ``mle`` fit's
+    ``param``; the labels name its entries, e.g. ``"beta[0]"``, ``"lam_anchor_log__[1]"``.
+    """
+    point = model.initial_point()
+    theta, pieces, labels, k = pt.vector("theta"), {}, [], 0
+    for v in model.value_vars:
+        if v.name in ("alpha_z", "alpha"):
+            continue
+        shape = tuple(int(d) for d in point[v.name].shape)
+        n = int(np.prod(shape, dtype=int))
+        pieces[v] = theta[k : k + n].reshape(shape)
+        labels += [f"{v.name}[{i}]" for i in range(n)]
+        k += n
+    return theta, pieces, labels
+
+
 class MarginalLikelihood:
     """The adaptive-quadrature marginal likelihood of a model, compiled for one data set.
 
@@ -189,17 +213,11 @@ class MarginalLikelihood:
         #: (:func:`fork_map`; None: :func:`default_jobs`).
         self.n_jobs: int | None = None
         self._compiled: dict = {}
-        # Every free variable but the family effects (centered or not), which are integrated out.
-        value_vars = [v for v in model.value_vars if v.name not in ("alpha_z", "alpha")]
-        point = model.initial_point()
-        self.names = [v.name for v in value_vars]
-        self.shapes = [tuple(int(s) for s in point[n].shape) for n in self.names]
-        theta = self._theta = pt.vector("theta")
-        pieces, k = {}, 0
-        for v, shape in zip(value_vars, self.shapes, strict=True):
-            n = int(np.prod(shape, dtype=int))
-            pieces[v] = theta[k : k + n].reshape(shape)
-            k += n
+        #: labels: theta's entries, e.g. ``"beta[0]"`` (an ``mle`` fit's ``param``).
+        theta, pieces, self.labels = theta_pieces(model)
+        self._theta = theta
+        self.names = [v.name for v in pieces]
+        self.shapes = [tuple(int(d) for d in model.initial_point()[n].shape) for n in self.names]
 
         # The model's own expressions for the parameters, in terms of theta.
         exprs = model.replace_rvs_by_values([model[n] for n in ("beta", "lam", "b", "phi")])
@@ -262,7 +280,7 @@ class MarginalLikelihood:
         h = family_logdensity(alpha)
         g = pt.grad(h.sum(), alpha)
         H = pt.stack([pt.grad(g[:, j].sum(), alpha) for j in range(K)], axis=1)  # (F, K, K)
-        self.family_curvature = _compile([alpha, theta], [h, g, H], "family_curvature")
+        self.family_curvature = compile_function([alpha, theta], [h, g, H], "family_curvature")
 
     def _log_integrand(self, z: pt.TensorVariable) -> pt.TensorVariable:
         """log of h_l's exponential at ``center + R'^{-1} z`` times the scale's Jacobian.
@@ -298,7 +316,9 @@ class MarginalLikelihood:
         """
         if "importance" not in self._compiled:
             z = pt.tensor3("z")
-            self._compiled["importance"] = _compile([self._theta, self._modes, z], self._log_integrand(z), "importance")
+            self._compiled["importance"] = compile_function(
+                [self._theta, self._modes, z], self._log_integrand(z), "importance"
+            )
         fn = self._compiled["importance"]
         K, F, scale = self.K, self.n_families, np.sqrt(1.5)
         rng = np.random.default_rng(seed)
@@ -337,7 +357,7 @@ class MarginalLikelihood:
         """
         if "prior" not in self._compiled:
             z = pt.tensor3("z")  # (Q, F, K) standard normal
-            self._compiled["prior"] = _compile([self._theta, z], self._family_loglik(z @ self._chol.T))
+            self._compiled["prior"] = compile_function([self._theta, z], self._family_loglik(z @ self._chol.T))
         fn = self._compiled["prior"]
         rng = np.random.default_rng(seed)
         # One running log-sum-exp (and sum of squared weights) per family, batch by batch:
@@ -362,14 +382,14 @@ class MarginalLikelihood:
         if "objective" not in self._compiled:
             value = self._per_family_graph().sum()
             inputs = [self._theta, self._modes, *self._rule_inputs]
-            self._compiled["objective"] = _compile(inputs, [value, pt.grad(value, self._theta)], "objective")
+            self._compiled["objective"] = compile_function(inputs, [value, pt.grad(value, self._theta)], "objective")
         return self._with_rule(self._compiled["objective"], n_nodes)
 
     def per_family(self, n_nodes: int | str):
         """``(theta, modes) -> log p(Y_l)`` for every family, by the rule ``n_nodes``."""
         if "per_family" not in self._compiled:
             inputs = [self._theta, self._modes, *self._rule_inputs]
-            self._compiled["per_family"] = _compile(inputs, self._per_family_graph(), "per_family")
+            self._compiled["per_family"] = compile_function(inputs, self._per_family_graph(), "per_family")
         return self._with_rule(self._compiled["per_family"], n_nodes)
 
     def _with_rule(self, fn, n_nodes: int | str):
@@ -418,7 +438,7 @@ class MarginalLikelihood:
     @cached_property
     def natural(self):
         """theta -> dict of ``beta``, ``lam``, ``b``, ``phi``, ``corr``."""
-        fn = _compile([self._theta], list(self._natural.values()), "natural")
+        fn = compile_function([self._theta], list(self._natural.values()), "natural")
         return lambda th: dict(zip(self._natural, fn(th), strict=True))
 
     def natural_jacobian(self, theta: np.ndarray, step: float = 1e-6) -> np.ndarray:
@@ -481,43 +501,20 @@ def family_modes(
     does not decrease.
     """
     F, K = parts.n_families, parts.K
-    a = np.zeros((F, K)) if start is None else start.copy()
-    h, g, H = parts.family_curvature(a, theta)
-    for _ in range(max_iter):
-        step = np.linalg.solve(_positive(-H), g[..., None])[..., 0]
-        t = np.ones(F)
-        for _ in range(30):
-            h_new, g_new, H_new = parts.family_curvature(a + t[:, None] * step, theta)
-            worse = ~(h_new >= h - 1e-12)
-            if not worse.any():
-                break
-            t = np.where(worse, t / 2, t)
-        a = a + t[:, None] * step
-        done = np.abs(h_new - h).max() < tol
-        h, g, H = h_new, g_new, H_new
-        if done and np.abs(g).max() < 1e-5:
-            break
+
+    def evaluate(a):
+        h, g, H = parts.family_curvature(a, theta)
+        return h, g, nearest_positive_definite(-H), H
+
+    def converged(old, new, _moved):
+        return np.abs(new[0] - old[0]).max() < tol and np.abs(new[1]).max() < 1e-5
+
+    a, (_, _, _, H) = damped_newton(evaluate, np.zeros((F, K)) if start is None else start, max_iter=max_iter,
+                                    slack=1e-12, converged=converged)  # fmt: skip
     # A symmetric square root from the eigendecomposition: unlike a Cholesky factor of the
     # inverse it cannot fail when -H is nearly singular far from the optimum.
-    w, V = np.linalg.eigh(_positive(np.where(np.isfinite(H), -H, np.eye(K))))
+    w, V = np.linalg.eigh(nearest_positive_definite(np.where(np.isfinite(H), -H, np.eye(K))))
     return a, (V / np.sqrt(w)[..., None, :]) @ np.swapaxes(V, -1, -2)
-
-
-def _positive(M: np.ndarray, floor: float = 1e-6) -> np.ndarray:
-    """The nearest symmetric positive-definite matrices (eigenvalues floored), batched."""
-    M = 0.5 * (M + np.swapaxes(M, -1, -2))
-    w, V = np.linalg.eigh(M)
-    return (V * np.maximum(w, floor)[..., None, :]) @ np.swapaxes(V, -1, -2)
-
-
-# ---------------------------------------------------------------- public pieces
-# Shared with the analyses (bayes_lsl.parameters). The private copies above (_compile,
-# _positive, the Newton loop of family_modes, the theta layout of MarginalLikelihood)
-# are to be switched to these.
-def compile_function(inputs, outputs):
-    """A PyTensor function in :data:`COMPILE_MODE`; invalid Beta parameters give ``-inf``
-    instead of raising, so that line searches can back away from them."""
-    return _compile(inputs, outputs)
 
 
 def nearest_positive_definite(M: np.ndarray, floor: float = 1e-6) -> np.ndarray:
@@ -525,10 +522,15 @@ def nearest_positive_definite(M: np.ndarray, floor: float = 1e-6) -> np.ndarray:
 
     ``floor=0`` gives the nearest positive semi-definite matrix (in the Frobenius norm).
     """
-    return _positive(M, floor)
+    M = 0.5 * (M + np.swapaxes(M, -1, -2))
+    w, V = np.linalg.eigh(M)
+    return (V * np.maximum(w, floor)[..., None, :]) @ np.swapaxes(V, -1, -2)
 
 
-def damped_newton(evaluate, start: np.ndarray, *, max_iter: int = 50, tol: float = 1e-6, slack: float = 1e-9):
+# ---------------------------------------------------------------- shared with the analyses
+def damped_newton(
+    evaluate, start: np.ndarray, *, max_iter: int = 50, tol: float = 1e-6, slack: float = 1e-9, converged=None
+):
     """Maximize a batch of smooth functions by damped Newton steps, each element on its own.
 
     Parameters
@@ -546,6 +548,9 @@ def damped_newton(evaluate, start: np.ndarray, *, max_iter: int = 50, tol: float
     slack : float
         A step is halved (up to 30 times) where ``h`` would drop by more than
         ``slack * (1 + |h|)`` (rounding).
+    converged : callable, optional
+        ``(state before, state after, largest move) -> bool``, checked after each step;
+        default: the largest move is below ``tol``.
 
     Returns
     -------
@@ -566,8 +571,9 @@ def damped_newton(evaluate, start: np.ndarray, *, max_iter: int = 50, tol: float
             if not worse.any():
                 break
             t = np.where(worse, 0.5 * t, t)
-        x, state = trial, new
-        if np.max(np.abs(t[..., None] * step), initial=0.0) < tol:
+        moved = np.max(np.abs(t[..., None] * step), initial=0.0)
+        x, state, before = trial, new, state
+        if (converged(before, state, moved) if converged else moved < tol):
             break
     return x, state
 
@@ -586,15 +592,6 @@ def natural_map(model: pm.Model, names) -> tuple[list[str], object]:
     function : callable
         ``theta -> list`` of the values of ``names``.
     """
-    value_vars = [v for v in model.value_vars if v.name not in ("alpha_z", "alpha")]
-    point = model.initial_point()
-    theta = pt.vector("theta")
-    pieces, labels, k = {}, [], 0
-    for v in value_vars:
-        shape = tuple(int(s) for s in point[v.name].shape)
-        n = int(np.prod(shape, dtype=int))
-        pieces[v] = theta[k : k + n].reshape(shape)
-        labels += [f"{v.name}[{i}]" for i in range(n)]
-        k += n
+    theta, pieces, labels = theta_pieces(model)
     exprs = model.replace_rvs_by_values([model[n] for n in names])
-    return labels, _compile([theta], graph_replace(exprs, pieces, strict=False))
+    return labels, compile_function([theta], graph_replace(exprs, pieces, strict=False))

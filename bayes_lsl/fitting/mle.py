@@ -485,7 +485,7 @@ def _mle_groups(
     natural["theta"] = modes[data.family_index] + x @ natural["beta"]
     posterior = point_posterior(natural, model)
 
-    param = [f"{n}[{i}]" for n, s in zip(parts.names, parts.shapes, strict=True) for i in range(int(np.prod(s)))]
+    param = parts.labels
     H = parts.hessian(theta, modes, hessian_nodes)
     cov, eigmin, flat = information_covariance(-H, param)
     problem = ""
