@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import time
 import warnings
+from collections.abc import Mapping
 from functools import cached_property
 
 import numpy as np
@@ -38,10 +39,12 @@ import pytensor
 import pytensor.tensor as pt
 import scipy.special
 import scipy.stats
+from pymc.initial_point import make_initial_point_fn
 from pytensor.compile.mode import get_mode
 from pytensor.graph.replace import graph_replace
 
 from bayes_lsl.data import ScalingData
+from bayes_lsl.errors import BayesLslError
 from bayes_lsl.model.likelihood import corr_cholesky, score_information, score_logp
 
 #: The rule named by a string instead of a number of nodes per dimension.
@@ -83,7 +86,7 @@ def quadrature_rule(K: int, nodes: int | str) -> tuple[np.ndarray, np.ndarray]:
     if nodes == CUBATURE:
         return spherical_radial(K)
     if isinstance(nodes, str) or int(nodes) < 1:
-        raise ValueError(f"nodes must be a positive number of nodes per dimension or {CUBATURE!r}, got {nodes!r}")
+        raise BayesLslError(f"nodes must be a positive number of nodes per dimension or {CUBATURE!r}, got {nodes!r}")
     return gauss_hermite(K, int(nodes))
 
 
@@ -215,7 +218,7 @@ class MarginalLikelihood:
         self._compiled: dict = {}
         #: labels: theta's entries, e.g. ``"beta[0]"`` (an ``mle`` fit's ``param``).
         theta, pieces, self.labels = theta_pieces(model)
-        self._theta = theta
+        self._theta, self._pieces, self._model = theta, pieces, model
         self.names = [v.name for v in pieces]
         self.shapes = [tuple(int(d) for d in model.initial_point()[n].shape) for n in self.names]
 
@@ -415,6 +418,25 @@ class MarginalLikelihood:
 
     def flatten(self, values: dict[str, np.ndarray]) -> np.ndarray:
         return np.concatenate([np.asarray(values[n], float).ravel() for n in self.names])
+
+    def from_free_values(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        """theta from values of the free variables on their own scale (``lam_anchor`` and
+        ``phi`` positive ...), mapped by the model's transforms as PyMC maps initial values;
+        variables left out (or not in this model) take the model's default."""
+        free = {rv.name for rv in self._model.free_RVs}
+        to_theta = make_initial_point_fn(model=self._model, jitter_rvs=set(), return_transformed=True,
+                                         overrides={k: np.asarray(v, float) for k, v in values.items() if k in free})
+        return self.flatten(to_theta(0))
+
+    def free_values(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """The free variables (but the family effects) on their own scale at ``theta``: the
+        inverse of :meth:`from_free_values`."""
+        if "free" not in self._compiled:
+            rvs = [self._model.values_to_rvs[v] for v in self._pieces]
+            exprs = graph_replace(self._model.replace_rvs_by_values(rvs), self._pieces, strict=False)
+            self._compiled["free"] = (compile_function([self._theta], exprs, "free"), [rv.name for rv in rvs])
+        fn, names = self._compiled["free"]
+        return dict(zip(names, fn(theta), strict=True))
 
     def hessian(
         self, theta: np.ndarray, modes: np.ndarray, n_nodes: int | str | None = None, step: float = 1e-5

@@ -103,15 +103,15 @@ def anchored_start(data: ScalingData, K: int, parts: MarginalLikelihood) -> np.n
     lam = load[1:]  # (K, J)
     values = {
         "beta": beta,
-        "lam_anchor_log__": np.log(np.clip(np.diag(lam[:, :K]), 0.1, None)),
+        "lam_anchor": np.clip(np.diag(lam[:, :K]), 0.1, None),
         "lam_free": lam[:, K:],
         "b": means,
         "corr_z": np.zeros(K * (K - 1) // 2),
-        "phi_log__": np.full(data.n_benchmarks, np.log(30.0)),
+        "phi": np.full(data.n_benchmarks, 30.0),
         "phi_a": np.full(data.n_benchmarks, np.log(30.0)),
         "phi_s": np.zeros((3, data.n_benchmarks)),
     }
-    return parts.flatten(values)
+    return parts.from_free_values(values)
 
 
 def warm_start(fit: xr.DataTree, data: ScalingData, K: int, parts: MarginalLikelihood, base: np.ndarray) -> np.ndarray:
@@ -128,19 +128,18 @@ def warm_start(fit: xr.DataTree, data: ScalingData, K: int, parts: MarginalLikel
     prev = posterior_mean(fit, PARAMETERS)
     K0 = prev["lam"].shape[0]
     if K0 > K or list(fit.attrs.get("benchmarks", data.benchmarks)) != list(data.benchmarks):
-        raise ValueError(f"a warm start needs a fit on the same benchmarks with at most K={K} skills (got K={K0})")
-    values = parts.unflatten(np.array(base, float))
-    values = {name: np.array(v) for name, v in values.items()}
+        raise BayesLslError(f"a warm start needs a fit on the same benchmarks with at most K={K} skills (got K={K0})")
+    values = {name: np.array(v) for name, v in parts.free_values(np.array(base, float)).items()}
     values["beta"][:, :K0] = prev["beta"]
-    values["lam_anchor_log__"][:K0] = np.log(np.maximum(np.diag(prev["lam"][:, :K0]), 1e-3))
+    values["lam_anchor"][:K0] = np.maximum(np.diag(prev["lam"][:, :K0]), 1e-3)
     values["lam_free"][:K0] = prev["lam"][:, K:]
     values["b"] = prev["b"]
-    if "phi_log__" in values and prev["phi"].ndim == 1:
-        values["phi_log__"] = np.log(prev["phi"])
+    if "phi" in values and prev["phi"].ndim == 1:
+        values["phi"] = prev["phi"]
     z = np.zeros(K * (K - 1) // 2)
     z[: K0 * (K0 - 1) // 2] = corr_to_z(prev["corr"])  # the new rows of the Cholesky factor: independent
     values["corr_z"] = z
-    return parts.flatten(values)
+    return parts.from_free_values(values)
 
 
 def _maximize(fun_and_grad, x0: np.ndarray, maxiter: int, gtol: float = 1e-6) -> scipy.optimize.OptimizeResult:
