@@ -340,6 +340,7 @@ def test_module_entry_point():
     assert result.returncode == 0 and "Example: bayes-lsl" in result.stdout and "allocate" in result.stdout
 
 
+@pytest.mark.slow  # an MLE then NUTS through the command line: in CI's slow step
 def test_fit_nuts_starts_at_the_mle(tmp_path):
     """nuts from the command line: chains start at an MLE fitted first, partially centered parameterization."""
     out = tmp_path / "nuts.nc"

@@ -228,6 +228,7 @@ def test_parameterization_of_family_effects_does_not_change_the_mle(mle_fit, sma
     assert FitInfo.from_tree(mle_fit).parameterization == "non-centered"
 
 
+@pytest.mark.slow  # five fits of its own: in CI's slow step
 def test_warm_start_from_fewer_skills_and_cheap_hessian(mle_fit, small_sim):
     """A K=1 optimum gives a start at K=2 that reaches the same optimum; the Laplace-rule
     Hessian gives standard errors close to the full rule's; the partially centered NUTS
@@ -281,6 +282,7 @@ def test_information_covariance_gives_flat_directions_the_prior_spread():
     np.testing.assert_allclose(cov, q @ np.diag([1 / 4.0, 1 / 2.0, 1.0, FLAT_VARIANCE]) @ q.T, atol=1e-12)
 
 
+@pytest.mark.slow  # fits of its own: in CI's slow step
 def test_a_flat_direction_gets_wide_standard_errors_and_predictions(other_sim_data, monkeypatch):
     """A fit whose information is flat along one loading keeps its point estimate, warns
     naming the loading, and gives it the prior's spread, so that predictions stay

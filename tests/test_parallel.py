@@ -74,6 +74,7 @@ def test_select_k_refuses_warm_start_in_parallel(tiny):
         bl.select_k(tiny, Ks=[1, 2], n_jobs=2, progress=False)
 
 
+@pytest.mark.slow  # four MLE fits; the Dask test checks the same engine by default
 def test_select_k_in_two_processes_is_the_serial_result(tiny):
     serial = bl.select_k(tiny, Ks=[1, 2], warm_start=False, progress=False, **CHEAP)
     parallel = bl.select_k(tiny, Ks=[1, 2], warm_start=False, progress=False, n_jobs=2, **CHEAP)
