@@ -142,6 +142,7 @@ def test_rules_integrate_low_degree_polynomials_exactly(K):
         quadrature_rule(K, "sparse")
 
 
+@pytest.mark.slow  # a fit of its own: in CI's slow step
 def test_cubature_rule_reaches_the_same_optimum(mle_fit, small_sim):
     """The 2K-node cubature (the default from K = 5) as the objective: the optimum's
     log-likelihood, by the same importance sampler, within 0.1 of the 3^K product rule's."""
@@ -221,6 +222,7 @@ def test_wrong_standard_errors_fail_wald_recovery(recovery_fits, factor):
             controls.assert_marginal_z2_calibrated([controls.wald_errors(fit, truth) for fit, truth in wrong])
 
 
+@pytest.mark.slow  # a fit of its own: in CI's slow step
 def test_parameterization_of_family_effects_does_not_change_the_mle(mle_fit, small_sim):
     centered = bl.fit(small_sim[0], K=2, method="mle", seed=0, progress=False, centered=True)
     assert np.isclose(centered.attrs["marginal_loglik"], mle_fit.attrs["marginal_loglik"], atol=1e-6)
@@ -385,6 +387,7 @@ def test_start_agreement_says_what_agrees_with_what(mle_fit):
     assert f"{attrs['n_agree_refined']}/{attrs['n_refined']} refined starts at the optimum" in words
 
 
+@pytest.mark.slow  # two fits of its own: in CI's slow step
 @pytest.mark.parametrize("progress", [True, False])
 def test_every_phase_is_on_the_progress_bar_and_none_without_it(small_sim, capsys, progress):
     """Compilation, screens, refinement, check and standard errors are named as they run; none without progress."""
@@ -399,6 +402,7 @@ def test_every_phase_is_on_the_progress_bar_and_none_without_it(small_sim, capsy
     assert len(fit.attrs["compile_functions"]) == len(fit.attrs["compile_s"])
 
 
+@pytest.mark.slow  # screens, Hessian and importance twice: in CI's slow step
 def test_screens_in_parallel_processes_give_the_same_numbers(small_sim):
     """Forked workers give the numbers one process gives: screens, Hessian, importance sampling."""
     from bayes_lsl.fitting.mle import anchored_start, screens
