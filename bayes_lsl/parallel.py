@@ -10,6 +10,7 @@ finishes first.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,7 +27,17 @@ def _check_n_jobs(n_jobs: int) -> int:
 
 def _indexed(func: Callable[[Any], Any], index: int, task: Any) -> tuple[int, Any]:
     # Results may arrive in any order (return_as="generator_unordered"); the index puts them back.
-    return index, func(task)
+    # One process per task: a fit's own forked phases (bayes_lsl.fitting.marginal.fork_map)
+    # would put two processes of every worker on the same cores. Their numbers are the same.
+    previous = os.environ.get("BAYES_LSL_JOBS")
+    os.environ["BAYES_LSL_JOBS"] = "1"
+    try:
+        return index, func(task)
+    finally:
+        if previous is None:
+            os.environ.pop("BAYES_LSL_JOBS", None)
+        else:
+            os.environ["BAYES_LSL_JOBS"] = previous
 
 
 def run_tasks(

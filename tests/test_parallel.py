@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -60,6 +61,18 @@ def test_run_tasks_keeps_task_order_and_shows_one_bar(monkeypatch):
     # Two workers, the first tasks finishing last: the results still come in task order.
     assert run_tasks(_seeded_draw, tasks, n_jobs=2, desc="draws") == serial
     assert len(bars) == 2 and bars[-1].total == bars[-1].n == len(tasks) and bars[-1].desc == "draws"
+
+
+def _fit_jobs(_task) -> str | None:
+    return os.environ.get("BAYES_LSL_JOBS")
+
+
+def test_workers_run_each_fit_in_one_process(monkeypatch):
+    # A fit forks its own phases unless BAYES_LSL_JOBS=1: inside a worker that would double
+    # the processes on the same cores.
+    monkeypatch.delenv("BAYES_LSL_JOBS", raising=False)
+    assert run_tasks(_fit_jobs, range(4), n_jobs=2, progress=False) == ["1"] * 4
+    assert "BAYES_LSL_JOBS" not in os.environ  # this process is left as it was
 
 
 @pytest.mark.parametrize("n_jobs", [0, 1.5, True, "2"])
