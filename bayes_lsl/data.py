@@ -18,6 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_lsl.errors import DataError
+from bayes_lsl.kinds import leaderboard_kinds, normalize_kinds
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ KNOWN_FLOORS: dict[str, float] = {
 }  # fmt: skip
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("model", "family", "size", "tokens")
-#: Columns a frame may carry that are neither required nor benchmarks.
-METADATA_COLUMNS: tuple[str, ...] = ("flops",)
+#: Columns a frame may carry that are neither required nor benchmarks (``kind``: see :mod:`bayes_lsl.kinds`).
+METADATA_COLUMNS: tuple[str, ...] = ("flops", "kind")
 COVARIATES: tuple[str, ...] = ("log_size", "log_tokens", "log_size_x_log_tokens")
 #: Fewer models than this cannot identify intercepts, slopes and a family spread.
 MIN_MODELS = 5
@@ -112,6 +113,8 @@ class ScalingData:
         The standardization of :data:`COVARIATES`, reused for new models.
     eps : float
         Scores were clipped into ``[eps, 1 - eps]``.
+    kind : ndarray of str, shape (n,), or None
+        ``"base"`` or ``"tuned"`` per model (:mod:`bayes_lsl.kinds`), when the data says.
     """
 
     models: np.ndarray
@@ -125,6 +128,7 @@ class ScalingData:
     covariate_center: np.ndarray
     covariate_scale: np.ndarray
     eps: float = 1e-3
+    kind: np.ndarray | None = None
     families: tuple[str, ...] = field(init=False)
     family_index: np.ndarray = field(init=False)
 
@@ -183,12 +187,14 @@ class ScalingData:
         frame = pd.DataFrame(
             {"model": self.models, "family": self.model_family, "size": self.size, "tokens": self.tokens}
         )
+        if self.kind is not None:
+            frame["kind"] = self.kind
         scores = pd.DataFrame(self.scores, columns=list(self.benchmarks))
         return pd.concat([frame, scores], axis=1)
 
     def to_xarray(self) -> xr.Dataset:
         """Scores and covariates as an ``xarray.Dataset`` with dims ``model``, ``benchmark``."""
-        return xr.Dataset(
+        ds = xr.Dataset(
             {
                 "scores": (("model", "benchmark"), self.scores),
                 "family": ("model", self.model_family),
@@ -200,6 +206,9 @@ class ScalingData:
             coords={"model": self.models, "benchmark": list(self.benchmarks), "covariate": list(COVARIATES)},
             attrs={"anchors": list(self.anchors), "eps": self.eps},
         )
+        if self.kind is not None:
+            ds["kind"] = ("model", self.kind.astype(str))
+        return ds
 
     def __repr__(self) -> str:
         n_obs = int(self.observed.sum())
@@ -211,6 +220,8 @@ class ScalingData:
             f"  benchmarks (anchors first): {', '.join(self.benchmarks)}\n"
             f"  size {self.size.min():g}-{self.size.max():g} B params, "
             f"tokens {self.tokens.min():g}-{self.tokens.max():g} T"
+            + ("" if self.kind is None else
+               f"\n  kinds: {int((self.kind == 'base').sum())} base, {int((self.kind == 'tuned').sum())} tuned")
         )
 
     # ------------------------------------------------------------ construction
@@ -231,6 +242,8 @@ class ScalingData:
             One row per model with columns ``model``, ``family``, ``size`` (billions of
             parameters), ``tokens`` (trillions of pre-training tokens) and one column per
             benchmark with scores in [0, 1] (NaN where a model was not evaluated).
+            An optional ``kind`` column says which models are pretrained base models and
+            which are tuned (``"base"``/``"tuned"``; see :mod:`bayes_lsl.kinds`).
         benchmarks : list of str, optional
             Benchmark columns to use; default every column but the required ones and ``flops``.
         floors : dict, optional
@@ -253,7 +266,8 @@ class ScalingData:
             raise DataError(f"eps must be in (0, 0.5), got {eps}")
         df, scores = validate_models(df, benchmarks)
         benchmarks = list(scores.columns)
-        df = pd.concat([df[list(REQUIRED_COLUMNS)], scores], axis=1)
+        kept = list(REQUIRED_COLUMNS) + (["kind"] if "kind" in df.columns else [])
+        df = pd.concat([df[kept], scores], axis=1)
         df = _drop_duplicate_models(df, benchmarks)
         floor_values = _floors(benchmarks, floors)
         ordered = _anchor_order(benchmarks, anchors)
@@ -285,6 +299,7 @@ class ScalingData:
             covariate_center=x_raw.mean(axis=0),
             covariate_scale=scale,
             eps=eps,
+            kind=normalize_kinds(df["kind"], [_row(df, i) for i in df.index]) if "kind" in df.columns else None,
         )
 
 
@@ -504,6 +519,7 @@ def load_leaderboard(
     data_dir: str | os.PathLike | None = None,
     eps: float = 1e-3,
     download: bool = True,
+    kinds: bool = True,
 ) -> ScalingData:
     """Load the paper's Open LLM Leaderboard v1/v2 data.
 
@@ -524,6 +540,11 @@ def load_leaderboard(
         Scores are clipped into ``[eps, 1 - eps]`` (the paper's 1e-3).
     download : bool
         Allow downloading files that are not found locally.
+    kinds : bool
+        Attach each model's kind, base or tuned (``data.kind``), derived from the
+        leaderboard dumps' ``Type`` column and the model names by
+        :func:`bayes_lsl.kinds.leaderboard_kinds` (needs the two dumps, found or downloaded
+        like the other files). ``False`` skips it.
 
     Notes
     -----
@@ -538,13 +559,18 @@ def load_leaderboard(
         raise DataError(f"unknown variant {variant!r}; choose 'paper' or 'raw'")
     v1 = pd.read_csv(locate("v1", data_dir, download), index_col=0)
     v2 = pd.read_csv(locate("v2", data_dir, download), index_col=0)
+    dumps = {}
+    for key in (["dump_v1"] if kinds else []) + (["dump_v2"] if kinds or variant == "raw" else []):
+        dumps[key] = pd.read_csv(locate(key, data_dir, download), index_col=0 if key == "dump_v2" else None,
+                                 low_memory=False)  # fmt: skip
     if variant == "raw":
-        dump = pd.read_csv(locate("dump_v2", data_dir, download), index_col=0, low_memory=False)
-        v2, changes = raw_v2_scores(v2, dump)
+        v2, changes = raw_v2_scores(v2, dumps["dump_v2"])
         log.info("raw variant: %d normalized scores replaced by raw accuracies", len(changes))
     keys = ["model", "family", "size", "tokens", "flops"]
     frame = v1.merge(v2, on=keys, how="outer")
     frame["model"] = _number_repeats(frame["model"])
+    if kinds:
+        frame["kind"] = leaderboard_kinds(frame["model"], list(dumps.values()))["kind"].to_numpy()
     with warnings.catch_warnings():
         # Warned below with what causes these scores in the leaderboard.
         warnings.simplefilter("ignore", BelowFloorWarning)

@@ -45,7 +45,13 @@ class RemoteFile:
 FILES = {
     "v1": RemoteFile("df_full_v1.csv", "38079ffdb3829ac23cce18f2d41bd11c8b13426bab37b38b6f89ac4a3b4b6ffa"),
     "v2": RemoteFile("df_full_v2.csv", "cb509883cf57c8bd9bd19a0c6ef4cc331d1348e0ca703a001dc24de2743fb4d6"),
-    # The leaderboard v2 dump with the raw accuracies, needed by variant="raw".
+    # The leaderboard v1 dump: its Type column gives the models' kinds (base or tuned).
+    "dump_v1": RemoteFile(
+        "open-llm-leaderboard_old.csv",
+        "4fc6c5ff328753a1b4e5d1eac764eac127d4341d685e0615c3c399b879055f28",
+        local_subdirs=("raw", ""),
+    ),
+    # The leaderboard v2 dump with the raw accuracies, needed by variant="raw", and kinds.
     "dump_v2": RemoteFile(
         "open-llm-leaderboard_new.csv",
         "6fd9f4760999fb04fe441a0480b869ebb2458449233dd51dd9821c20fe958298",

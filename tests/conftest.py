@@ -37,14 +37,14 @@ def leaderboard_folder(folder: Path) -> Path:
     from bayes_lsl.sources import DataNotFoundError, locate
 
     try:
-        found = {key: locate(key) for key in ("v1", "v2", "dump_v2")}
+        found = {key: locate(key) for key in ("v1", "v2", "dump_v1", "dump_v2")}
     except DataNotFoundError as err:
         if os.environ.get(REQUIRE_DATA, "") not in ("", "0"):
             pytest.fail(f"{REQUIRE_DATA} is set but the leaderboard files cannot be had: {err}")
         pytest.skip(f"leaderboard files not available: {err}")
     (folder / "raw").mkdir(parents=True, exist_ok=True)
     for key, path in found.items():
-        link = folder / ("raw" if key == "dump_v2" else "") / path.name
+        link = folder / ("raw" if key.startswith("dump") else "") / path.name
         link.unlink(missing_ok=True)
         link.symlink_to(path.resolve())
     return folder
