@@ -553,7 +553,7 @@ def load_leaderboard(
     renamed ``l3-pneuma-8b (2)``.
     """
     from bayes_lsl.raw import raw_v2_scores
-    from bayes_lsl.sources import locate
+    from bayes_lsl.sources import DataNotFoundError, locate
 
     if variant not in ("paper", "raw"):
         raise DataError(f"unknown variant {variant!r}; choose 'paper' or 'raw'")
@@ -561,8 +561,14 @@ def load_leaderboard(
     v2 = pd.read_csv(locate("v2", data_dir, download), index_col=0)
     dumps = {}
     for key in (["dump_v1"] if kinds else []) + (["dump_v2"] if kinds or variant == "raw" else []):
-        dumps[key] = pd.read_csv(locate(key, data_dir, download), index_col=0 if key == "dump_v2" else None,
-                                 low_memory=False)  # fmt: skip
+        try:
+            path = locate(key, data_dir, download)
+        except DataNotFoundError as err:
+            if variant == "raw" and key == "dump_v2":
+                raise
+            raise DataNotFoundError(err.file_name, err.reason + " (needed for the models' kinds: kinds=False skips it)",
+                                    err.option) from None  # fmt: skip
+        dumps[key] = pd.read_csv(path, index_col=0 if key == "dump_v2" else None, low_memory=False)
     if variant == "raw":
         v2, changes = raw_v2_scores(v2, dumps["dump_v2"])
         log.info("raw variant: %d normalized scores replaced by raw accuracies", len(changes))

@@ -105,7 +105,7 @@ def locate(key: str, data_dir: str | os.PathLike | None = None, download: bool =
 
     Parameters
     ----------
-    key : {"v1", "v2", "dump_v2"}
+    key : {"v1", "v2", "dump_v1", "dump_v2"}
         Which file.
     data_dir : path, optional
         A directory that holds the files (checked first).

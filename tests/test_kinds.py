@@ -62,3 +62,17 @@ def test_leaderboard_kinds(data_dir):
     assert frame.loc[["llama-2-7b", "codellama-13b", "pythia-1b", "deepseek-coder-33b-base"], "kind"].eq("base").all()
     assert frame.loc[["llama-2-7b-chat", "gemma-7b-it", "qwen1.5-14b-chat", "openhermes-7b"], "kind"].eq("tuned").all()
     assert bl.load_leaderboard(data_dir=data_dir, kinds=False).kind is None
+
+
+def test_missing_dump_says_how_to_skip_kinds(data_dir, tmp_path, monkeypatch):
+    from bayes_lsl.sources import DataNotFoundError
+
+    monkeypatch.delenv("BAYES_LSL_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("df_full_v1.csv", "df_full_v2.csv"):
+        (folder / name).symlink_to((data_dir / name).resolve())
+    with pytest.raises(DataNotFoundError, match="open-llm-leaderboard_old.csv.*kinds=False"):
+        bl.load_leaderboard(data_dir=folder, download=False)
+    assert bl.load_leaderboard(data_dir=folder, download=False, kinds=False).n_models == 286
