@@ -427,6 +427,7 @@ def cross_validate(
     K: int = 4,
     method: str = "mle",
     *,
+    scheme: str = "family",
     level: float = 0.95,
     seed: int = 0,
     n_draws: int = 1000,
@@ -436,15 +437,22 @@ def cross_validate(
     n_jobs: int = 1,
     **fit_options,
 ) -> HoldoutResult:
-    """K-fold cross-validation by family: each fold's families are predicted as new families.
+    """Cross-validation over families: whole families, or each family's largest model.
 
-    Families are assigned to folds at random (seeded). Predictions of a held-out family
-    draw its effect from ``N(0, corr)``: this checks how the scaling law transfers to
-    unseen families, a harder task than :func:`evaluate_holdout`'s. Options are those of
-    :func:`evaluate_holdout`; the bootstrap resamples groups of families across folds.
+    Families are assigned to ``n_folds`` folds at random (seeded); each fold is fitted
+    without its held-out models and predicts their observed scores. Options are those
+    of :func:`evaluate_holdout`; the bootstrap resamples groups of families across folds.
 
     Parameters
     ----------
+    scheme : {"family", "largest-in-family"}
+        ``"family"``: a fold's families are held out whole and predicted as new families
+        (their effect drawn from ``N(0, corr)``): how the scaling law transfers to unseen
+        families. ``"largest-in-family"``: only families with at least two distinct sizes
+        take part, and a fold holds out the largest model(s) of each of its families; the
+        rest of the family stays in the fit, so the prediction conditions on it. This is
+        the question users bring most ("my family has 7B and 13B; what will the 70B
+        score?"), on the training data alone.
     n_jobs : int
         Folds fitted side by side (:func:`bayes_lsl.parallel.run_tasks`): ``1`` (the
         default) one after another in this process, ``2`` two loky processes, ``-1``
@@ -457,18 +465,39 @@ def cross_validate(
     HoldoutResult
         ``predictions`` has a ``fold`` column; ``fits`` holds one fit per fold.
     """
-    families = np.array(data.families)
+    held_out = _held_out_by_family(data, scheme)
+    families = np.array(list(held_out))
     if not 2 <= n_folds <= len(families):
-        raise BayesLslError(f"n_folds must be between 2 and the number of families ({len(families)}), got {n_folds}")
+        raise BayesLslError(
+            f"n_folds must be between 2 and the number of families that scheme {scheme!r} can hold out "
+            f"({len(families)}), got {n_folds}"
+        )
     fold_of = np.random.default_rng(seed).permutation(np.arange(len(families)) % n_folds)
     # Each fold's seed is seed + fold, whichever worker fits it and whenever.
-    folds = [(fold, data.models[np.isin(data.model_family, families[fold_of == fold])]) for fold in range(n_folds)]
+    folds = [(fold, np.concatenate([held_out[f] for f in families[fold_of == fold]])) for fold in range(n_folds)]
     task = partial(_fold_predictions, data, K=K, method=method, level=level, seed=seed, n_draws=n_draws,
                    fit_options=fit_options)  # fmt: skip
     done = run_tasks(task, folds, n_jobs, progress=progress, desc="cross-validation")
     predictions = pd.concat([part for part, _ in done], ignore_index=True)
     return _scored_result(data, predictions, [fitted for _, fitted in done],
                           {"cluster": cluster, "n_boot": n_boot, "level": level, "seed": seed})  # fmt: skip
+
+
+SCHEMES = ("family", "largest-in-family")
+
+
+def _held_out_by_family(data: ScalingData, scheme: str) -> dict[str, np.ndarray]:
+    """The models each family contributes to a fold under ``scheme``, for the families that take part."""
+    if scheme not in SCHEMES:
+        raise BayesLslError(f"unknown cross-validation scheme {scheme!r}; choose one of {list(SCHEMES)}")
+    out = {}
+    for family in data.families:
+        members = data.model_family == family
+        if scheme == "family":
+            out[family] = data.models[members]
+        elif len(np.unique(data.size[members])) >= 2:
+            out[family] = data.models[members & (data.size == data.size[members].max())]
+    return out
 
 
 def _fold_predictions(

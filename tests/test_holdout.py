@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bayes_lsl.data import DataError
+from bayes_lsl.errors import BayesLslError
 from bayes_lsl.holdout import compare_predictions, evaluate_holdout, family_groups, score_predictions
 
 N_BOOT = 4000
@@ -119,3 +120,25 @@ def test_evaluate_holdout_scores_by_group_and_compares(small_sim):
     assert diff["n"] == overall["n"]
     assert diff["difference"] == pytest.approx(overall["mae"] - squares.summary.loc["overall", "mae"])
     assert diff["difference_lower"] <= diff["difference"] <= diff["difference_upper"]
+
+
+def test_largest_in_family_holds_out_each_familys_largest_model(small_sim):
+    from bayes_lsl.holdout import cross_validate
+
+    data, _ = small_sim
+    frame = data.to_frame()
+    sizes = frame.groupby("family")["size"]
+    eligible = sizes.nunique()[sizes.nunique() >= 2].index
+    largest = frame[frame["family"].isin(eligible) & frame["size"].eq(sizes.transform("max"))]
+    assert 0 < len(eligible) and len(largest) < len(frame)
+    cv = cross_validate(data, n_folds=3, method="baseline", scheme="largest-in-family", n_boot=200, progress=False)
+    predicted = cv.predictions.groupby("model")["fold"].agg(["nunique", "first"])
+    # Exactly the largest models of the eligible families, each in one fold, all of a family in the same fold.
+    assert set(predicted.index) == set(largest["model"])
+    assert (predicted["nunique"] == 1).all()
+    assert largest.assign(fold=largest["model"].map(predicted["first"])).groupby("family")["fold"].nunique().max() == 1
+    # The rest of each family stayed in its fold's fit: the baseline knows the family (an intercept of its own).
+    whole = cross_validate(data, n_folds=3, method="baseline", scheme="family", n_boot=200, progress=False)
+    assert set(whole.predictions["model"]) == set(frame["model"][frame[list(data.benchmarks)].notna().any(axis=1)])
+    with pytest.raises(BayesLslError, match="unknown cross-validation scheme 'largest'"):
+        cross_validate(data, scheme="largest", method="baseline")
