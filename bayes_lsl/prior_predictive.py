@@ -311,8 +311,10 @@ def log_prior(fit: xr.DataTree, data: ScalingData) -> xr.Dataset:
     free = {rv.name for rv in model.free_RVs}
     terms = {name: [v for v in rvs if v in free] for name, rvs in PRIOR_TERMS.items()}
     rvs = [model[v] for vs in terms.values() for v in vs]
-    values = [model.rvs_to_values[rv] for rv in rvs]
-    fn = pm.compile(values, [lp.sum() for lp in model.logp(vars=rvs, jacobian=False, sum=False)])
+    # The densities on each variable's own scale: the priors' parameters are constants, so
+    # pm.logp of each variable at a value of its own type needs nothing else.
+    values = [rv.type() for rv in rvs]
+    fn = pm.compile(values, [pm.logp(rv, v).sum() for rv, v in zip(rvs, values, strict=True)])
     shape = post.sizes["chain"], post.sizes["draw"]
     out = np.empty((*shape, len(rvs)))
     for c, d in np.ndindex(*shape):

@@ -22,7 +22,7 @@ def test_pymc_prior_predictive_on_build_model(paper, K, centered):
                                           compile_kwargs={"mode": "FAST_COMPILE"})  # fmt: skip
     y = tree["prior_predictive"]["y"].values
     assert y.shape == (1, 20, int(paper.observed.sum()))
-    assert np.all((y > 0) & (y < 1))
+    assert np.all((y >= 0) & (y <= 1))  # a Beta draw with a small precision can round to 0 or 1
     corr = tree["prior"]["corr"].values
     np.testing.assert_allclose(np.diagonal(corr, axis1=-2, axis2=-1), 1.0, atol=1e-12)
 
