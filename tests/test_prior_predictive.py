@@ -13,7 +13,8 @@ from bayes_lsl.prior_predictive import model_trace, prior_predictive, summarize_
 
 
 @pytest.mark.parametrize("centered", [False, True])
-@pytest.mark.parametrize("K", [1, 2, 3, 4])
+# K = 4 in the default run; the smaller K (each a compilation, ~10 s) in the slow step.
+@pytest.mark.parametrize("K", [*(pytest.param(k, marks=pytest.mark.slow) for k in (1, 2, 3)), 4])
 def test_pymc_prior_predictive_on_build_model(paper, K, centered):
     model = bl.build_model(paper, K=K, centered=centered)
     with warnings.catch_warnings():
@@ -71,3 +72,28 @@ def test_model_trace_gives_the_fits_log_likelihood(nuts_fit, small_sim):
     with pytest.raises(ValueError, match="centered=False or True"):
         model_trace(nuts_fit, bl.build_model(data, K=info.K, centered="partial"))
 
+
+
+def test_log_prior_and_sensitivity(nuts_fit, small_sim):
+    # The log_prior group against scipy's densities of the same priors, draw by draw.
+    import scipy.stats
+
+    from bayes_lsl.prior_predictive import log_prior, prior_sensitivity
+
+    data = small_sim[0]
+    info = bl.FitInfo.from_tree(nuts_fit)
+    pr, K = info.priors, info.K
+    lp = log_prior(nuts_fit, data)
+    post = nuts_fit["posterior"]
+    beta = post["beta"].values
+    np.testing.assert_allclose(lp["beta"].values, scipy.stats.norm(0, pr["beta_sigma"]).logpdf(beta).sum((-2, -1)))
+    lam = post["lam"].values
+    anchors = np.diagonal(lam[..., :K], axis1=-2, axis2=-1)
+    expected = (scipy.stats.halfnorm(scale=pr["lam_sigma"]).logpdf(anchors).sum(-1)
+                + scipy.stats.norm(0, pr["lam_sigma"]).logpdf(lam[..., K:]).sum((-2, -1)))  # fmt: skip
+    np.testing.assert_allclose(lp["lam"].values, expected)
+    phi = scipy.stats.lognorm(s=pr["log_phi_sigma"], scale=np.exp(pr["log_phi_mu"])).logpdf(post["phi"].values)
+    np.testing.assert_allclose(lp["phi"].values, phi.sum(-1))
+    table = prior_sensitivity(nuts_fit, data)
+    assert {"prior", "likelihood"} <= set(table.columns)
+    assert table.loc["b[math]", ["prior", "likelihood"]].notna().all()
