@@ -43,6 +43,17 @@ def test_prior_predictive_tree_and_shares(paper):
     assert 0 <= s.share_mean_at_bounds <= 1 and 0 <= s.share_scores_extreme <= 1
     assert list(s.by_benchmark.index) == list(paper.benchmarks)
     assert "within 0.01" in str(s)
+    # The figure: one panel per benchmark, titled with its share at the bounds.
+    import matplotlib.pyplot as plt
+
+    from bayes_lsl.plots import plot_prior_predictive
+
+    fig = plot_prior_predictive(tree)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title().split(" ")[0] for ax in shown] == list(paper.benchmarks)
+    share = s.by_benchmark.loc["math", "share_mean_at_bounds"]
+    assert shown[0].get_title() == f"math (mean at bounds {share:.0%})"
+    plt.close(fig)
 
 
 def test_default_priors_are_weakly_informative_on_the_score_scale(paper):
