@@ -14,6 +14,7 @@ from bayes_lsl.io import load_fit, save_fit
 from bayes_lsl.model import build_model
 from bayes_lsl.parameters import parameter_draws, parameter_intervals
 from bayes_lsl.predict import predict, predict_draws
+from bayes_lsl.prior_predictive import model_trace, prior_predictive, prior_sensitivity, summarize_prior_predictive
 from bayes_lsl.selection import select_k
 
 # PyTensor warns on its first compilation that it found no BLAS to link. Its BLAS ops take
@@ -46,4 +47,9 @@ __all__ = [
     "save_fit",
     "select_k",
     "__version__",
+    # prior predictive checks (issue 13)
+    "model_trace",
+    "prior_predictive",
+    "prior_sensitivity",
+    "summarize_prior_predictive",
 ]

@@ -44,6 +44,7 @@ __all__ = [
     "plot_holdout",
     "plot_information_criteria",
     "plot_loadings",
+    "plot_prior_predictive",
     "plot_scaling_curves",
     "plot_skill_correlation",
 ]
@@ -500,4 +501,54 @@ def plot_allocation(table: pd.DataFrame, *, axes: Sequence[Axes] | None = None) 
     for ax, label in zip(panels, ("optimal size (B parameters)", "optimal tokens (T)"), strict=True):
         ax.set(xscale="log", yscale="log", xlabel="training FLOPs", ylabel=label)
     panels[0].legend(title="target (open: set by the data's box)", fontsize="small")
+    return fig
+
+
+# ------------------------------------------------------------------ prior predictive checks
+def plot_prior_predictive(tree: xr.DataTree, *, axes: Sequence[Axes] | None = None, bins: int = 40) -> Figure:
+    """Prior predictive score distributions per benchmark, against the observed scores.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        From :func:`bayes_lsl.prior_predictive`.
+    axes : sequence of matplotlib.axes.Axes, optional
+        One per benchmark; default a new figure.
+    bins : int
+        Histogram bins on [0, 1].
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Per benchmark, the density of the prior predictive scores (pooled over draws and the
+        scored models) and of the observed scores, the floor dashed; each title gives the
+        share of prior mean scores within 0.01 of the floor or the ceiling.
+
+    Examples
+    --------
+    >>> from bayes_lsl.plots import plot_prior_predictive
+    >>> # tree = bl.prior_predictive(data, K=4)
+    >>> fig = plot_prior_predictive(tree)  # doctest: +SKIP
+    """
+    from bayes_lsl.prior_predictive import summarize_prior_predictive
+
+    if not isinstance(tree, xr.DataTree) or "prior_predictive" not in tree.children:
+        raise BayesLslError("tree: expected the result of bl.prior_predictive (a DataTree with prior_predictive)")
+    summary = summarize_prior_predictive(tree)
+    observed = tree["constant_data"]["observed"]
+    benchmarks = [str(b) for b in tree["prior_predictive"]["benchmark"].values]
+    fig, panels, new = _panel_axes(axes, len(benchmarks), "benchmark", width=3.0, height=2.3)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for ax, name in zip(panels, benchmarks, strict=True):
+        scored = observed.sel(benchmark=name).values
+        prior = tree["prior_predictive"]["y"].sel(benchmark=name).values[..., scored].ravel()
+        obs = tree["observed_data"]["y"].sel(benchmark=name).values[scored]
+        ax.hist(prior, bins=edges, density=True, color="C0", alpha=0.5, label="prior predictive")
+        ax.hist(obs, bins=edges, density=True, histtype="step", color="k", lw=1.2, label="observed")
+        ax.axvline(float(tree["constant_data"]["floor"].sel(benchmark=name)), color="grey", ls="--", lw=1)
+        share = summary.by_benchmark.loc[name, "share_mean_at_bounds"]
+        ax.set(title=f"{name} (mean at bounds {share:.0%})", xlim=(0, 1), yticks=[])
+    panels[0].legend(fontsize="small")
+    if new:
+        fig.suptitle(f"Prior predictive scores (K={tree.attrs.get('K')}): {summary}", fontsize="small")
     return fig

@@ -11,8 +11,8 @@ import xarray as xr
 import bayes_lsl as bl
 from bayes_lsl.errors import BayesLslError, FitFileError
 from bayes_lsl.fitting.result import FORMAT_VERSION, FitInfo
-from bayes_lsl.model import DEFAULT_PRIORS
 from bayes_lsl.model.parameterization import model_parameterization
+from bayes_lsl.model.priors import PRIORS_BEFORE_ISSUE_13
 
 #: A ``map`` fit of the example (K = 2, priors={"lam_sigma": 1.5}) saved by bayes_lsl before
 #: FitInfo (format 1: the prior overrides as a repr string, ``centered`` instead of the
@@ -24,7 +24,7 @@ def test_a_format_1_file_loads_in_todays_terms():
     fit = bl.load_fit(FORMAT_1, data=bl.load_example())
     info = FitInfo.from_tree(fit)
     assert (info.method, info.K, info.parameterization) == ("map", 2, "non-centered")
-    assert dict(info.priors) == {**DEFAULT_PRIORS, "lam_sigma": 1.5}
+    assert dict(info.priors) == {**PRIORS_BEFORE_ISSUE_13, "lam_sigma": 1.5}  # the defaults then
     assert fit.attrs["format_version"] == FORMAT_VERSION
     assert info.anchors == ("math", "ifeval")
 

@@ -11,7 +11,7 @@ from bayes_lsl import load_fit, save_fit
 from bayes_lsl.errors import FitFileError
 from bayes_lsl.fitting.result import FORMAT_VERSION, FitInfo
 from bayes_lsl.model.parameterization import parameterization
-from bayes_lsl.model.priors import DEFAULT_PRIORS
+from bayes_lsl.model.priors import PRIORS_BEFORE_ISSUE_13
 
 
 @pytest.mark.parametrize("which", ["map_fit", "nuts_fit"])
@@ -86,6 +86,6 @@ def test_a_format_1_fit_loads_in_todays_terms(tmp_path, map_fit):
     fit = load_fit(save_fit(old, tmp_path / "old.nc"))
     info = FitInfo.from_tree(fit)
     assert info.format_version == FORMAT_VERSION and fit.attrs["format_version"] == FORMAT_VERSION
-    assert dict(info.priors) == {**DEFAULT_PRIORS, "lam_sigma": 3.0}
+    assert dict(info.priors) == {**PRIORS_BEFORE_ISSUE_13, "lam_sigma": 3.0}  # the defaults then
     assert info.parameterization == parameterization(False)
     np.testing.assert_array_equal(fit.posterior["lam"], map_fit.posterior["lam"])

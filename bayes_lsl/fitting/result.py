@@ -30,7 +30,7 @@ from bayes_lsl._version import __version__
 from bayes_lsl.data import COVARIATES, ScalingData, raw_covariates
 from bayes_lsl.errors import BayesLslError, FitFileError
 from bayes_lsl.model.parameterization import parameterization
-from bayes_lsl.model.priors import DEFAULT_PRIORS, merge_priors
+from bayes_lsl.model.priors import PRIORS_BEFORE_ISSUE_13, merge_priors
 
 #: Version of the layout below; :meth:`FitInfo.from_tree` reads this and every older one.
 #: 1: before FitInfo (priors as a repr of the overrides, ``centered`` as given).
@@ -60,9 +60,8 @@ SAMPLE_DIMS: tuple[str, str] = ("chain", "draw")
 #: A method returns the DataTree's groups (``posterior`` at least) and attrs of its own.
 FitResult = tuple[dict[str, xr.Dataset], dict]
 
-#: Format 1 stored only the user's prior overrides; these were the defaults then. Freeze a
-#: copy here if DEFAULT_PRIORS ever changes.
-_FORMAT_1_PRIORS: Mapping[str, float] = DEFAULT_PRIORS
+#: Format 1 stored only the user's prior overrides; these were the defaults then.
+_FORMAT_1_PRIORS: Mapping[str, float] = MappingProxyType(PRIORS_BEFORE_ISSUE_13)
 
 
 @dataclass(frozen=True, eq=False)

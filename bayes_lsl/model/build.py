@@ -10,7 +10,7 @@ import pytensor.tensor as pt
 
 from bayes_lsl.data import COVARIATES, ScalingData
 from bayes_lsl.errors import BayesLslError, DataError
-from bayes_lsl.model.likelihood import beta_parameters, corr_cholesky, lkj_cholesky_logp, loadings
+from bayes_lsl.model.likelihood import beta_parameters, corr_cholesky, lkj_corr_z, loadings
 from bayes_lsl.model.parameterization import (
     FamilyLayout,
     parameterization,
@@ -122,11 +122,10 @@ def build_model(
         if mode != "partial":
             b = pm.Normal("b", 0.0, pr["b_sigma"], dims="benchmark")
 
-        # Correlation matrix through its Cholesky factor, with the LKJ prior and the
-        # Jacobian of the transform added by hand (see corr_cholesky).
-        corr_z = pm.Flat("corr_z", dims="corr_entry")
-        chol, log_jac = corr_cholesky(corr_z, K)
-        pm.Potential("corr_prior", lkj_cholesky_logp(chol, pr["lkj_eta"]) + log_jac)
+        # Correlation matrix through its Cholesky factor: corr_z carries the LKJ prior and
+        # the transform's Jacobian, and draws exactly (see lkj_corr_z).
+        corr_z = lkj_corr_z("corr_z", K, pr["lkj_eta"], dims="corr_entry")
+        chol, _ = corr_cholesky(corr_z, K)
         pm.Deterministic("corr", chol @ chol.T, dims=("skill", "skill_other"))
 
         if mode == "partial":

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+from pymc.distributions.shape_utils import rv_size_is_none
 
 #: Bound on the linear predictor inside the sigmoid: keeps mu strictly inside (0, 1) in
 #: floating point (sigmoid(-30) ~ 1e-13) without ever binding at plausible values.
@@ -59,6 +60,68 @@ def lkj_cholesky_logp(L: pt.TensorVariable, eta: float) -> pt.TensorVariable:
     K = L.shape[0]
     i = pt.arange(1, K)
     return pt.sum((K - i - 1 + 2.0 * (eta - 1.0)) * pt.log(pt.diagonal(L)[1:]))
+
+
+def corr_z_logp(z: pt.TensorVariable, K: int, eta) -> pt.TensorVariable:
+    """LKJ(eta) log-density of a correlation, as a density of the unconstrained reals ``z``.
+
+    :func:`lkj_cholesky_logp` of :func:`corr_cholesky` ``(z)`` plus the transform's
+    log-Jacobian: the prior the model puts on ``corr_z`` (unnormalized).
+    """
+    chol, log_jac = corr_cholesky(z, K)
+    return lkj_cholesky_logp(chol, eta) + log_jac
+
+
+def lkj_cpc_shapes(K: int, eta: float) -> np.ndarray:
+    """Shape ``a`` of the symmetric Beta(a, a) on (-1, 1) of each canonical partial correlation, in ``z``'s order.
+
+    Under LKJ(eta) the partial correlation of skills ``i`` and ``j < i`` given skills
+    ``0 .. j-1`` (entry ``tanh(z)`` that :func:`corr_cholesky` puts at ``L[i, j]``) is
+    independent of the others with ``a = eta + (K - 2 - j) / 2`` (Lewandowski, Kurowicka &
+    Joe 2009, the vine method); ``j = 0`` gives the marginal of a correlation,
+    Beta(eta - 1 + K/2, eta - 1 + K/2).
+    """
+    return np.array([eta + (K - 2 - j) / 2.0 for i in range(K) for j in range(i)], float)
+
+
+def draw_corr_z(K: int, eta: float, rng: np.random.Generator, size: tuple[int, ...] | None = None) -> np.ndarray:
+    """Exact draws of ``z`` (shape ``size + (K(K-1)/2,)``) whose correlation is LKJ(eta)-distributed."""
+    return _draw_cpc_z(lkj_cpc_shapes(K, float(eta)), rng, size)
+
+
+def _draw_cpc_z(a: np.ndarray, rng: np.random.Generator, size) -> np.ndarray:
+    """``arctanh`` of independent Beta(a, a) draws on (-1, 1)."""
+    shape = (*(() if size is None else tuple(size)), len(a))
+    a = np.broadcast_to(a, shape)
+    cpc = 2.0 * rng.beta(a, a) - 1.0
+    # Beta draws can round to exactly -1 or 1; keep z finite.
+    return np.arctanh(np.clip(cpc, -1.0 + 1e-15, 1.0 - 1e-15))
+
+
+def lkj_corr_z(name: str, K: int, eta: float, **kwargs) -> pt.TensorVariable:
+    """The model's ``corr_z``: unconstrained reals with the LKJ(eta) prior on their correlation.
+
+    A :class:`pymc.CustomDist` on the reals (no transform, so it is its own value
+    variable, as the marginal likelihood expects) whose log-density is
+    :func:`corr_z_logp` and whose draws are exact (independent canonical partial
+    correlations with the shapes :func:`lkj_cpc_shapes`, its second parameter), so that
+    ``pm.sample_prior_predictive`` and ``pm.sample_posterior_predictive`` work. Starts at
+    ``z = 0`` (uncorrelated skills). ``kwargs`` (e.g. ``dims``) go to ``CustomDist``.
+    """
+    def draws(eta_, shapes, size):
+        # Independent canonical partial correlations; size is the batch shape (or None).
+        shape = shapes.shape if rv_size_is_none(size) else pt.concatenate([size, shapes.shape])
+        cpc = 2.0 * pm.Beta.dist(shapes, shapes, shape=shape) - 1.0
+        return pt.arctanh(pt.clip(cpc, -1.0 + 1e-15, 1.0 - 1e-15))
+
+    def support_point(rv, size, eta_, shapes):
+        return pt.zeros(rv.shape)
+
+    return pm.CustomDist(
+        name, float(eta), lkj_cpc_shapes(K, float(eta)), dist=draws,
+        logp=lambda value, eta_, shapes: corr_z_logp(value, K, eta_),
+        support_point=support_point, signature="(),(n)->(n)", **kwargs,
+    )
 
 
 def beta_parameters(

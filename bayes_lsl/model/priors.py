@@ -8,16 +8,27 @@ import numpy as np
 
 from bayes_lsl.errors import BayesLslError
 
-#: Weakly informative priors; every entry can be overridden through ``priors=``.
+#: Weakly informative priors on the score scale; every entry can be overridden through
+#: ``priors=``. With standardized covariates and unit-variance family effects, the linear
+#: predictor of a benchmark loading on all K = 4 skills has prior sd about 2.7 (logit scale;
+#: 2.4 pooled over the leaderboard's benchmarks), so that 7% of prior mean scores on the
+#: leaderboard lie within 0.01 of a floor or the ceiling (the former 2 / 2 / 3 gave sd ~13
+#: and 56%; see README, "Priors and prior predictive checks").
 DEFAULT_PRIORS: dict[str, float] = {
-    "beta_sigma": 2.0,  # slopes of skills on standardized covariates
-    "lam_sigma": 2.0,  # loadings (half-normal on the anchors)
-    "b_sigma": 3.0,  # benchmark intercepts, logit scale
+    "beta_sigma": 0.7,  # slopes of skills on standardized covariates, in family-sd units
+    "lam_sigma": 0.7,  # loadings (half-normal on the anchors), logit units per family sd
+    "b_sigma": 1.5,  # benchmark intercepts, logit scale
     "log_phi_mu": float(np.log(50.0)),  # Beta precision: median 50 ...
     "log_phi_sigma": 1.5,  # ... within a factor ~20 either way
     "phi_slope_sigma": 0.5,  # dispersion="covariates": slopes of log phi
     "lkj_eta": 2.0,  # LKJ shape of the skill correlation
 }
+
+#: The defaults before issue 13 (fits saved then store every setting in their attrs, and
+#: format-1 files only their overrides of these).
+PRIORS_BEFORE_ISSUE_13: dict[str, float] = {
+    **DEFAULT_PRIORS, "beta_sigma": 2.0, "lam_sigma": 2.0, "b_sigma": 3.0,
+}  # fmt: skip
 
 
 
