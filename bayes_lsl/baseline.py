@@ -18,13 +18,18 @@ The authors' baseline gives a point per score. So that it can be scored by prope
 (CRPS, log predictive density, interval score: :mod:`bayes_lsl.scores`) next to the
 latent-skill model, :meth:`SigmoidBaseline.predict_draws` makes it a predictive
 distribution in the least assuming way that keeps its point predictions: the score is
-Beta with the sigmoid as its mean and a precision ``phi_j`` per benchmark, fitted by
-maximum likelihood to the training scores with the means held at the fitted curve (a
-two-stage Beta regression), and a family without a training score on a benchmark draws
-its intercept from a normal with the mean and standard deviation of the fitted
-intercepts. It is a plug-in predictive: the curve's own estimation error is left out
-(as the point baseline leaves it out), so its intervals can be expected to cover too
-little where the curve is extrapolated.
+Beta with the sigmoid as its mean and a precision ``phi_j`` per benchmark, estimated from
+the training residuals as a quasi-likelihood dispersion is (McCullagh & Nelder 1989,
+section 9.2): the Beta variance is ``mu (1 - mu) / (1 + phi)``, so the squared Pearson
+residuals ``(y - mu)^2 / (mu (1 - mu))`` summed and divided by the residual degrees of
+freedom ``n_j - p_j`` (``p_j``: the floor, the slope and one intercept per family) estimate
+``1 / (1 + phi_j)``. Dividing by ``n_j`` instead (or maximizing the Beta likelihood at the
+fitted means) would take the curve's in-sample fit for its accuracy: with a free intercept
+per family, ``p_j`` is a large share of ``n_j``. A family without a training score on a
+benchmark draws its intercept from a normal with the mean and standard deviation of the
+fitted intercepts. It remains a plug-in predictive: the curve's and the intercepts'
+estimation error is left out of each draw (as the point baseline leaves it out), so its
+intervals can be expected to cover too little where the curve is extrapolated.
 """
 
 from __future__ import annotations
@@ -35,9 +40,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.optimize import least_squares, minimize, minimize_scalar
+from scipy.optimize import least_squares, minimize
 from scipy.sparse import csr_array
-from scipy.special import betaln, expit, logit, xlog1py, xlogy
+from scipy.special import expit, logit
 
 from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
@@ -48,8 +53,8 @@ RIDGE = 1e-6
 #: The authors' SmoothL1 threshold: residuals (on the 0-1 score scale) below it count squared.
 SMOOTH_L1_BETA = 0.01
 LOSSES = ("smooth_l1", "least_squares")
-#: Bounds of the fitted Beta precision's log: precisions from e^-2 to e^12.
-LOG_PRECISION_BOUNDS = (-2.0, 12.0)
+#: Smallest Beta precision the residuals may give (a variance of mu (1 - mu) / 1.01).
+MIN_PRECISION = 0.01
 
 
 def log_flops(size: np.ndarray, tokens: np.ndarray) -> np.ndarray:
@@ -79,7 +84,8 @@ class SigmoidBaseline:
         ``phi_j``: the Beta precision of each benchmark's scores about the fitted curve
         (for :meth:`predict_draws`; ``None`` in objects built without it).
     eps : float
-        Training scores were clipped into ``[eps, 1 - eps]`` to fit ``precision``.
+        The training data's ``eps`` (scores clipped into ``[eps, 1 - eps]``), for scoring
+        the log density as the latent-skill model's likelihood would.
     """
 
     benchmarks: tuple[str, ...]
@@ -236,25 +242,31 @@ def fit_baseline(data: ScalingData, loss: str = "smooth_l1") -> SigmoidBaseline:
         slope[j], floor[j], d = _fit_one(z[seen], fam, len(fams), data.scores[seen, j], data.floors[j], loss)
         intercept[fams, j] = d
         mu = floor[j] + (1.0 - floor[j]) * expit(slope[j] * z[seen] + d[fam])
-        precision[j] = beta_precision(np.clip(data.scores[seen, j], data.eps, 1 - data.eps), mu)
+        precision[j] = beta_precision(data.scores[seen, j], mu, n_parameters=2 + len(fams))
     return SigmoidBaseline(data.benchmarks, data.families, slope, floor, intercept, center, scale, loss, precision,
                            float(data.eps))  # fmt: skip
 
 
-def beta_precision(y: np.ndarray, mu: np.ndarray) -> float:
-    """Maximum-likelihood precision ``phi`` of ``y ~ Beta(mu phi, (1 - mu) phi)`` with ``mu`` given.
+def beta_precision(y: np.ndarray, mu: np.ndarray, n_parameters: int) -> float:
+    """Beta precision ``phi`` of scores ``y`` about fitted means ``mu``, from Pearson residuals.
 
-    The log-likelihood is concave in ``phi`` for fixed means; bounded search on ``log phi``
-    within :data:`LOG_PRECISION_BOUNDS`.
+    ``(n - p) / sum((y - mu)^2 / (mu (1 - mu))) - 1``: the squared Pearson residuals
+    estimate ``1 / (1 + phi)``, and their sum is divided by the residual degrees of freedom
+    ``n - p`` (``p = n_parameters``) rather than ``n``, as a dispersion is in
+    quasi-likelihood (see the module's notes). At least :data:`MIN_PRECISION`.
+
+    Raises
+    ------
+    BayesLslError
+        If there are no residual degrees of freedom (``n <= n_parameters``).
     """
+    dof = len(y) - n_parameters
+    if dof < 1:
+        raise BayesLslError(f"n_parameters: {n_parameters} parameters leave no residual degree of freedom "
+                            f"in {len(y)} scores to estimate the precision")  # fmt: skip
     mu = np.clip(mu, 1e-9, 1 - 1e-9)
-
-    def negative_loglik(log_phi: float) -> float:
-        phi = np.exp(log_phi)
-        a, b = mu * phi, (1 - mu) * phi
-        return -float(np.sum(xlogy(a - 1, y) + xlog1py(b - 1, -y) - betaln(a, b)))
-
-    return float(np.exp(minimize_scalar(negative_loglik, bounds=LOG_PRECISION_BOUNDS, method="bounded").x))
+    pearson = float(np.sum((y - mu) ** 2 / (mu * (1 - mu))))
+    return max(dof / max(pearson, 1e-300) - 1.0, MIN_PRECISION)
 
 
 def _fit_one(
