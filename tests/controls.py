@@ -15,6 +15,10 @@ broken in one known way, fails it. The controls are built from the package's own
   so that ``compare_families`` draws both effects from their prior;
 - :func:`inflated_se`: standard errors (and the covariance they come from) x 1.5.
 
+Each predictor also gives its draws (``PREDICTIVES``: a ``Prediction``), so that
+:func:`scored_cells` adds the proper scores (CRPS, interval score, log predictive density)
+and :func:`assert_better_scores` compares them paired by family.
+
 Every criterion is a test at level ``TEST_LEVEL``: a correct method fails it by chance
 about once in 100 seeds. Tolerances come from the number of independent units (families,
 pairs of families, simulated data sets), never from a run's printed numbers.
