@@ -15,6 +15,7 @@ from bayes_lsl.model import build_model
 from bayes_lsl.parameters import parameter_draws, parameter_intervals
 from bayes_lsl.predict import predict, predict_draws
 from bayes_lsl.prior_predictive import model_trace, prior_predictive, prior_sensitivity, summarize_prior_predictive
+from bayes_lsl.scores import crps, interval_score, log_predictive_density
 from bayes_lsl.selection import select_k
 
 # PyTensor warns on its first compilation that it found no BLAS to link. Its BLAS ops take
@@ -30,14 +31,17 @@ __all__ = [
     "build_model",
     "compare_families",
     "cross_validate",
+    "crps",
     "diagnose",
     "evaluate_holdout",
     "example_truth",
     "fit",
     "FitInfo",
+    "interval_score",
     "load_example",
     "load_fit",
     "load_leaderboard",
+    "log_predictive_density",
     "model_budgets",
     "paper_budgets",
     "parameter_draws",

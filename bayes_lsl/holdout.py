@@ -3,8 +3,12 @@
 :func:`evaluate_holdout` runs one split (the authors' 41-model protocol is the preset
 ``"paper"``); :func:`cross_validate` holds out whole families, fold by fold. Both report
 the mean absolute error of the predictive mean per benchmark and overall, the empirical
-coverage of the central intervals and their mean width. ``method="baseline"`` scores the
-authors' best baseline (:mod:`bayes_lsl.baseline`) on the same split.
+coverage of the central intervals and their mean width, and three proper scores of the
+predictive distributions (:mod:`bayes_lsl.scores`): the CRPS, the interval score of the
+central intervals and the log predictive density of the observed score. ``method="baseline"``
+scores the authors' best baseline (:mod:`bayes_lsl.baseline`) on the same split, with the
+Beta predictive distribution about its curve that
+:meth:`~bayes_lsl.baseline.SigmoidBaseline.predict_draws` gives it.
 
 Held-out scores are not independent: the paper's 102 cells come from 11 models in 6
 groups of families (a base family and its instruction-tuned one), and a model that is
@@ -22,10 +26,12 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from bayes_lsl.data import DataError, ScalingData
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.parallel import run_tasks
+from bayes_lsl.scores import DEFAULT_EPS, crps, interval_score, log_predictive_density
 
 #: The authors' 11 test models (arXiv:2512.06553, held-out experiment).
 PAPER_TEST_MODELS: tuple[str, ...] = (
@@ -51,6 +57,14 @@ PRESETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 TUNED_SUFFIXES: tuple[str, ...] = ("-instruct", "-chat", "-it")
 #: Bootstrap resamples for the intervals of the scores.
 N_BOOT = 2000
+#: What is averaged over cells: (name in the summary, column of the scored cells). MAE, coverage
+#: and width, then the proper scores (lower is better, but for ``log_density``).
+STATISTICS: tuple[tuple[str, str], ...] = (
+    ("mae", "abs_error"), ("coverage", "covered"), ("width", "width"), ("crps", "crps"),
+    ("interval_score", "interval_score"), ("log_density", "log_density"),
+)  # fmt: skip
+#: The per-cell scores the paired comparison differences: the MAE's and the proper scores.
+PAIRED: tuple[tuple[str, str], ...] = (STATISTICS[0], *STATISTICS[3:])
 
 
 @dataclass(frozen=True)
@@ -62,10 +76,12 @@ class HoldoutResult:
     predictions : DataFrame
         One row per held-out observed score: ``model``, ``family``, ``group`` (see
         :func:`family_groups`), ``benchmark``, ``observed``, ``mean``, ``median``,
-        ``lower``, ``upper`` (and ``fold``).
+        ``lower``, ``upper``, the cell's proper scores ``crps``, ``interval_score`` and
+        ``log_density`` (:func:`cell_scores`), and ``fold`` in cross-validation.
     summary : DataFrame
         :func:`score_predictions` of ``predictions``: per benchmark plus an ``overall``
-        row, the MAE, coverage and width with their cluster-bootstrap intervals.
+        row, the MAE, coverage, width and proper scores with their cluster-bootstrap
+        intervals.
     fits : list
         The fits (one per fold), or the baseline objects.
     scoring : dict
@@ -79,7 +95,7 @@ class HoldoutResult:
     scoring: dict = field(default_factory=dict)
 
     def compare(self, reference: HoldoutResult, **options) -> pd.DataFrame:
-        """MAE of these predictions minus that of ``reference`` on the same cells, with its interval.
+        """MAE and proper scores of these predictions minus those of ``reference`` on the same cells, with intervals.
 
         See :func:`compare_predictions`; ``options`` override :attr:`scoring`.
         """
@@ -177,7 +193,52 @@ def _scored_cells(predictions: pd.DataFrame) -> pd.DataFrame:
     df["covered"] = ((df["observed"] >= df["lower"]) & (df["observed"] <= df["upper"])).astype(float) \
         if has_interval else np.nan  # fmt: skip
     df["width"] = df["upper"] - df["lower"] if has_interval else np.nan
+    for column in ("crps", "interval_score", "log_density"):
+        if column not in df.columns:  # predictions without a distribution (a point method, an old file)
+            df[column] = np.nan
     return df
+
+
+def cell_scores(
+    table: pd.DataFrame, draws: xr.Dataset, *, level: float = 0.95, eps: float = DEFAULT_EPS
+) -> pd.DataFrame:
+    """The proper scores of each row's observed score against its predictive draws.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Rows with ``model``, ``benchmark``, ``observed`` (NaN: not scored), ``lower`` and
+        ``upper`` (the central ``level`` interval).
+    draws : xarray.Dataset
+        ``y``, ``mu`` and ``phi`` (sample, model, benchmark), as from
+        :func:`bayes_lsl.predict_draws` or
+        :meth:`bayes_lsl.baseline.SigmoidBaseline.predict_draws`.
+    level : float
+        The intervals' level: the interval score's ``alpha`` is ``1 - level``.
+    eps : float
+        Observed scores are clipped into ``[eps, 1 - eps]`` for the log density, as the
+        fit's likelihood clipped its scores (``FitInfo.eps``).
+
+    Returns
+    -------
+    DataFrame
+        ``table`` with ``crps`` (from the draws of ``y``), ``interval_score`` (of
+        ``[lower, upper]``) and ``log_density`` (log of the mean over draws of the Beta
+        density with shapes ``mu phi`` and ``(1 - mu) phi``).
+    """
+    model = pd.Index(draws["model"].values.astype(str)).get_indexer(table["model"].astype(str))
+    bench = pd.Index(draws["benchmark"].values.astype(str)).get_indexer(table["benchmark"].astype(str))
+    if (model < 0).any() or (bench < 0).any():
+        raise BayesLslError("draws: some rows of the table have no draws (model or benchmark missing)")
+    y = table["observed"].to_numpy(float)
+    order = ("sample", "model", "benchmark")
+    pick = {v: draws[v].transpose(*order).values[:, model, bench] for v in ("y", "mu", "phi")}  # (sample, row)
+    a = pick["mu"] * pick["phi"]
+    return table.assign(
+        crps=crps(pick["y"], y),
+        interval_score=interval_score(table["lower"], table["upper"], y, alpha=1 - level),
+        log_density=log_predictive_density(a, pick["phi"] - a, y, eps=eps),
+    )
 
 
 def score_predictions(
@@ -188,13 +249,15 @@ def score_predictions(
     level: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """MAE, coverage and width per benchmark and overall, with cluster-bootstrap intervals.
+    """MAE, coverage, width and proper scores per benchmark and overall, with cluster-bootstrap intervals.
 
     Parameters
     ----------
     predictions : DataFrame
         Needs ``benchmark``, ``observed`` and ``mean``; ``lower`` and ``upper`` (when
-        present) give coverage and width. Rows without an observed score are ignored.
+        present) give coverage and width, and ``crps``, ``interval_score`` and
+        ``log_density`` (when present: :func:`cell_scores`) the proper scores. Rows without
+        an observed score are ignored.
     cluster : str or None
         Column whose values are resampled as units. ``"group"`` (the default) is derived
         from ``family`` with :func:`family_groups` when there is no such column; ``None``
@@ -212,8 +275,9 @@ def score_predictions(
         Indexed by benchmark plus ``overall``: ``n`` (scores), ``clusters``, ``mae``,
         ``mae_se`` (the bootstrap standard deviation), ``mae_lower``, ``mae_upper``,
         ``mae_se_iid`` (the standard error that treats the scores as independent, for
-        comparison), and ``coverage`` and ``width`` with their ``_lower``/``_upper``
-        (NaN without intervals).
+        comparison), ``coverage`` and ``width`` with their ``_lower``/``_upper`` (NaN
+        without intervals), and the mean ``crps``, ``interval_score`` and ``log_density``
+        with their ``_lower``/``_upper`` (NaN without them).
 
     Notes
     -----
@@ -232,7 +296,7 @@ def score_predictions(
         g = df[rows]
         n = len(g)
         out = {"n": n, "clusters": len(np.unique(codes[rows]))}
-        for name, col in (("mae", "abs_error"), ("coverage", "covered"), ("width", "width")):
+        for name, col in STATISTICS:
             values = np.where(rows, df[col].to_numpy(float), np.nan)
             se, lower, upper = _interval(_resampled_means(values, codes, counts), level)
             out |= {name: g[col].mean(), f"{name}_lower": lower, f"{name}_upper": upper}
@@ -246,8 +310,8 @@ def score_predictions(
     per.loc["overall"] = stats(np.ones(len(df), bool))
     per[["n", "clusters"]] = per[["n", "clusters"]].astype(int)
     per.index.name = "benchmark"
-    columns = ["n", "clusters", "mae", "mae_se", "mae_lower", "mae_upper", "mae_se_iid", "coverage", "coverage_lower",
-               "coverage_upper", "width", "width_lower", "width_upper"]  # fmt: skip
+    columns = ["n", "clusters", "mae", "mae_se", "mae_lower", "mae_upper", "mae_se_iid"]
+    columns += [f"{name}{end}" for name, _ in STATISTICS[1:] for end in ("", "_lower", "_upper")]
     return per[columns]
 
 
@@ -260,7 +324,7 @@ def compare_predictions(
     level: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """MAE of ``predictions`` minus that of ``reference``, paired by cell, with a cluster-bootstrap interval.
+    """MAE and proper scores of ``predictions`` minus those of ``reference``, paired by cell, with intervals.
 
     Both tables must predict the same observed cells (``model`` and ``benchmark``). The
     difference is computed on each resample of clusters, from the same cells for both
@@ -277,8 +341,13 @@ def compare_predictions(
     -------
     DataFrame
         Indexed by benchmark plus ``overall``: ``n``, ``clusters``, ``mae``,
-        ``mae_reference``, ``difference`` (negative: ``predictions`` is better),
-        ``difference_se``, ``difference_lower``, ``difference_upper``.
+        ``mae_reference``, ``difference`` (of the MAEs; negative: ``predictions`` is
+        better), ``difference_se``, ``difference_lower``, ``difference_upper``; and for
+        each proper score ``s`` in ``crps``, ``interval_score``, ``log_density``: ``s``,
+        ``s_reference``, ``s_difference``, ``s_difference_se``, ``s_difference_lower``,
+        ``s_difference_upper`` (NaN where either table lacks the score). A negative
+        difference means ``predictions`` is better, but for ``log_density`` (higher is
+        better), where a positive one does.
 
     Raises
     ------
@@ -287,24 +356,29 @@ def compare_predictions(
     """
     keys = ["model", "benchmark"]
     ours, ref = _scored_cells(predictions), _scored_cells(reference)
-    merged = ours.merge(ref[[*keys, "observed", "abs_error"]], on=keys, how="outer", suffixes=("", "_reference"),
+    scored = [col for _, col in PAIRED]
+    merged = ours.merge(ref[[*keys, "observed", *scored]], on=keys, how="outer", suffixes=("", "_reference"),
                         indicator=True)  # fmt: skip
     unpaired = merged[merged["_merge"] != "both"]
     if len(unpaired) or not np.allclose(merged["observed"], merged["observed_reference"]):
         raise DataError(f"the two predictions do not score the same cells ({len(unpaired)} unpaired)")
     codes = _cluster_codes(merged, cluster)
     counts = _resample_counts(codes.max() + 1, n_boot, seed)
-    diff = (merged["abs_error"] - merged["abs_error_reference"]).to_numpy()
+    diffs = {name: (merged[col] - merged[f"{col}_reference"]).to_numpy(float) for name, col in PAIRED}
 
     def stats(rows: np.ndarray) -> pd.Series:
         # The mean of the paired differences over a resample is the difference of the two
-        # MAEs over that same resample.
-        se, lower, upper = _interval(_resampled_means(np.where(rows, diff, np.nan), codes, counts), level)
-        return pd.Series({"n": rows.sum(), "clusters": len(np.unique(codes[rows])),
-                          "mae": merged.loc[rows, "abs_error"].mean(),
-                          "mae_reference": merged.loc[rows, "abs_error_reference"].mean(),
-                          "difference": diff[rows].mean(), "difference_se": se, "difference_lower": lower,
-                          "difference_upper": upper})  # fmt: skip
+        # means over that same resample.
+        out = {"n": rows.sum(), "clusters": len(np.unique(codes[rows]))}
+        for name, col in PAIRED:
+            diff = diffs[name]
+            se, lower, upper = _interval(_resampled_means(np.where(rows, diff, np.nan), codes, counts), level)
+            prefix = "" if name == "mae" else f"{name}_"  # the MAE's keep their first names
+            out |= {name: merged.loc[rows, col].mean(),
+                    f"{name}_reference": merged.loc[rows, f"{col}_reference"].mean(),
+                    f"{prefix}difference": diff[rows].mean(), f"{prefix}difference_se": se,
+                    f"{prefix}difference_lower": lower, f"{prefix}difference_upper": upper}  # fmt: skip
+        return pd.Series(out)
 
     bench = merged["benchmark"].to_numpy()
     order = list(dict.fromkeys(ours["benchmark"]))
@@ -344,22 +418,33 @@ def _held_out_frame(data: ScalingData, models: Sequence[str]) -> tuple[pd.DataFr
 
 
 def _predict_split(
-    train: ScalingData, new: pd.DataFrame, K: int, method: str, level: float, seed: int, n_draws: int,
-    progress: bool, fit_options: dict,
+    train: ScalingData, new: pd.DataFrame, truth: pd.DataFrame, K: int, method: str, level: float, seed: int,
+    n_draws: int, progress: bool, fit_options: dict,
 ) -> tuple[pd.DataFrame, object]:  # fmt: skip
+    """Fit on ``train``; the predictions of ``truth``'s observed cells, with their proper scores."""
+    from bayes_lsl.predict import summarize
+
     if method == "baseline":
         from bayes_lsl.baseline import fit_baseline
 
-        model = fit_baseline(train, **fit_options)
-        return model.predict(new), model
-    from bayes_lsl.fitting import fit
-    from bayes_lsl.predict import predict
+        fitted = fit_baseline(train, **fit_options)
+        draws = fitted.predict_draws(new, n_draws=n_draws, seed=seed)
+        # The interval from the predictive draws; the mean stays the authors' point prediction.
+        table = summarize(draws, level=level).drop(columns="mean").merge(fitted.predict(new), on=["model", "benchmark"])
+        eps = fitted.eps
+    else:
+        from bayes_lsl.fitting import FitInfo, fit
+        from bayes_lsl.predict import predict_draws
 
-    if method == "mle":
-        # Predictions need the optimum, not its log-likelihood: skip the importance sampler.
-        fit_options = {"check_draws": 0, **fit_options}
-    result = fit(train, K=K, method=method, seed=seed, progress=progress, **fit_options)
-    return predict(result, new, level=level, seed=seed, n_draws=n_draws), result
+        if method == "mle":
+            # Predictions need the optimum, not its log-likelihood: skip the importance sampler.
+            fit_options = {"check_draws": 0, **fit_options}
+        fitted = fit(train, K=K, method=method, seed=seed, progress=progress, **fit_options)
+        prediction = predict_draws(fitted, new, level=level, seed=seed, n_draws=n_draws)
+        table, draws, eps = prediction.table, prediction.draws, FitInfo.from_tree(fitted).eps
+    cells = truth.merge(table.drop(columns=["observed"], errors="ignore"), on=["model", "benchmark"])
+    cells = cells[cells["observed"].notna()].reset_index(drop=True)
+    return cell_scores(cells, draws, level=level, eps=eps), fitted
 
 
 def _scored_result(data: ScalingData, predictions: pd.DataFrame, fits: list, scoring: dict) -> HoldoutResult:
@@ -394,12 +479,15 @@ def evaluate_holdout(
         test models scored, 102 scores) or the model names to hold out.
     K, method
         Passed to :func:`bayes_lsl.fit`; ``method="baseline"`` scores the per-benchmark
-        sigmoid regression on log FLOPs instead (no intervals).
+        sigmoid regression on log FLOPs instead (its mean is the sigmoid's point; its
+        intervals and proper scores come from
+        :meth:`~bayes_lsl.baseline.SigmoidBaseline.predict_draws`).
     test_models : list of str, optional
         Which held-out models to score (default: the preset's, or all held out).
     level, seed, n_draws
-        Passed to :func:`bayes_lsl.predict`; ``level`` and ``seed`` also set the
-        bootstrap of :func:`score_predictions`.
+        Passed to :func:`bayes_lsl.predict_draws` (or the baseline's); ``level`` is also
+        that of the interval score and of the bootstrap intervals of
+        :func:`score_predictions`, and ``seed`` seeds its resampling.
     cluster, n_boot
         Passed to :func:`score_predictions`: by default the bootstrap resamples groups of
         families (:func:`family_groups`).
@@ -413,10 +501,8 @@ def evaluate_holdout(
     """
     removed, test = resolve_holdout(data, holdout, test_models)
     new, truth = _held_out_frame(data, test)
-    table, fitted = _predict_split(data.drop_models(removed), new, K, method, level, seed, n_draws, progress,
-                                   fit_options)  # fmt: skip
-    predictions = truth.merge(table.drop(columns=["observed"], errors="ignore"), on=["model", "benchmark"])
-    predictions = predictions[predictions["observed"].notna()].reset_index(drop=True)
+    predictions, fitted = _predict_split(data.drop_models(removed), new, truth, K, method, level, seed, n_draws,
+                                         progress, fit_options)  # fmt: skip
     return _scored_result(data, predictions, [fitted], {"cluster": cluster, "n_boot": n_boot, "level": level,
                                                         "seed": seed})  # fmt: skip
 
@@ -507,7 +593,6 @@ def _fold_predictions(
     """One fold of :func:`cross_validate`: fit without its models, predict their observed scores."""
     fold, held = fold_models
     new, truth = _held_out_frame(data, held)
-    table, fitted = _predict_split(data.drop_models(held), new, K, method, level, seed + fold, n_draws, False,
-                                   fit_options)  # fmt: skip
-    part = truth.merge(table.drop(columns=["observed"], errors="ignore"), on=["model", "benchmark"])
-    return part[part["observed"].notna()].assign(fold=fold), fitted
+    part, fitted = _predict_split(data.drop_models(held), new, truth, K, method, level, seed + fold, n_draws, False,
+                                  fit_options)  # fmt: skip
+    return part.assign(fold=fold), fitted

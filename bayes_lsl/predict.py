@@ -34,7 +34,8 @@ class Prediction:
     table : pandas.DataFrame
         What :func:`predict` returns.
     draws : xarray.Dataset
-        ``y`` and ``mu`` (sample, model, benchmark): scores and their means; ``theta`` and
+        ``y``, ``mu`` and ``phi`` (sample, model, benchmark): scores, their means and Beta
+        precisions (shapes ``mu phi`` and ``(1 - mu) phi``); ``theta`` and
         ``alpha`` (sample, model, skill): skills and family effects; ``x`` (model,
         covariate): the standardized covariates.
     """
@@ -159,7 +160,7 @@ def predict_draws(
     -------
     Prediction
         ``table`` (:func:`predict`'s) and ``draws``: an ``xarray.Dataset`` with ``y``,
-        ``mu`` (sample x model x benchmark), ``theta``, ``alpha`` (sample x model x skill).
+        ``mu``, ``phi`` (sample x model x benchmark), ``theta``, ``alpha`` (sample x model x skill).
 
     Examples
     --------
@@ -224,7 +225,7 @@ def summarize(draws: xr.Dataset, kind: str = "score", *, level: float = 0.95) ->
 def predictive_draws(
     fit: xr.DataTree, frame: pd.DataFrame, observed: np.ndarray, *, n_draws: int = 1000, seed: int = 0
 ) -> xr.Dataset:
-    """Draws of ``alpha``, ``theta``, ``mu`` and ``y`` for validated new models (see :func:`predict`)."""
+    """Draws of ``alpha``, ``theta``, ``mu``, ``phi`` and ``y`` for validated new models (see :func:`predict`)."""
     info = FitInfo.from_tree(fit)
     seeds = np.random.SeedSequence(seed).spawn(3)
     params = parameter_draws(fit, n_draws=n_draws, seed=int(seeds[0].generate_state(1)[0]))
@@ -252,6 +253,7 @@ def predictive_draws(
         {
             "y": (("sample", "model", "benchmark"), y),
             "mu": (("sample", "model", "benchmark"), mu),
+            "phi": (("sample", "model", "benchmark"), shape_a + shape_b),
             "theta": (("sample", "model", "skill"), theta),
             "alpha": (("sample", "model", "skill"), alpha),
             "x": (("model", "covariate"), x),

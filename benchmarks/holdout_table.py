@@ -2,10 +2,12 @@
 
 For each variant, K and method asked for, either the authors' protocol (``--protocol
 paper``: fit without the 41 held-out models, predict the 11 test models' 102 scores) or
-cross-validation by family (``--protocol cv``, 5 folds). Every row gets the MAE with its
-family-group bootstrap interval and, for every row but the reference, the paired
-difference of its MAE minus the reference's (the first baseline loss) on the same
-resamples. Prints a Markdown table.
+cross-validation by family (``--protocol cv``, 5 folds). Every row gets the MAE, the
+coverage and width of the 95% intervals, and the proper scores (mean CRPS, 95% interval
+score and log predictive density, :mod:`bayes_lsl.scores`), each with its family-group
+bootstrap interval and, for every row but the reference, the paired difference of the
+MAE, CRPS, interval score and log density minus the reference's (the first baseline
+loss) on the same resamples. Prints a Markdown table.
 
     python benchmarks/holdout_table.py --variants paper raw --Ks 3 4 5 --methods baseline mle nuts
     python benchmarks/holdout_table.py --variants paper --Ks 4 --methods mle --dispersion covariates
@@ -35,6 +37,9 @@ from bayes_lsl.baseline import LOSSES
 from bayes_lsl.holdout import N_BOOT, HoldoutResult, score_predictions
 from bayes_lsl.parallel import run_tasks
 from bayes_lsl.report import markdown_table
+
+#: The proper scores in the table: summary name, column label.
+PROPER = (("crps", "crps"), ("interval_score", "interval score"), ("log_density", "log density"))
 
 
 def main() -> None:
@@ -96,13 +101,18 @@ def main() -> None:
                "coverage 95%": f"[{overall['coverage_lower']:.2f}, {overall['coverage_upper']:.2f}]"
                if overall["coverage"] == overall["coverage"] else "-",
                "width": overall["width"]}  # fmt: skip
+        for name, label in PROPER:
+            row[label] = _with_interval(overall, name, "")
         if variant not in reference:
             reference[variant] = result
             row["minus reference"] = "reference"
+            for _, label in PROPER:
+                row[f"{label} minus reference"] = "reference"
         else:
             diff = result.compare(reference[variant]).loc["overall"]
-            row["minus reference"] = (f"{diff['difference']:+.4f} [{diff['difference_lower']:+.4f}, "
-                                      f"{diff['difference_upper']:+.4f}]")  # fmt: skip
+            row["minus reference"] = _with_interval(diff, "difference", "+")
+            for name, label in PROPER:
+                row[f"{label} minus reference"] = _with_interval(diff, f"{name}_difference", "+")
         row["seconds"] = seconds
         rows.append(row)
         print(pd.DataFrame(rows[-1:]).round(4).to_string(index=False, header=len(rows) == 1), flush=True)
@@ -111,6 +121,13 @@ def main() -> None:
         table.to_csv(args.out, index=False)
     print(f"\ncommit {commit}, {time.strftime('%Y-%m-%d')}, protocol {args.protocol}, {args.n_boot} resamples\n")
     print(markdown_table(table.round(4)))
+
+
+def _with_interval(stats: pd.Series, name: str, sign: str) -> str:
+    """``value [lower, upper]`` of statistic ``name`` (its ``_lower`` and ``_upper``), or ``-`` if NaN."""
+    if stats[name] != stats[name]:
+        return "-"
+    return f"{stats[name]:{sign}.4f} [{stats[f'{name}_lower']:{sign}.4f}, {stats[f'{name}_upper']:{sign}.4f}]"
 
 
 def _key(run: tuple) -> tuple:

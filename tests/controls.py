@@ -15,6 +15,10 @@ broken in one known way, fails it. The controls are built from the package's own
   so that ``compare_families`` draws both effects from their prior;
 - :func:`inflated_se`: standard errors (and the covariance they come from) x 1.5.
 
+Each predictor also gives its draws (``PREDICTIVES``: a ``Prediction``), so that
+:func:`scored_cells` adds the proper scores (CRPS, interval score, log predictive density)
+and :func:`assert_better_scores` compares them paired by family.
+
 Every criterion is a test at level ``TEST_LEVEL``: a correct method fails it by chance
 about once in 100 seeds. Tolerances come from the number of independent units (families,
 pairs of families, simulated data sets), never from a run's printed numbers.
@@ -23,6 +27,7 @@ pairs of families, simulated data sets), never from a run's printed numbers.
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -30,18 +35,22 @@ import scipy.stats
 import xarray as xr
 
 import bayes_lsl as bl
+from bayes_lsl.fitting import FitInfo
+from bayes_lsl.holdout import cell_scores
 from bayes_lsl.model.likelihood import corr_to_z
 
 TEST_LEVEL = 0.01
 
 
 # ------------------------------------------------------------------ predictors
-def ours(fit: xr.DataTree, design: pd.DataFrame, seed: int) -> pd.DataFrame:
+# Each predictor gives a Prediction (table and draws: the proper scores need the draws);
+# PREDICTORS give the tables alone, which the same seed makes identical.
+def ours_draws(fit: xr.DataTree, design: pd.DataFrame, seed: int):
     """The package's predictor."""
-    return bl.predict(fit, design, seed=seed)
+    return bl.predict_draws(fit, design, seed=seed)
 
 
-def plug_in(fit: xr.DataTree, design: pd.DataFrame, seed: int) -> pd.DataFrame:
+def plug_in_draws(fit: xr.DataTree, design: pd.DataFrame, seed: int):
     """Beta intervals at the point estimate (``alpha`` at the family's empirical-Bayes mode).
 
     Relabelled ``map``, the fit is a point fit: ``predict`` repeats the point instead of
@@ -53,15 +62,28 @@ def plug_in(fit: xr.DataTree, design: pd.DataFrame, seed: int) -> pd.DataFrame:
     point.attrs["method"] = "map"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "a point estimate": the point of this control
-        return bl.predict(point, design, seed=seed, n_draws=4000)
+        return bl.predict_draws(point, design, seed=seed, n_draws=4000)
 
 
-def family_ignoring(fit: xr.DataTree, design: pd.DataFrame, seed: int) -> pd.DataFrame:
+def family_ignoring_draws(fit: xr.DataTree, design: pd.DataFrame, seed: int):
     """Each model as of a family never seen: its family effect from ``N(0, corr)``."""
-    table = bl.predict(fit, design.assign(family="unseen-" + design["family"].astype(str)), seed=seed)
-    return table.assign(family=table["family"].str.removeprefix("unseen-"))
+    prediction = bl.predict_draws(fit, design.assign(family="unseen-" + design["family"].astype(str)), seed=seed)
+    table = prediction.table
+    return replace(prediction, table=table.assign(family=table["family"].str.removeprefix("unseen-")))
 
 
+PREDICTIVES = {"ours": ours_draws, "plug-in": plug_in_draws, "family-ignoring": family_ignoring_draws}
+
+
+def _table_of(predictive):
+    def table(fit: xr.DataTree, design: pd.DataFrame, seed: int) -> pd.DataFrame:
+        return predictive(fit, design, seed).table
+
+    table.__doc__ = predictive.__doc__
+    return table
+
+
+ours, plug_in, family_ignoring = (_table_of(p) for p in PREDICTIVES.values())
 PREDICTORS = {"ours": ours, "plug-in": plug_in, "family-ignoring": family_ignoring}
 
 
@@ -167,6 +189,47 @@ def assert_sharper(cells: pd.DataFrame, reference: pd.DataFrame) -> dict[str, fl
         stats |= {what: float(both[what].mean()), f"{what}_ref": float(both[f"{what}_ref"].mean()),
                   f"{what}_upper_bound_of_difference": bound}  # fmt: skip
         assert bound < 0, f"{what}: not smaller than the reference's beyond sampling error ({n} units): {stats}"
+    return stats
+
+
+def scored_cells(prediction, fit: xr.DataTree, observed: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """:func:`interval_cells` of a Prediction, with each cell's proper scores
+    (``crps``, ``interval_score``, ``log_density``: :func:`bayes_lsl.holdout.cell_scores`)."""
+    keys = ["model", "benchmark"]
+    long = observed.melt(id_vars=["model"], var_name="benchmark", value_name="observed").dropna()
+    truth = prediction.table.drop(columns="observed").merge(long, on=keys)
+    scored = cell_scores(truth, prediction.draws, level=level, eps=FitInfo.from_tree(fit).eps)
+    return interval_cells(prediction.table, observed).merge(
+        scored[[*keys, "crps", "interval_score", "log_density"]], on=keys, validate="one_to_one"
+    )
+
+
+def assert_better_scores(
+    cells: pd.DataFrame, reference: pd.DataFrame, scores: tuple[str, ...] = ("crps", "log_density")
+) -> dict[str, float]:
+    """Better mean proper scores than ``reference``, beyond sampling error, paired by unit.
+
+    As :func:`assert_sharper`: each unit's mean score minus the reference's on the same
+    cells, a one-sided t test at ``TEST_LEVEL`` over the independent units. CRPS and the
+    interval score must be smaller, the log predictive density larger. Unlike width and
+    MAE, these are proper: a predictor cannot improve them in expectation by being
+    narrower or wider than the truth, so beating a reference on them is beating it as a
+    forecast, spread and all.
+    """
+    keys = ["unit", "model", "benchmark"]
+    both = cells.merge(reference, on=keys, suffixes=("", "_ref"), validate="one_to_one")
+    assert len(both) == len(cells) == len(reference), "the two predictions must cover the same cells"
+    per = both.groupby("unit")[[c for s in scores for c in (s, f"{s}_ref")]].mean()
+    n = len(per)
+    t = float(scipy.stats.t.ppf(1 - TEST_LEVEL, n - 1))
+    stats: dict[str, float] = {"n_units": n}
+    for what in scores:
+        sign = -1.0 if what == "log_density" else 1.0  # oriented so that smaller is better
+        diff = sign * (per[what] - per[f"{what}_ref"])
+        bound = float(diff.mean() + t * diff.std(ddof=1) / np.sqrt(n))
+        stats |= {what: float(both[what].mean()), f"{what}_ref": float(both[f"{what}_ref"].mean()),
+                  f"{what}_bound": bound}  # fmt: skip
+        assert bound < 0, f"{what}: not better than the reference's beyond sampling error ({n} units): {stats}"
     return stats
 
 

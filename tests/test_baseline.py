@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import expit
 
-from bayes_lsl.baseline import LOSSES, SigmoidBaseline, fit_baseline, log_flops
+from bayes_lsl.baseline import LOSSES, SigmoidBaseline, beta_precision, fit_baseline, log_flops
 from bayes_lsl.data import ScalingData
 from bayes_lsl.simulate import random_design
 
@@ -126,3 +128,61 @@ def test_bad_input(sim):
     bad.loc[2, "tokens"] = "lots"
     with pytest.raises(ValueError, match=r"'tokens'.*'lots'.*row 2"):
         fit.predict(bad)
+
+
+# ------------------------------------------------------------------ the predictive distribution
+PHI = 150.0
+
+
+def _beta_noise_data() -> ScalingData:
+    """40 families of 3 models, Beta scores of precision PHI about the sigmoid: 120 scores
+    per benchmark against 42 parameters (floor, slope, 40 intercepts)."""
+    rng = np.random.default_rng(11)
+    design = random_design(40, 3, seed=11)
+    family = pd.factorize(design["family"])[0]
+    x = log_flops(design["size"], design["tokens"])[:, None] - 50
+    mu = FLOOR + (1 - FLOOR) * expit(SLOPE * x + rng.normal(-0.5, 1.0, size=(40, 3))[family])
+    scores = rng.beta(mu * PHI, (1 - mu) * PHI)
+    frame = pd.concat([design, pd.DataFrame(scores, columns=BENCHMARKS)], axis=1)
+    return ScalingData.from_frame(frame, floors=dict.fromkeys(BENCHMARKS, 0.0))
+
+
+def test_precision_is_recovered_with_residual_degrees_of_freedom():
+    data = _beta_noise_data()
+    fit = fit_baseline(data, loss="least_squares")
+    # The squared Pearson residuals' sum over n - p = 78 degrees of freedom estimates
+    # 1 / (1 + phi) with relative sd about sqrt(2 / 78) = 0.16 per benchmark; the mean log
+    # error over 3 benchmarks, within 2.58 x 0.16 / sqrt(3) = 0.24 (a two-sided 1% test).
+    error = np.log((1 + fit.precision) / (1 + PHI)).mean()
+    assert abs(error) < 0.24, fit.precision
+    # Negative control: dividing by n (the in-sample fit taken for the accuracy) overstates
+    # 1 + phi by n / (n - p) = 120 / 78, a log error of 0.43: outside the same band.
+    z = (log_flops(data.size, data.tokens) - fit.flops_center) / fit.flops_scale
+    naive = []
+    for j in range(3):
+        d = fit.intercept[data.family_index, j]
+        mu = fit.floor[j] + (1 - fit.floor[j]) * expit(fit.slope[j] * z + d)
+        naive.append(beta_precision(data.scores[:, j], mu, n_parameters=0))
+    assert np.log((1 + np.array(naive)) / (1 + PHI)).mean() > 0.24
+
+
+def test_predict_draws_keep_the_point_and_spread_unseen_families(sim):
+    fit, held, *_ = sim
+    new = pd.concat([held.head(2), held.head(1).assign(model="stranger", family="never-seen")], ignore_index=True)
+    draws = fit.predict_draws(new, n_draws=4000, seed=3)
+    assert draws["y"].dims == ("sample", "model", "benchmark") and draws.sizes["sample"] == 4000
+    point = fit.predict(new)["mean"].to_numpy().reshape(3, 3)
+    # A seen family keeps its intercept: mu is the point prediction in every draw.
+    np.testing.assert_allclose(draws["mu"].values[:, :2], np.broadcast_to(point[:2], (4000, 2, 3)))
+    # The scores are Beta about mu with the fitted precision: mean mu up to Monte Carlo
+    # error (sd sqrt(mu (1 - mu) / (1 + phi) / 4000), four of them).
+    sd = np.sqrt(point[:2] * (1 - point[:2]) / (1 + fit.precision) / 4000)
+    assert (np.abs(draws["y"].values[:, :2].mean(0) - point[:2]) < 4 * sd).all()
+    # An unseen family's intercept is drawn: its mu varies, about the typical family's.
+    stranger = draws["mu"].values[:, 2]
+    assert (stranger.std(0) > 0.01).all()
+    assert np.all(np.abs(np.median(stranger, 0) - point[2]) < 0.05)
+    np.testing.assert_array_equal(fit.predict_draws(new, n_draws=50, seed=3)["y"],
+                                  fit.predict_draws(new, n_draws=50, seed=3)["y"])  # fmt: skip
+    with pytest.raises(ValueError, match="precision"):
+        replace(fit, precision=None).predict_draws(new)

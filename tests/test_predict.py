@@ -11,9 +11,8 @@ import pytest
 import xarray as xr
 
 import bayes_lsl as bl
-from bayes_lsl.holdout import evaluate_holdout, score_predictions
 from bayes_lsl.parameters import parameter_draws
-from bayes_lsl.simulate import random_design, random_parameters, simulate
+from bayes_lsl.simulate import simulate
 
 
 def _truth_fit(template: xr.DataTree, truth: dict) -> xr.DataTree:
@@ -242,85 +241,6 @@ def _message(fit, new) -> str:
     with pytest.raises(bl.DataError) as err:
         bl.predict(fit, new, n_draws=20)
     return str(err.value)
-
-
-def _holdout_cells(data, held: list[str], K: int = 2, seed: int = 0, **fit_options):
-    """``evaluate_holdout`` on ``held`` (whole rows held out), and the cells of its
-    predictions and of the controls' on the same fit and split."""
-    result = evaluate_holdout(data, held, K=K, method="mle", progress=False, seed=seed, **fit_options)
-    frame = data.to_frame().set_index("model").loc[held].reset_index()
-    new, observed = frame[["model", "family", "size", "tokens"]], frame[["model", *data.benchmarks]]
-    predictions = result.predictions.rename(columns={"observed": "reported"})
-    cells = {"ours": controls.interval_cells(predictions, observed)}
-    # The held-out predictions are bl.predict's on the training fit: the same cells again.
-    again = controls.interval_cells(controls.ours(result.fits[0], new, seed), observed)
-    pd.testing.assert_frame_equal(cells["ours"], again)
-    for name in ("plug-in", "family-ignoring"):
-        cells[name] = controls.interval_cells(controls.PREDICTORS[name](result.fits[0], new, seed), observed)
-    return result, cells
-
-
-def test_evaluate_holdout_on_simulated_data(small_sim):
-    data, _ = small_sim
-    held = [data.models[i] for i in range(0, data.n_models, 6)]  # 20 models of 20 families
-    result, cells = _holdout_cells(data, held, n_starts=2)
-    summary = result.summary
-    n_held = int(sum(data.observed[np.isin(data.models, held)].sum(1)))
-    assert summary.loc["overall", "n"] == n_held == len(cells["ours"])
-    assert np.isclose(summary.loc["overall", "coverage"], cells["ours"]["covered"].mean())
-    # Calibrated up to the sampling error of 20 families, and sharper than ignoring the
-    # family's other models. 20 units cannot tell the plug-in predictor (about 0.04 less
-    # coverage) from ours at a 1% test: the slow test below, with 10 x 30, does.
-    controls.assert_calibrated(cells["ours"])
-    controls.assert_sharper(cells["ours"], cells["family-ignoring"])
-    baseline = evaluate_holdout(data, held, method="baseline")
-    assert np.isnan(baseline.summary.loc["overall", "coverage"])
-    # The true model beats a per-benchmark sigmoid of FLOPs on data it generated.
-    assert summary.loc["overall", "mae"] < baseline.summary.loc["overall", "mae"]
-
-
-def replicated_holdout_cells(n_sets: int = 10) -> dict[str, pd.DataFrame]:
-    """One model of each family held out of ``n_sets`` independent simulated sets like
-    ``small_sim`` (30 families x 4 models): the cells of each predictor, pooled, with the
-    units (set, family) independent.
-
-    Small training sets, because that is where the plug-in's missing uncertainty shows: with
-    100 families it is a few percent of the width, and its coverage is within sampling
-    error of 0.95 (0.943 against ours 0.956 on 524 scores). Even here its deficit is small
-    (about 0.025 over 5 sets, with a clustered standard error near 0.01 at 150 units), so
-    the test pools 10 sets: about 300 units put the standard error near 0.007, and the
-    deficit beyond the 1% test's tolerance (2.6 standard errors) with room to spare.
-    """
-    params = random_parameters(K=2, J=6, seed=1)
-    pooled: dict[str, list[pd.DataFrame]] = {}
-    for rep in range(n_sets):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            data, _ = simulate(params, random_design(30, 4, seed=50 + rep), missing=0.15, seed=60 + rep)
-        held = [data.models[4 * f + f % 4] for f in range(30)]  # each position in the family in turn
-        _, cells = _holdout_cells(data, held, n_starts=2)
-        for name, c in cells.items():
-            pooled.setdefault(name, []).append(c.assign(unit=f"{rep}/" + c["unit"]))
-    return {name: pd.concat(parts, ignore_index=True) for name, parts in pooled.items()}
-
-
-@pytest.mark.slow
-def test_holdout_calibration_rejects_the_plug_in_predictor():
-    """Held-out models of 10 x 30 simulated families (300 units, about 5 minutes): ours
-    calibrated and sharper than ignoring the family; the plug-in predictor under-covers."""
-    cells = replicated_holdout_cells(10)
-    controls.assert_calibrated(cells["ours"])
-    controls.assert_sharper(cells["ours"], cells["family-ignoring"])
-    with pytest.raises(AssertionError, match="coverage"):
-        controls.assert_calibrated(cells["plug-in"])
-
-
-def test_score_predictions_by_hand():
-    df = pd.DataFrame({"benchmark": ["a", "a", "b"], "observed": [0.5, 0.2, 0.9], "mean": [0.4, 0.2, 0.6],
-                       "lower": [0.45, 0.1, 0.5], "upper": [0.6, 0.3, 0.7]})  # fmt: skip
-    s = score_predictions(df, cluster=None)  # no families: every score its own cluster
-    assert np.isclose(s.loc["a", "mae"], 0.05) and np.isclose(s.loc["overall", "mae"], 0.4 / 3)
-    assert np.isclose(s.loc["overall", "coverage"], 2 / 3) and np.isclose(s.loc["b", "width"], 0.2)
 
 
 def test_covariate_dispersion_sets_each_new_models_precision(small_sim):
