@@ -264,8 +264,9 @@ def posterior_predictive_check(
             rep_mean, rep_sd = y_rep[:, mask].mean(axis=1), y_rep[:, mask].std(axis=1)
             obs_mean, obs_sd = y[mask].mean(), y[mask].std()
             row = {"grouping": grouping, "group": str(group), "n_cells": int(mask.sum()),
-                   "observed_mean": obs_mean, "replicated_mean": rep_mean.mean(), "p_mean": (rep_mean >= obs_mean).mean(),
-                   "observed_sd": obs_sd, "replicated_sd": rep_sd.mean(), "p_sd": (rep_sd >= obs_sd).mean()}  # fmt: skip
+                   "observed_mean": obs_mean, "replicated_mean": rep_mean.mean(),
+                   "p_mean": (rep_mean >= obs_mean).mean(), "observed_sd": obs_sd,
+                   "replicated_sd": rep_sd.mean(), "p_sd": (rep_sd >= obs_sd).mean()}  # fmt: skip
             row |= {f"coverage_{tag}": c[mask].mean() for tag, c in covered.items()}
             rows.append(row | {"pit_mean": cells["pit"].to_numpy()[mask].mean()})
     table = pd.DataFrame(rows)
@@ -322,7 +323,8 @@ def loo_pit(
         ``kind``, ``observed``, ``loo_pit`` and ``pareto_k`` (PSIS's, per cell: above 0.7
         that cell's value is unreliable).
     """
-    from arviz_stats import loo, loo_pit as az_loo_pit
+    from arviz_stats import loo
+    from arviz_stats import loo_pit as az_loo_pit
 
     info = FitInfo.from_tree(fit)
     if not info.has_draws and info.method != "mle":
