@@ -180,11 +180,15 @@ class PosteriorPredictiveCheck:
         in-sample ``P(y_rep <= y)``.
     replicates : xarray.Dataset
         :func:`posterior_predictive`'s draws.
+    dependence : pandas.DataFrame
+        Checks of what the cell-wise table cannot see, the residuals' dependence across
+        benchmarks (see :func:`residual_dependence`).
     """
 
     table: pd.DataFrame
     cells: pd.DataFrame
     replicates: xr.Dataset
+    dependence: pd.DataFrame
 
     def plot(self, **kwargs):
         """:func:`bayes_lsl.plots.plot_ppc` of this check."""
@@ -196,7 +200,8 @@ class PosteriorPredictiveCheck:
         return self.table._repr_html_()
 
     def __repr__(self) -> str:
-        return f"PosteriorPredictiveCheck(\n{self.table.round(3).to_string(max_rows=40)}\n)"
+        return (f"PosteriorPredictiveCheck(\n{self.table.round(3).to_string(max_rows=40)}\n"
+                f"dependence:\n{self.dependence.round(3).to_string()}\n)")
 
 
 def posterior_predictive_check(
@@ -272,7 +277,51 @@ def posterior_predictive_check(
     table = pd.DataFrame(rows)
     order = {g: i for i, g in enumerate(("all", *by))}
     table = table.sort_values(["grouping", "group"], key=lambda s: s.map(order) if s.name == "grouping" else s)
-    return PosteriorPredictiveCheck(table.reset_index(drop=True), cells, rep)
+    dependence = residual_dependence(rep, n_replicates=min(200, len(y_rep)), seed=seed)
+    return PosteriorPredictiveCheck(table.reset_index(drop=True), cells, rep, dependence)
+
+
+def _dependence_statistics(residual: np.ndarray, row: np.ndarray, col: np.ndarray, shape) -> tuple[float, float]:
+    """(sd over models of a model's mean residual, mean |correlation| of residuals between benchmarks)."""
+    grid = np.full(shape, np.nan)
+    grid[row, col] = residual
+    frame = pd.DataFrame(grid)
+    corr = frame.corr(min_periods=10).to_numpy()
+    off = corr[~np.eye(len(corr), dtype=bool)]
+    return float(np.nanstd(np.nanmean(grid, axis=1))), float(np.nanmean(np.abs(off)))
+
+
+def residual_dependence(rep: xr.Dataset, *, n_replicates: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Posterior predictive checks of the residuals' dependence across a model's benchmarks.
+
+    A model with too few skills, or family effects that do not hold for every member
+    of a family, can still cover each score on its own: a smaller Beta precision absorbs
+    the misfit. What it cannot reproduce is the residuals' dependence: a model's scores
+    on the benchmarks of a missing skill move together. With residuals ``y - E[y_rep]``
+    (and ``y_rep - E[y_rep]`` for ``n_replicates`` replicated data sets), two statistics:
+
+    - ``model_mean_sd``: the standard deviation over models of each model's mean residual;
+    - ``benchmark_corr``: the mean absolute correlation of residuals between benchmarks
+      (over models scored on both; pairs with fewer than 10 are left out).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per statistic: ``observed``, ``replicated`` (mean over replicates) and
+        ``p_value`` ``P(T(y_rep) >= T(y))``: near 0, the data have more dependence than
+        the model can make.
+    """
+    y_rep, y = rep["y_rep"].values, rep["y"].values
+    models = pd.factorize(rep["model"].values)[0]
+    benchmarks = pd.factorize(rep["benchmark"].values)[0]
+    shape = (models.max() + 1, benchmarks.max() + 1)
+    centre = y_rep.mean(axis=0)
+    observed = _dependence_statistics(y - centre, models, benchmarks, shape)
+    pick = np.random.default_rng(seed).choice(len(y_rep), size=min(n_replicates, len(y_rep)), replace=False)
+    replicated = np.array([_dependence_statistics(y_rep[s] - centre, models, benchmarks, shape) for s in pick])
+    return pd.DataFrame({"statistic": ["model_mean_sd", "benchmark_corr"], "observed": observed,
+                         "replicated": replicated.mean(axis=0),
+                         "p_value": (replicated >= np.array(observed)).mean(axis=0)})  # fmt: skip
 
 
 def _psis_tree(rep: xr.Dataset, log_lik: np.ndarray | None = None) -> xr.DataTree:
