@@ -123,8 +123,9 @@ def posterior_predictive(
     Returns
     -------
     xarray.Dataset
-        ``y_rep`` and ``log_lik`` (sample, cell): replicated scores and the log density of
-        each observed score under each draw; ``y`` (cell) the observed scores (as fitted,
+        ``y_rep`` and ``log_lik`` (sample, cell): replicated scores (clipped into
+        ``[eps, 1 - eps]`` as the data were) and the log density of each observed score
+        under each draw; ``y`` (cell) the observed scores (as fitted,
         clipped into ``[eps, 1 - eps]``); cell coordinates ``model``, ``family``,
         ``benchmark``, ``size``, ``size_bin`` and ``kind``. ``attrs["chains"]`` is the
         number of chains the samples come in (1 unless every draw of a sampled fit is used).
@@ -157,7 +158,8 @@ def posterior_predictive(
     }
     return xr.Dataset(
         {
-            "y_rep": (("sample", "cell"), rng.beta(a, b)),
+            # Clipped as the data were (ScalingData's eps), so that replicates and scores compare like with like.
+            "y_rep": (("sample", "cell"), np.clip(rng.beta(a, b), info.eps, 1 - info.eps)),
             "log_lik": (("sample", "cell"), scipy.stats.beta.logpdf(y, a, b)),
             "y": ("cell", y),
         },
