@@ -104,6 +104,7 @@ def loo(
     n_jobs: int = 1,
     nodes: int | str = 3,
     progress: bool = False,
+    replicates: xr.Dataset | None = None,
     **fit_options,
 ) -> GroupedLoo:
     """PSIS-LOO with whole groups of scores left out, with Pareto k per group (see the module's docstring).
@@ -129,6 +130,9 @@ def loo(
         The quadrature rule of the integrated log-likelihood (Gauss-Hermite nodes per skill).
     progress : bool
         A progress bar over the refits.
+    replicates : xarray.Dataset, optional
+        :func:`bayes_lsl.posterior_predictive`'s draws of this fit, to reuse their
+        log-likelihood (``n_draws`` is then theirs).
     **fit_options
         Passed to :func:`bayes_lsl.fit` for the refits (e.g. ``draws``, ``chains``).
 
@@ -150,7 +154,7 @@ def loo(
         raise BayesLslError(
             f"loo needs draws of the parameters: a {info.method!r} fit is a point; use method='nuts', 'advi' or 'mle'"
         )
-    rep = posterior_predictive(fit, n_draws=n_draws, seed=seed)
+    rep = replicates if replicates is not None else posterior_predictive(fit, n_draws=n_draws, seed=seed)
     S, chains = rep.sizes["sample"], int(rep.attrs["chains"])
     labels, integrated = _group_labels(rep, group)
     names = list(dict.fromkeys(labels))
