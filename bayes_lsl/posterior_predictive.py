@@ -345,7 +345,12 @@ def _psis_tree(rep: xr.Dataset, log_lik: np.ndarray | None = None) -> xr.DataTre
 
 
 def loo_pit(
-    fit: xr.DataTree, *, n_draws: int | None = None, seed: int = 0, replicates: xr.Dataset | None = None
+    fit: xr.DataTree,
+    *,
+    group: str = "cell",
+    n_draws: int | None = None,
+    seed: int = 0,
+    replicates: xr.Dataset | None = None,
 ) -> pd.DataFrame:
     """LOO-PIT of every observed score: ``P(y_rep <= y | the other scores)`` by PSIS-LOO.
 
@@ -361,6 +366,12 @@ def loo_pit(
     ----------
     fit : xarray.DataTree
         An ``mle``, ``advi`` or ``nuts`` fit.
+    group : {"cell", "model"}
+        What is left out: the score alone, or every score of its model (PSIS weights from
+        the model's log-likelihood summed over its scores, given its family's effect):
+        the predictive of a model not evaluated at all, from its family's other models.
+        A model alone in its family is then its family left out, with a family effect the
+        weights cannot move far from the model's own scores: its k says so.
     n_draws : int or None
         Draws (``None``: every posterior draw, in chains; 1000 for ``mle``).
     seed : int
@@ -371,8 +382,8 @@ def loo_pit(
     -------
     pandas.DataFrame
         One row per observed cell: ``model``, ``family``, ``benchmark``, ``size_bin``,
-        ``kind``, ``observed``, ``loo_pit`` and ``pareto_k`` (PSIS's, per cell: above 0.7
-        that cell's value is unreliable).
+        ``kind``, ``observed``, ``loo_pit`` and ``pareto_k`` (PSIS's, per cell or per
+        model: above 0.7 the value is unreliable).
     """
     from arviz_stats import loo
     from arviz_stats import loo_pit as az_loo_pit
@@ -380,16 +391,28 @@ def loo_pit(
     info = FitInfo.from_tree(fit)
     if not info.has_draws and info.method != "mle":
         raise BayesLslError(f"loo_pit needs draws: a {info.method!r} fit is a point (use mle, advi or nuts)")
+    if group not in ("cell", "model"):
+        raise BayesLslError(f"group must be 'cell' or 'model', got {group!r}")
     rep = replicates if replicates is not None else posterior_predictive(fit, n_draws=n_draws, seed=seed)
-    tree = _psis_tree(rep)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ArviZ warns per cell on high k: the column reports it
-        pointwise = loo(tree, pointwise=True, var_name="y")
-        pit = az_loo_pit(tree, var_names="y", log_weights=xr.Dataset({"y": pointwise.log_weights}),
-                         pareto_k=xr.Dataset({"y": pointwise.pareto_k}), random_state=seed)  # fmt: skip
+        warnings.simplefilter("ignore")  # ArviZ warns on high k: the column reports it
+        if group == "cell":
+            tree = _psis_tree(rep)
+            pointwise = loo(tree, pointwise=True, var_name="y")
+            log_weights, k = pointwise.log_weights, pointwise.pareto_k
+        else:
+            index, _ = pd.factorize(rep["model"].values)
+            summed = np.zeros((rep.sizes["sample"], index.max() + 1))
+            np.add.at(summed.T, index, rep["log_lik"].values.T)
+            by_model = loo(_psis_tree(rep, summed[:, index]), pointwise=True, var_name="y")
+            # Every cell of a model takes the model's weights.
+            log_weights, k = by_model.log_weights, by_model.pareto_k
+            tree = _psis_tree(rep)
+        pit = az_loo_pit(tree, var_names="y", log_weights=xr.Dataset({"y": log_weights}),
+                         pareto_k=xr.Dataset({"y": k}), random_state=seed)  # fmt: skip
     pit = pit["y"] if isinstance(pit, xr.Dataset) else pit
     out = pd.DataFrame({name: rep[name].values for name in ("model", "family", "benchmark", "size_bin", "kind")})
     out["observed"] = rep["y"].values
     out["loo_pit"] = np.asarray(pit).ravel()
-    out["pareto_k"] = np.asarray(pointwise.pareto_k).ravel()
+    out["pareto_k"] = np.asarray(k).ravel()
     return out

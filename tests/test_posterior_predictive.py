@@ -79,6 +79,17 @@ def test_loo_pit_is_uniform_on_data_from_the_model(nuts_fit):
     assert ((pit["loo_pit"] < 0.025) | (pit["loo_pit"] > 0.975)).mean() < 0.09
 
 
+def test_leave_model_out_pit_uses_one_weight_per_model(nuts_fit):
+    rep = bl.posterior_predictive(nuts_fit, n_draws=None, seed=0)
+    cell, model = (bl.loo_pit(nuts_fit, group=g, replicates=rep) for g in ("cell", "model"))
+    assert (model.groupby("model")["pareto_k"].nunique() == 1).all()
+    # Leaving a model's every score out is harder for PSIS than leaving one out.
+    assert model["pareto_k"].mean() > cell["pareto_k"].mean()
+    assert model["loo_pit"].between(0, 1).all()
+    with pytest.raises(BayesLslError, match="group"):
+        bl.loo_pit(nuts_fit, group="family", replicates=rep)
+
+
 def test_loo_pit_refuses_a_point_fit(map_fit):
     with pytest.raises(BayesLslError, match="point"):
         bl.loo_pit(map_fit)
