@@ -164,13 +164,11 @@ def loo(
     n_scores = np.bincount(index, minlength=len(names))
     quantity = np.array(["conditional"] * len(names), dtype=object)
     if integrated:
+        # Every family of the fit's data (a few families alone may hold fewer scores than the model has parameters).
         data = _fit_data(fit)
-        params = parameter_draws(fit, n_draws=S, seed=seed)
-        fams = [f for f in data.families if f in integrated.values()]
-        sub = _subset_families(data, fams, standardization=data)
-        per_family = integrated_loglik(fit, params, sub, nodes=nodes)
+        per_family = integrated_loglik(fit, parameter_draws(fit, n_draws=S, seed=seed), data, nodes=nodes)
         for g, fam in integrated.items():
-            log_lik[:, names.index(g)] = per_family[:, fams.index(fam)]
+            log_lik[:, names.index(g)] = per_family[:, data.families.index(fam)]
             quantity[names.index(g)] = "integrated"
     aligned = chains > 1 or (info.has_draws and S == info.n_chains * info.n_draws)
     elpd, k, lppd = _psis(log_lik, fit["posterior"].to_dataset() if aligned else None)
@@ -178,7 +176,11 @@ def loo(
                           "how": "psis", "quantity": quantity})  # fmt: skip
     redo = np.arange(len(names)) if reloo == "all" else np.flatnonzero(k > K_THRESHOLD) if reloo else []
     if len(redo):
-        task = partial(_refit_group, _fit_data(fit), info, group, seed=seed, n_draws=n_draws or 1000, nodes=nodes,
+        # Plain values (FitInfo holds a mappingproxy, which worker processes cannot receive).
+        centered = {"non-centered": False, "centered": True}.get(info.parameterization, info.parameterization)
+        spec = {"method": info.method, "K": info.K, "priors": dict(info.priors), "dispersion": info.dispersion,
+                "centered": centered}  # fmt: skip
+        task = partial(_refit_group, _fit_data(fit), spec, group, seed=seed, n_draws=n_draws or 1000, nodes=nodes,
                        fit_options=fit_options)  # fmt: skip
         exact = run_tasks(task, [names[i] for i in redo], n_jobs, progress=progress, desc="loo refits")
         table.loc[redo, "elpd"] = exact
@@ -230,14 +232,13 @@ def _psis(log_lik: np.ndarray, posterior: xr.Dataset | None) -> tuple[np.ndarray
     return np.asarray(result.elpd_i).ravel(), np.asarray(result.pareto_k).ravel(), lppd
 
 
-def _subset_families(data: ScalingData, families, *, standardization) -> ScalingData:
-    """The models of ``families`` of ``data``, covariates standardized as ``standardization``'s (a fit's)."""
-    keep = np.isin(data.model_family, list(families))
+def _restandardized(data: ScalingData, standardization) -> ScalingData:
+    """``data`` with its covariates standardized as ``standardization``'s (a fit's :class:`FitInfo`)."""
     return ScalingData(
-        models=data.models[keep], model_family=data.model_family[keep], size=data.size[keep],
-        tokens=data.tokens[keep], scores=data.scores[keep], benchmarks=data.benchmarks, floors=data.floors,
-        anchors=data.anchors, covariate_center=standardization.covariate_center,
-        covariate_scale=standardization.covariate_scale, eps=data.eps,
+        models=data.models, model_family=data.model_family, size=data.size, tokens=data.tokens, scores=data.scores,
+        benchmarks=data.benchmarks, floors=data.floors, anchors=data.anchors,
+        covariate_center=standardization.covariate_center, covariate_scale=standardization.covariate_scale,
+        eps=data.eps,
     )  # fmt: skip
 
 
@@ -283,12 +284,12 @@ def _unconstrained(ml, params: xr.Dataset, K: int) -> np.ndarray:
     return np.concatenate(pieces, axis=1)
 
 
-def _held_out(data: ScalingData, info: FitInfo, group: str, label: str) -> tuple[ScalingData, np.ndarray]:
+def _held_out(data: ScalingData, group: str, label: str) -> tuple[ScalingData, np.ndarray]:
     """The data without the group ``label`` and the held-out mask (model x benchmark) of its scores."""
     held = np.zeros(data.scores.shape, bool)
     if group == "cell":
         model, benchmark = label.split("|", 1)
-        held[data.models == model, info.benchmarks.index(benchmark)] = True
+        held[data.models == model, list(data.benchmarks).index(benchmark)] = True
     else:
         held[(data.models if group == "model" else data.model_family) == label] = True
     held &= data.observed
@@ -302,26 +303,32 @@ def _held_out(data: ScalingData, info: FitInfo, group: str, label: str) -> tuple
     return train, held
 
 
-def _refit_group(data, info, group, label, *, seed, n_draws, nodes, fit_options) -> float:
-    """Exact ``log p(held-out scores | the rest)``: refit without the group, score it under the refit's predictive."""
+def _refit_group(data: ScalingData, spec: dict, group: str, label: str, *, seed: int, n_draws: int,
+                 nodes: int | str, fit_options: dict) -> float:  # fmt: skip
+    """Exact ``log p(held-out scores | the rest)``: refit without the group, score it under the refit's predictive.
+
+    ``spec``: the fit's ``method`` and ``K``, and optionally its ``priors``, ``dispersion``
+    and ``centered``, which the refit keeps.
+    """
     from bayes_lsl.fitting import fit as fit_model
 
-    train, held = _held_out(data, info, group, label)
-    options = {"check_draws": 0} if info.method == "mle" else {}  # the refit's optimum is what is needed
-    refit = fit_model(train, K=info.K, method=info.method, seed=seed, progress=False, **(options | fit_options))
+    train, held = _held_out(data, group, label)
+    options = {"check_draws": 0} if spec["method"] == "mle" else {}  # the refit's optimum is what is needed
+    options |= {key: spec[key] for key in ("priors", "dispersion", "centered") if key in spec}
+    refit = fit_model(train, K=spec["K"], method=spec["method"], seed=seed, progress=False, **(options | fit_options))
     rows = np.flatnonzero(held.any(axis=1))
     family = str(data.model_family[rows[0]])
     if family not in set(train.families):
         # The whole family is out (every one of its scores is held out): integrate its effect.
         # On all of the data, standardized as the refit's (the model needs more scores than
         # one family has parameters), then the family's column.
-        every = _subset_families(data, data.families, standardization=FitInfo.from_tree(refit))
+        every = _restandardized(data, FitInfo.from_tree(refit))
         ll = integrated_loglik(refit, parameter_draws(refit, n_draws=n_draws, seed=seed), every, nodes=nodes)
         ll = ll[:, list(data.families).index(family)]
     else:
         frame = pd.DataFrame({"model": data.models[rows], "family": data.model_family[rows],
                               "size": data.size[rows], "tokens": data.tokens[rows]})  # fmt: skip
-        draws, _ = score_distribution(refit, frame, np.full((len(rows), len(info.benchmarks)), np.nan),
+        draws, _ = score_distribution(refit, frame, np.full((len(rows), len(data.benchmarks)), np.nan),
                                       n_draws=n_draws, seed=seed)  # fmt: skip
         r, c = np.nonzero(held[rows])
         a, b = draws["shape_a"].values[:, r, c], draws["shape_b"].values[:, r, c]
