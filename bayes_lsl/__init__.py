@@ -11,8 +11,10 @@ from bayes_lsl.errors import BayesLslError, DataError
 from bayes_lsl.fitting import FitInfo, fit
 from bayes_lsl.holdout import cross_validate, evaluate_holdout
 from bayes_lsl.io import load_fit, save_fit
+from bayes_lsl.loo import loo
 from bayes_lsl.model import build_model
 from bayes_lsl.parameters import parameter_draws, parameter_intervals
+from bayes_lsl.posterior_predictive import loo_pit, posterior_predictive, posterior_predictive_check
 from bayes_lsl.predict import predict, predict_draws
 from bayes_lsl.prior_predictive import model_trace, prior_predictive, prior_sensitivity, summarize_prior_predictive
 from bayes_lsl.scores import crps, interval_score, log_predictive_density
@@ -42,10 +44,14 @@ __all__ = [
     "load_fit",
     "load_leaderboard",
     "log_predictive_density",
+    "loo",
+    "loo_pit",
     "model_budgets",
     "paper_budgets",
     "parameter_draws",
     "parameter_intervals",
+    "posterior_predictive",
+    "posterior_predictive_check",
     "predict",
     "predict_draws",
     "save_fit",

@@ -44,7 +44,9 @@ __all__ = [
     "plot_holdout",
     "plot_information_criteria",
     "plot_loadings",
+    "plot_loo_pit",
     "plot_prior_predictive",
+    "plot_ppc",
     "plot_scaling_curves",
     "plot_skill_correlation",
 ]
@@ -501,6 +503,117 @@ def plot_allocation(table: pd.DataFrame, *, axes: Sequence[Axes] | None = None) 
     for ax, label in zip(panels, ("optimal size (B parameters)", "optimal tokens (T)"), strict=True):
         ax.set(xscale="log", yscale="log", xlabel="training FLOPs", ylabel=label)
     panels[0].legend(title="target (open: set by the data's box)", fontsize="small")
+    return fig
+
+
+# ------------------------------------------------------------------ checking a fit
+def plot_ppc(check, *, kind: str = "density", n_replicates: int = 50, axes: Sequence[Axes] | None = None) -> Figure:
+    """Observed against replicated scores, one panel per benchmark.
+
+    Parameters
+    ----------
+    check : PosteriorPredictiveCheck
+        From :func:`bayes_lsl.posterior_predictive_check` (its ``.plot()`` calls this).
+    kind : {"density", "intervals"}
+        ``"density"``: the histogram of the benchmark's observed scores (black) over those
+        of ``n_replicates`` replicated data sets (blue). ``"intervals"``: the coverage of
+        the central predictive intervals (50, 90, 95% ...) by size bin, against their
+        nominal levels (dashed): under-coverage in a bin means misfit there.
+    n_replicates : int
+        Replicated data sets drawn with ``kind="density"``.
+    axes : sequence of matplotlib.axes.Axes, optional
+        One per benchmark; default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from bayes_lsl.plots import plot_ppc
+    >>> # fit = bl.fit(bl.load_example(), K=2, method="map")
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # a map fit: Beta noise only
+    ...     check = bl.posterior_predictive_check(fit, n_draws=100)
+    >>> fig = plot_ppc(check, kind="intervals")
+    >>> len(fig.axes) == len(data.benchmarks)
+    True
+    """
+    if kind not in ("density", "intervals"):
+        raise BayesLslError(f"kind must be 'density' or 'intervals', got {kind!r}")
+    cells, rep = check.cells, check.replicates
+    benchmarks = list(dict.fromkeys(cells["benchmark"]))
+    fig, panels, _ = _panel_axes(axes, len(benchmarks), "benchmark")
+    bins = np.linspace(0, 1, 26)
+    y_rep = rep["y_rep"].values
+    pick = np.linspace(0, len(y_rep) - 1, min(n_replicates, len(y_rep))).astype(int)
+    levels = [c.removeprefix("lower_") for c in cells.columns if c.startswith("lower_")]
+    for ax, bench in zip(panels, benchmarks, strict=True):
+        mask = (cells["benchmark"] == bench).to_numpy()
+        if kind == "density":
+            for s in pick:
+                ax.hist(y_rep[s, mask], bins=bins, histtype="step", color="C0", alpha=0.15, lw=0.8, density=True)
+            ax.hist(cells.loc[mask, "observed"], bins=bins, histtype="step", color="k", lw=1.6, density=True)
+            ax.set(xlabel="score", ylabel="density", title=bench)
+            continue
+        part = cells[mask]
+        groups = sorted(part["size_bin"].unique())
+        for i, level in enumerate(levels):
+            inside = (part[f"lower_{level}"] <= part["observed"]) & (part["observed"] <= part[f"upper_{level}"])
+            share = inside.groupby(part["size_bin"]).mean().reindex(groups)
+            ax.plot(range(len(groups)), share.values, "-o", color=f"C{i}", label=f"{level}%", ms=4)
+            ax.axhline(float(level) / 100, color=f"C{i}", ls="--", lw=0.8)
+        ax.set_xticks(range(len(groups)), [g.split(": ")[-1] for g in groups], fontsize="small")
+        ax.set(ylim=(0, 1.02), xlabel="size bin", ylabel="coverage", title=bench)
+    if kind == "intervals":
+        panels[0].legend(title="interval", fontsize="small")
+    return fig
+
+
+def plot_loo_pit(
+    pit: pd.DataFrame, *, ci_prob: float = 0.95, n_simulations: int = 1000, seed: int = 0,
+    axes: Sequence[Axes] | None = None,
+) -> Figure:  # fmt: skip
+    """ECDF of the LOO-PIT values minus the uniform's, per benchmark, with a simultaneous band.
+
+    A calibrated model stays inside the band (ArviZ's simultaneous ``ci_prob`` band for
+    the ECDF of as many uniform values, ``arviz_stats.ecdf_utils.ecdf_pit``). A curve
+    above it at low values and below at high values (an S, from too many PITs near 0
+    and 1) means predictive intervals too narrow; rising above the band: scores lower
+    than predicted; below it: higher.
+
+    Parameters
+    ----------
+    pit : pandas.DataFrame
+        From :func:`bayes_lsl.loo_pit`.
+    ci_prob : float
+        Simultaneous coverage of the band.
+    n_simulations : int
+        Simulations that set the band (seeded).
+    seed : int
+    axes : sequence of matplotlib.axes.Axes, optional
+        One per benchmark; default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from arviz_stats.ecdf_utils import ecdf_pit
+
+    if not 0 < ci_prob < 1:
+        raise BayesLslError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    benchmarks = list(dict.fromkeys(pit["benchmark"]))
+    fig, panels, _ = _panel_axes(axes, len(benchmarks), "benchmark", sharey=True)
+    for ax, bench in zip(panels, benchmarks, strict=True):
+        part = pit[pit["benchmark"] == bench]
+        x, ecdf, lower, upper = ecdf_pit(part["loo_pit"].to_numpy(), ci_prob, n_simulations,
+                                         rng=np.random.default_rng(seed))  # fmt: skip
+        ax.fill_between(x, lower - x, upper - x, step="post", color="C0", alpha=0.25, lw=0)
+        ax.step(x, ecdf - x, where="post", color="k", lw=1.2)
+        ax.axhline(0, color="grey", lw=0.6)
+        high = (part["pareto_k"] > 0.7).mean()
+        ax.set(xlabel="LOO-PIT", ylabel="ECDF - uniform", title=f"{bench} (k > 0.7: {high:.0%})")
     return fig
 
 

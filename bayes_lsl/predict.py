@@ -226,6 +226,28 @@ def predictive_draws(
     fit: xr.DataTree, frame: pd.DataFrame, observed: np.ndarray, *, n_draws: int = 1000, seed: int = 0
 ) -> xr.Dataset:
     """Draws of ``alpha``, ``theta``, ``mu``, ``phi`` and ``y`` for validated new models (see :func:`predict`)."""
+    draws, rng = score_distribution(fit, frame, observed, n_draws=n_draws, seed=seed)
+    shape_a, shape_b = draws["shape_a"].values, draws["shape_b"].values
+    draws["phi"] = draws["shape_a"] + draws["shape_b"]
+    draws["mu"] = draws["shape_a"] / draws["phi"]
+    draws["y"] = (draws["mu"].dims, rng.beta(shape_a, shape_b))
+    return draws[["y", "mu", "phi", "theta", "alpha", "x"]]
+
+
+def score_distribution(
+    fit: xr.DataTree, frame: pd.DataFrame, observed: np.ndarray, *, n_draws: int = 1000, seed: int = 0
+) -> tuple[xr.Dataset, np.random.Generator]:
+    """Per draw, the Beta distribution of validated new models' scores, before any score is drawn.
+
+    Returns
+    -------
+    draws : xarray.Dataset
+        ``shape_a``, ``shape_b`` (sample, model, benchmark): the scores' Beta shapes;
+        ``theta``, ``alpha`` (sample, model, skill); ``x`` (model, covariate).
+    rng : numpy.random.Generator
+        The generator :func:`predictive_draws` draws the scores with (so that a seed
+        gives the same scores whoever draws them).
+    """
     info = FitInfo.from_tree(fit)
     seeds = np.random.SeedSequence(seed).spawn(3)
     params = parameter_draws(fit, n_draws=n_draws, seed=int(seeds[0].generate_state(1)[0]))
@@ -239,9 +261,6 @@ def predictive_draws(
     J = len(info.benchmarks)
     phi = cell_precision(params, np.repeat(x, J, axis=0), np.tile(np.arange(J), len(frame)))  # (S, model*J)
     shape_a, shape_b = beta_shapes(eta.reshape(S, -1), np.tile(info.floors, len(frame)), phi)
-    shape_a, shape_b = shape_a.reshape(eta.shape), shape_b.reshape(eta.shape)
-    mu = shape_a / (shape_a + shape_b)
-    y = np.random.default_rng(seeds[2]).beta(shape_a, shape_b)
     coords = {
         "sample": np.arange(S),
         "model": frame["model"].astype(str).to_numpy(),
@@ -249,14 +268,15 @@ def predictive_draws(
         "skill": params["skill"].values,
         "covariate": list(COVARIATES),
     }
-    return xr.Dataset(
+    cell_dims = ("sample", "model", "benchmark")
+    draws = xr.Dataset(
         {
-            "y": (("sample", "model", "benchmark"), y),
-            "mu": (("sample", "model", "benchmark"), mu),
-            "phi": (("sample", "model", "benchmark"), shape_a + shape_b),
+            "shape_a": (cell_dims, shape_a.reshape(eta.shape)),
+            "shape_b": (cell_dims, shape_b.reshape(eta.shape)),
             "theta": (("sample", "model", "skill"), theta),
             "alpha": (("sample", "model", "skill"), alpha),
             "x": (("model", "covariate"), x),
         },
         coords=coords,
     )
+    return draws, np.random.default_rng(seeds[2])

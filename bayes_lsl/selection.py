@@ -1,8 +1,9 @@
-"""Choosing the number of skills K: information criteria from marginal-likelihood fits, and LOO."""
+"""Choosing the number of skills K: information criteria from marginal-likelihood fits, and grouped LOO."""
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -15,6 +16,7 @@ from tqdm.auto import tqdm
 from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.mle import bic_sample_size
+from bayes_lsl.loo import GROUPS, loo
 from bayes_lsl.parallel import _check_n_jobs, run_tasks
 
 #: The authors' AIC for K = 1..12 on the paper data (a stochastic optimizer's values).
@@ -82,6 +84,7 @@ def select_k(
     warm_start: bool = True,
     bic_n: str = "families",
     n_jobs: int = 1,
+    loo_group: str = "model",
     **options,
 ) -> Selection:
     """Fit the model for each K and tabulate the information criteria.
@@ -96,7 +99,8 @@ def select_k(
     seed : int
         Seed of every fit.
     nuts_fits : dict, optional
-        NUTS fits by K; their ELPD-LOO (with its standard error) is added.
+        NUTS fits by K; their grouped ELPD-LOO (:func:`bayes_lsl.loo`, with its standard
+        error and the number of groups with Pareto k > 0.7) is added.
     progress : bool
         Show a progress bar over K.
     warm_start : bool
@@ -112,6 +116,10 @@ def select_k(
         active backend (loky processes, or a Dask cluster inside
         ``joblib.parallel_backend("dask")``), which needs ``warm_start=False``. Every
         fit has seed ``seed``, so the result does not depend on ``n_jobs``.
+    loo_group : {"model", "family", "cell"}
+        What the LOO of ``nuts_fits`` leaves out (:func:`bayes_lsl.loo`): a whole model by
+        default, since models of a family share information and a cell left out is not
+        a model left out. Kept in the column ``loo_group``.
     **options
         Passed to :func:`bayes_lsl.fit` (e.g. ``n_starts``); they override
         :data:`SWEEP_OPTIONS`, the sweep's cheaper defaults.
@@ -124,16 +132,19 @@ def select_k(
         ``n_params``, ``aic``, ``bic`` (with ``bic_sample_size``, its n),
         ``integration_error``, ``n_agree`` (starts agreeing), ``wall_time_s``,
         ``paper_aic`` (the authors' value, where the data are the paper's) and, with
-        ``nuts_fits``, ``elpd_loo`` and ``elpd_loo_se``; ``fits`` the fit of each K;
+        ``nuts_fits``, ``elpd_loo``, ``elpd_loo_se``, ``p_loo``, ``loo_high_k`` (groups with
+        Pareto k > 0.7) and ``loo_group``; ``fits`` the fit of each K;
         ``best`` the K each criterion picks.
 
     Raises
     ------
     BayesLslError
-        For a ``method`` other than ``"mle"``, an unknown ``bic_n``, or ``n_jobs != 1``
-        with ``warm_start=True``.
+        For a ``method`` other than ``"mle"``, an unknown ``bic_n`` or ``loo_group``, or
+        ``n_jobs != 1`` with ``warm_start=True``.
     """
     bic_sample_size(data, bic_n)  # a bad choice fails before the first fit
+    if loo_group not in GROUPS:
+        raise BayesLslError(f"loo_group must be one of {GROUPS}, got {loo_group!r}")
     if method != "mle":
         raise BayesLslError("select_k needs method='mle': information criteria use the maximized marginal likelihood")
     if _check_n_jobs(n_jobs) != 1 and warm_start and "start_from" not in options:
@@ -155,7 +166,7 @@ def select_k(
     table = pd.DataFrame(rows).set_index("K")
     table["paper_aic"] = [PAPER_AIC.get(K, np.nan) if data.n_models == 286 else np.nan for K in table.index]
     if nuts_fits:
-        table = table.join(_loo_table(nuts_fits))
+        table = table.join(_loo_table(nuts_fits, loo_group))
     table.attrs["bic_n"] = bic_n
     return Selection(table, fits, bic_n)
 
@@ -176,11 +187,13 @@ def _fit_k(data: ScalingData, K: int, *, seed: int, bic_n: str, options: dict) -
                     "wall_time_s": time.perf_counter() - t0}  # fmt: skip
 
 
-def _loo_table(nuts_fits: Mapping[int, xr.DataTree]) -> pd.DataFrame:
-    import arviz as az
-
+def _loo_table(nuts_fits: Mapping[int, xr.DataTree], group: str) -> pd.DataFrame:
+    """Grouped ELPD-LOO of each K's NUTS fit (:func:`bayes_lsl.loo.loo`, PSIS without refits)."""
     rows = []
     for K, tree in nuts_fits.items():
-        loo = az.loo(tree, var_name="y")
-        rows.append({"K": K, "elpd_loo": float(loo.elpd), "elpd_loo_se": float(loo.se)})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # high k: counted in loo_high_k
+            result = loo(tree, group)
+        rows.append({"K": K, "elpd_loo": result.elpd_loo, "elpd_loo_se": result.se, "p_loo": result.p_loo,
+                     "loo_high_k": result.n_high_k, "loo_group": group})  # fmt: skip
     return pd.DataFrame(rows).set_index("K")
