@@ -28,7 +28,6 @@ Pareto k that flags unreliable PSIS flags where that approximation cannot be tru
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,38 +39,28 @@ import xarray as xr
 
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.result import FitInfo
+from bayes_lsl.kinds import kind_from_name
 from bayes_lsl.predict import score_distribution
 
 #: What the checks can group cells by.
 GROUPINGS = ("benchmark", "size_bin", "kind", "family", "model")
-
-#: Words of a model's or family's name that mark an instruction-tuned model (see :func:`model_kind`).
-TUNED_WORDS = frozenset({"chat", "instruct", "instruction", "inst", "it", "sft", "dpo", "rlhf", "orpo", "simpo",
-                         "kto", "ipo", "ift", "rl"})  # fmt: skip
 
 #: Number of size bins (quantiles of log parameters over the fitted models).
 N_SIZE_BINS = 3
 
 
 def model_kind(models: Sequence[str], families: Sequence[str] | None = None) -> np.ndarray:
-    """``"instruct"`` or ``"base"`` for each model, by a rule on names.
+    """``"tuned"`` or ``"base"`` for each model, by the rule on names of :func:`bayes_lsl.kinds.kind_from_name`.
 
-    A model is instruction-tuned when its name, or its family's, contains one of
-    :data:`TUNED_WORDS` (``chat``, ``instruct``, ``it``, ``sft``, ``dpo``, ``orpo`` ...) as a
-    word between ``-``, ``_``, ``.`` or spaces (``gemma-2-9b-it``, ``qwen2-7b-instruct``,
-    ``yi-1.5-chat``); every other model is ``"base"``. Tuned models whose names say nothing
-    (merges, ``dolphin``, ``hermes``) count as base: give a ``kinds`` mapping to
-    :func:`posterior_predictive_check` where that matters. This function is the rule's one
-    home, so that a better rule replaces it everywhere.
+    A model is tuned when its name, or else its family's, says so (``gemma-2-9b-it``,
+    ``qwen2-7b-instruct``, ``yi-1.5-chat``); every other model counts as ``"base"``. The
+    checks use this only for fits whose data carry no kinds (``ScalingData.kind``, which
+    :func:`bayes_lsl.load_leaderboard` derives from the leaderboard's own labels).
     """
     families = [""] * len(models) if families is None else list(families)
     if len(families) != len(models):
         raise BayesLslError(f"families has {len(families)} entries for {len(models)} models")
-
-    def tuned(name: str) -> bool:
-        return bool(TUNED_WORDS & set(re.split(r"[-_.\s/]+", str(name).lower())))
-
-    return np.array(["instruct" if tuned(m) or tuned(f) else "base" for m, f in zip(models, families, strict=True)])
+    return np.array([kind_from_name(m) or kind_from_name(f) or "base" for m, f in zip(models, families, strict=True)])
 
 
 def size_bins(size: np.ndarray, n_bins: int = N_SIZE_BINS) -> np.ndarray:
@@ -84,9 +73,9 @@ def size_bins(size: np.ndarray, n_bins: int = N_SIZE_BINS) -> np.ndarray:
     return np.array([labels[i] for i in index])
 
 
-def _kinds_of(models: np.ndarray, families: np.ndarray, kinds) -> np.ndarray:
+def _kinds_of(models: np.ndarray, families: np.ndarray, kinds, fitted: np.ndarray | None = None) -> np.ndarray:
     if kinds is None:
-        return model_kind(models, families)
+        return fitted if fitted is not None else model_kind(models, families)
     if isinstance(kinds, pd.DataFrame):
         if not {"model", "kind"} <= set(kinds.columns):
             raise BayesLslError("kinds, as a DataFrame, needs columns 'model' and 'kind'")
@@ -117,8 +106,9 @@ def posterior_predictive(
     seed : int
         Seed of the parameter draws, family effects and scores.
     kinds : mapping or DataFrame, optional
-        Each model's kind (``model -> "base" | "instruct"``, or a frame with columns
-        ``model`` and ``kind``); default :func:`model_kind`'s rule on names.
+        Each model's kind (``model -> "base" | "tuned"``, or a frame with columns
+        ``model`` and ``kind``); default the fitted data's kinds (``ScalingData.kind``),
+        else :func:`model_kind`'s rule on names.
 
     Returns
     -------
@@ -147,7 +137,8 @@ def posterior_predictive(
     b = draws["shape_b"].values[:, rows, cols]
     y = scores[rows, cols]
     models, families = frame["model"].to_numpy()[rows], frame["family"].to_numpy()[rows]
-    kind = _kinds_of(frame["model"].to_numpy(), frame["family"].to_numpy(), kinds)[rows]
+    fitted = cd["kind"].values.astype(str) if "kind" in cd else None
+    kind = _kinds_of(frame["model"].to_numpy(), frame["family"].to_numpy(), kinds, fitted)[rows]
     coords = {
         "model": ("cell", models),
         "family": ("cell", families),

@@ -42,10 +42,9 @@ def test_model_kind_rule():
     models = ["gemma-2-9b-it", "qwen2-7b-instruct", "yi-1.5-chat", "llama-3-8b", "bloom-560m", "zephyr-7b-dpo",
               "italian-7b", "mistral-7b-sft-beta", "edit-13b"]  # fmt: skip
     kinds = model_kind(models)
-    assert kinds.tolist() == ["instruct", "instruct", "instruct", "base", "base", "instruct", "base", "instruct",
-                              "base"]  # fmt: skip
+    assert kinds.tolist() == ["tuned", "tuned", "tuned", "base", "base", "tuned", "base", "tuned", "base"]
     # The family's name counts too.
-    assert model_kind(["foo-7b"], ["foo-chat"]).tolist() == ["instruct"]
+    assert model_kind(["foo-7b"], ["foo-chat"]).tolist() == ["tuned"]
 
 
 def test_size_bins_are_terciles_of_log_size():
