@@ -98,6 +98,14 @@ def _log_phi(z: np.ndarray) -> np.ndarray:
 #: and compiled ops are cached across data sets and sessions.
 COMPILE_MODE = os.environ.get("BAYES_LSL_PYTENSOR_MODE", "CVM")
 
+#: g++ flags for this package's compiled functions, placed before PyTensor's own
+#: ``gcc__cxxflags`` (so a user's flags there still win). PyTensor compiles every C module
+#: with ``-O3 -g``; ``-O1 -g0`` cuts the C compiler's time on a first fit by about half for
+#: the same run time per call here, whose loops call special functions (lgamma, digamma)
+#: that optimization levels do not change (figures in ``benchmarks/README.md``).
+#: ``BAYES_LSL_CXXFLAGS=""`` restores PyTensor's defaults.
+COMPILE_CXXFLAGS = os.environ.get("BAYES_LSL_CXXFLAGS", "-O1 -g0")
+
 
 #: Seconds spent in each compilation of this process, in order: (name, seconds). Read by
 #: :func:`bayes_lsl.fitting.mle.fit_mle` for its ``compile_*`` attrs and by ``benchmarks/first_fit.py``.
@@ -112,7 +120,10 @@ def compile_function(inputs, outputs, name: str = "function"):
     """
     tic = time.perf_counter()
     mode = get_mode(COMPILE_MODE).including("local_check_parameter_to_ninf_switch")
-    fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
+    # The flags are part of PyTensor's cache key: other flags compile (and cache) other modules.
+    cxxflags = f"{COMPILE_CXXFLAGS} {pytensor.config.gcc__cxxflags}".strip()
+    with pytensor.config.change_flags(gcc__cxxflags=cxxflags):
+        fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
     COMPILE_LOG.append((name, time.perf_counter() - tic))
     return fn
 
