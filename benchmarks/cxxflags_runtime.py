@@ -2,7 +2,10 @@
 
 Usage (from the repository root, with BAYES_LSL_DATA set)::
 
-    PYTENSOR_FLAGS=base_compiledir=D python benchmarks/cxxflags_runtime.py "-O3 -g" "-O1 -g0" "-O0 -g0"
+    PYTENSOR_FLAGS=base_compiledir=D python benchmarks/cxxflags_runtime.py "" "pch -O1 -g0" "-O0 -g0"
+
+A flag set is what ``BAYES_LSL_CXXFLAGS`` would hold (``""``: PyTensor's own ``-O3 -g``),
+prefixed with ``pch`` where the precompiled header is used too.
 
 Each flag set compiles the objective (3^4 nodes), the Laplace objective (the same function,
 one node) and the family curvature; then the calls alternate between the flag sets, round
@@ -25,12 +28,13 @@ def main() -> None:
     from bayes_lsl.fitting.marginal import MarginalLikelihood, family_modes
     from bayes_lsl.fitting.mle import anchored_start
 
-    flag_sets = sys.argv[1:] or ["-O3 -g", "-O1 -g0"]
+    flag_sets = sys.argv[1:] or ["", "pch -O1 -g0"]
     data = bl.load_leaderboard()
     model = bl.build_model(data, K=4)
     variants = {}
     for flags in flag_sets:
-        marginal.COMPILE_CXXFLAGS = flags
+        marginal.USE_PCH = flags.startswith("pch")
+        marginal.COMPILE_CXXFLAGS = flags.removeprefix("pch").strip()
         tic = time.perf_counter()
         parts = MarginalLikelihood(model, data, 3)
         parts.n_jobs = 1
@@ -47,7 +51,7 @@ def main() -> None:
     }
     times = {(f, c): [] for f in variants for c in calls}
     outputs = {}
-    for _ in range(7):
+    for _ in range(9):
         for name, call in calls.items():
             for flags, parts in variants.items():
                 tic = time.perf_counter()
