@@ -104,9 +104,11 @@ COMPILE_MODE = os.environ.get("BAYES_LSL_PYTENSOR_MODE", "CVM")
 #: g++ flags for this package's compiled functions, placed before PyTensor's own
 #: ``gcc__cxxflags`` (so a user's flags there still win). PyTensor compiles every C module
 #: with ``-O3 -g``; ``-O1 -g0`` cuts g++'s CPU time on a first K = 4 fit by 42% (163 -> 94
-#: s) for the same values and no slower calls: the loops call special functions (lgamma,
-#: digamma, trigamma) that the optimization level does not change (``benchmarks/README.md``,
-#: "Compile cost per function"). ``BAYES_LSL_CXXFLAGS=""`` restores PyTensor's defaults.
+#: s) for the same values (to rounding); per call, side by side, the 3^4-node objective is 3
+#: to 5% slower, the Laplace objective and the family curvature faster: the loops call
+#: special functions (lgamma, digamma, trigamma) that the optimization level does not change
+#: (``benchmarks/README.md``, "Compile cost per function"). ``BAYES_LSL_CXXFLAGS=""``
+#: restores PyTensor's defaults.
 COMPILE_CXXFLAGS = os.environ.get("BAYES_LSL_CXXFLAGS", "-O1 -g0")
 
 #: Whether g++ reads the headers every PyTensor C module starts with (Python's, numpy's and
