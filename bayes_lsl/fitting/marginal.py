@@ -149,6 +149,9 @@ def precompiled_header_flag(cxxflags: str) -> str:
         key = hashlib.sha256(repr((cxx, args, std_include_dirs())).encode()).hexdigest()[:16]
         folder = os.path.join(pytensor.config.compiledir, "bayes_lsl_pch", key)
         target = os.path.join(folder, "Python.h.gch")
+        # PyTensor splits gcc__cxxflags at spaces: a folder with one cannot be passed.
+        if " " in folder:
+            cxx = ""
         if cxx and not os.path.exists(target):
             os.makedirs(folder, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=folder) as tmp:
