@@ -425,3 +425,31 @@ def test_screens_in_parallel_processes_give_the_same_numbers(small_sim):
         results.append((parts.hessian(theta, modes, 1), parts.importance(theta, modes, n_draws=400, seed=0)))
     (h2, (is2, se2)), (h1, (is1, se1)) = results
     assert np.array_equal(h2, h1) and np.array_equal(is2, is1) and np.array_equal(se2, se1)
+
+
+def test_compile_flags_and_precompiled_header(monkeypatch):
+    """The package's g++ flags and precompiled header (issue 17) change compile time, not numbers."""
+    import os
+    import subprocess
+
+    import pytensor
+    import pytensor.tensor as pt
+
+    from bayes_lsl.fitting import marginal
+
+    x = pt.vector("x")
+    fn = marginal.compile_function([x], [(pt.gammaln(x) * pt.exp(-x)).sum(), pt.digamma(x)], "test")
+    values = np.array([0.5, 2.0, 7.5])
+    total, psi = fn(values)
+    np.testing.assert_allclose(total, (scipy.special.gammaln(values) * np.exp(-values)).sum(), rtol=1e-12)
+    np.testing.assert_allclose(psi, scipy.special.digamma(values), rtol=1e-12)
+    if pytensor.config.cxx and marginal.USE_PCH:
+        flag = marginal.precompiled_header_flag(marginal.COMPILE_CXXFLAGS)
+        assert flag.startswith("-I") and os.path.isfile(os.path.join(flag[2:], "Python.h.gch")), flag
+
+    def fail(*args, **kwargs):
+        raise subprocess.CalledProcessError(1, args[0])
+
+    # A header that cannot be built leaves the flags as they were (and is not retried).
+    monkeypatch.setattr(marginal.subprocess, "run", fail)
+    assert marginal.precompiled_header_flag("-O1 -g0 -DBAYES_LSL_TEST_NO_PCH") == ""

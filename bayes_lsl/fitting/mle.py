@@ -309,11 +309,11 @@ def fit_mle(
     n_bic = bic_sample_size(data, bic_n)  # checked before the optimization, not after
     n_nodes = n_nodes or default_nodes(K)
     n_screens = n_starts + (start_from is not None)
-    # Every phase is named on the bar, so that no phase runs silent: compilation (tens of
-    # seconds with an empty PyTensor cache), each screen, the refinement, the check, the
-    # standard errors.
+    # Every phase is named on the bar, so that no phase runs silent: compilation (minutes
+    # with an empty PyTensor cache, seconds of graph rewriting with a warm one), each screen,
+    # the refinement, the check, the standard errors.
     bar = tqdm(total=n_screens + n_refine + 3, desc=f"mle K={K}", disable=not progress, unit="step")
-    bar.set_description(f"mle K={K}: compiling the model (once per data shape and K)")
+    bar.set_description(f"mle K={K}: compiling the model (once per data shape and K; minutes the first time)")
     parts = MarginalLikelihood(model, data, n_nodes)
     parts.n_jobs = n_jobs
     parts.objective(n_nodes)  # compiled here rather than inside the first screen
