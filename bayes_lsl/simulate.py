@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import pymc as pm
+from pymc.distributions.continuous import FlatRV
+from pytensor.graph.traversal import ancestors
 
 from bayes_lsl.data import KNOWN_FLOORS, PAPER_ANCHORS, ScalingData
 from bayes_lsl.model import build_model
@@ -177,12 +179,11 @@ def prior_parameters(
     """
     data, _, _ = _template(design, J, benchmarks, floors)
     model = build_model(data, K=K, priors=priors)
-    rng = np.random.default_rng(seed)
-    names = ("beta", "lam", "b", "phi")
-    out = dict(zip(names, pm.draw([model[n] for n in names], random_seed=rng), strict=True))
-    try:
-        out["corr"] = pm.draw(model["corr"], random_seed=rng)
-    except NotImplementedError:  # "Cannot sample from flat variable": the Flat + LKJ potential
-        chol = pm.draw(pm.LKJCorr.dist(n=K, eta=merge_priors(priors)["lkj_eta"]), random_seed=rng)
-        out["corr"] = chol @ chol.T  # PyMC's LKJCorr draws the Cholesky factor
+    names = ("beta", "lam", "b", "phi", "corr")
+    targets = [model[n] for n in names]
+    if any(v.owner is not None and isinstance(v.owner.op, FlatRV) for v in ancestors([model["corr"]])):
+        # The Flat + LKJ potential cannot be drawn from: the LKJ the potential adds can.
+        chol = pm.LKJCorr.dist(n=K, eta=merge_priors(priors)["lkj_eta"])  # PyMC draws its Cholesky factor
+        targets[-1] = chol @ chol.T
+    out = dict(zip(names, pm.draw(targets, random_seed=np.random.default_rng(seed)), strict=True))
     return {k: np.asarray(v, float) for k, v in out.items()}

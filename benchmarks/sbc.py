@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
                        models_per_family=args.models_per_family, n_draws=args.n_draws, chains=args.chains,
                        tune=args.tune, draws=args.draws, priors=priors)  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    workers = args.n_jobs if args.n_jobs > 0 else __import__("os").cpu_count() or 1
+    workers = args.n_jobs if args.n_jobs > 0 else os.cpu_count() or 1
     for method in args.method:
         run(method, args.reps, args.seed, args.n_jobs, args.out, design, args.chunk or 2 * workers)
 

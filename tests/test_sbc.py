@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+import xarray as xr
 from pymc.initial_point import make_initial_point_fn
 
 import bayes_lsl as bl
@@ -70,8 +71,9 @@ def test_unconstrained_is_the_models_transform_in_the_mle_layout():
 
 def test_prior_parameters_follow_the_priors():
     design = random_design(10, 3, seed=0)
-    wide = [prior_parameters(design, 2, 4, seed=s) for s in range(30)]
-    narrow = [prior_parameters(design, 2, 4, priors={"b_sigma": 0.01}, seed=s) for s in range(30)]
+    # Few draws: each compiles a function (b ~ N(0, b_sigma) in both; 12 values each).
+    wide = [prior_parameters(design, 2, 4, seed=s) for s in range(3)]
+    narrow = [prior_parameters(design, 2, 4, priors={"b_sigma": 0.01}, seed=s) for s in range(3)]
     assert np.std([p["b"] for p in narrow]) < 0.05 < np.std([p["b"] for p in wide])
     for p in wide:
         assert (np.diag(p["lam"][:, :2]) >= 0).all() and (p["lam"][[0, 1], [1, 0]] == 0).all()
@@ -123,6 +125,15 @@ def _dispersion_check(ranks: np.ndarray, n_draws: int) -> dict[str, float]:
     return stats
 
 
+def _shifted(fit):
+    """The fit with every unconstrained estimate moved up by two standard errors."""
+    moved = fit.copy(deep=True)
+    mle = moved["mle"].to_dataset()
+    mle["theta_hat"] = mle["theta_hat"] + 2 * np.sqrt(np.diag(mle["theta_cov"].values))
+    moved["mle"] = xr.DataTree(mle)
+    return moved
+
+
 @pytest.mark.slow  # ten mle fits (about 40 s each on one core): a few minutes
 def test_reduced_sbc_of_the_mle_passes_and_inflated_standard_errors_fail():
     design = SbcDesign(priors=TIGHT_PRIORS)
@@ -135,11 +146,16 @@ def test_reduced_sbc_of_the_mle_passes_and_inflated_standard_errors_fail():
         truths.append(truth)
     ours = np.array([fit_ranks(f, t, design) for f, t in zip(fits, truths, strict=True)])
     assert ours.shape == (n_reps, len(parameter_names(design))) and np.isfinite(ours).all()
-    print(_dispersion_check(ours, design.n_draws))
-    # The negative control: the same fits with standard errors x 1.5 must fail.
-    wide = np.array([fit_ranks(controls.inflated_se(f), t, design) for f, t in zip(fits, truths, strict=True)])
-    with pytest.raises(AssertionError, match="not uniform"):
-        _dispersion_check(wide, design.n_draws)
+    print("ours", _dispersion_check(ours, design.n_draws))
+    # Negative controls on the same fits. Standard errors x 2 (expected statistic about
+    # 0.39): eight replications do not reliably catch x 1.5 (about 0.60), which the full
+    # SBC of benchmarks/sbc.py is for. And estimates shifted by two standard errors
+    # (expected about 2.33: intervals off centre).
+    for name, control in {"se x 2": lambda f: controls.inflated_se(f, 2.0), "shifted": _shifted}.items():
+        broken = np.array([fit_ranks(control(f), t, design) for f, t in zip(fits, truths, strict=True)])
+        with pytest.raises(AssertionError, match="not uniform") as caught:
+            _dispersion_check(broken, design.n_draws)
+        print(name, caught.value)
 
     # run_sbc gives the same ranks, whatever the number of workers and the other replications.
     table = run_sbc("mle", [3, 4], seed=11, design=design, n_jobs=2, progress=False)
