@@ -28,7 +28,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayes_lsl.sbc import SBC_METHODS, SbcDesign, design_dict, ecdf_band, rank_columns, rank_uniformity, run_sbc
+from bayes_lsl.sbc import (
+    SBC_METHODS,
+    SbcDesign,
+    design_dict,
+    ecdf_band,
+    rank_columns,
+    rank_dispersion,
+    rank_uniformity,
+    run_sbc,
+)
 
 
 def _commit() -> str:
@@ -114,6 +123,10 @@ def summarize(out: Path, level: float) -> None:
               f"level {level} (Holm); median wall {ok['wall_s'].median():.0f} s/fit; median share of clipped "
               f"scores {ok['clipped_share'].median():.2f}; divergences in {int((ok['n_divergences'] > 0).sum())} "
               "fits")  # fmt: skip
+        spread = rank_dispersion(ok[rank_columns(ok)].to_numpy(float), int(ok["n_draws"].iloc[0]), level=level)
+        print(f"rank dispersion (mean 12 (u - 1/2)^2 per replication, {spread['expected']:.3f} if calibrated): "
+              f"{spread['mean']:.3f} +- {spread['tolerance']:.3f} at level {level}: "
+              f"{'pass' if spread['passes'] else 'FAIL'}\n")  # fmt: skip
         print(_markdown(result.assign(passes=result["passes"].map({True: "pass", False: "FAIL"}))))
 
 

@@ -19,6 +19,7 @@ from bayes_lsl.sbc import (
     fit_ranks,
     fit_replication,
     parameter_names,
+    rank_dispersion,
     rank_uniformity,
     replication_seeds,
     run_sbc,
@@ -94,6 +95,10 @@ def test_rank_uniformity_passes_uniform_ranks_and_fails_narrow_or_shifted_ones()
     result = rank_uniformity(_uniform_table(bad, L))
     assert list(result.index[~result["passes"]]) == ["p0", "p1"]
     assert (result["p_holm"] >= result["p_value"]).all()
+    # The one test over all parameters: uniform passes, intervals x 1.5 (every parameter) fail.
+    assert rank_dispersion(uniform, L, level=0.01)["passes"]
+    wide = np.floor((L + 1) * scipy.stats.norm.cdf(rng.normal(size=(n, 10)) / 1.5))
+    assert not rank_dispersion(wide, L, level=0.01)["passes"]
 
 
 def test_ecdf_band_covers_uniform_ranks_at_its_level():
@@ -110,18 +115,9 @@ def test_ecdf_band_covers_uniform_ranks_at_its_level():
 
 # ------------------------------------------------------------------ reduced SBC (slow)
 def _dispersion_check(ranks: np.ndarray, n_draws: int) -> dict[str, float]:
-    """Each replication's mean over the parameters of ``12 (u - 1/2)^2``, ``u`` the rank's
-    fraction ``(rank + 1/2) / (n_draws + 1)``; under calibration its mean is
-    ``1 - 1/(n_draws + 1)^2`` exactly (each rank is uniform), below with too-wide
-    posteriors, above with too-narrow or shifted ones. The replications are independent:
-    two-sided t test over them at ``controls.TEST_LEVEL``."""
-    u = (ranks + 0.5) / (n_draws + 1)
-    per_rep = (12 * (u - 0.5) ** 2).mean(axis=1)
-    n = len(per_rep)
-    expected = 1 - 1 / (n_draws + 1) ** 2
-    tolerance = float(scipy.stats.t.ppf(1 - controls.TEST_LEVEL / 2, n - 1) * per_rep.std(ddof=1) / np.sqrt(n))
-    stats = {"mean": float(per_rep.mean()), "expected": expected, "tolerance": tolerance, "n": n}
-    assert abs(stats["mean"] - expected) <= tolerance, f"ranks not uniform: {stats}"
+    """:func:`bayes_lsl.sbc.rank_dispersion` at ``controls.TEST_LEVEL``, as an assertion."""
+    stats = rank_dispersion(ranks, n_draws, level=controls.TEST_LEVEL)
+    assert stats["passes"], f"ranks not uniform: {stats}"
     return stats
 
 
