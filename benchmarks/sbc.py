@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bayes_lsl.model.priors import merge_priors
 from bayes_lsl.sbc import (
     SBC_METHODS,
     SbcDesign,
@@ -52,7 +53,9 @@ def run(method: str, reps: int, seed: int, n_jobs: int, out: Path, design: SbcDe
     """Replications ``0 .. reps - 1`` of ``method`` not yet in ``OUT/sbc_<method>.csv``, appended in chunks."""
     path = out / f"sbc_{method}.csv"
     meta_path = out / f"sbc_{method}.json"
-    meta = {"method": method, "seed": seed, "design": design_dict(design)}
+    # The merged priors, not only the overrides: a run resumed after the defaults changed
+    # would mix replications of two models.
+    meta = {"method": method, "seed": seed, "design": design_dict(design), "priors": merge_priors(design.priors)}
     if path.exists():
         old = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         if {k: old.get(k) for k in meta} != meta:
