@@ -12,10 +12,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import pymc as pm
+from pymc.distributions.continuous import FlatRV
+from pytensor.graph.traversal import ancestors
 
 from bayes_lsl.data import KNOWN_FLOORS, PAPER_ANCHORS, ScalingData
 from bayes_lsl.model import build_model
 from bayes_lsl.model.likelihood import corr_to_z
+from bayes_lsl.model.priors import merge_priors
 
 
 def random_parameters(K: int, J: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -56,6 +59,7 @@ def simulate(
     missing: float = 0.0,
     seed: int = 0,
     alpha: np.ndarray | None = None,
+    eps: float | None = None,
 ) -> tuple[ScalingData, dict[str, np.ndarray]]:
     """Draw scores from the model.
 
@@ -77,6 +81,9 @@ def simulate(
     alpha : ndarray (family, skill), optional
         Family effects to use instead of drawing them, in the order in which families
         first appear in ``design`` (e.g. new models of the families of an earlier draw).
+    eps : float, optional
+        Scores are clipped into ``[eps, 1 - eps]`` (default: :class:`ScalingData`'s); a
+        smaller value keeps more draws exactly as the model made them (for calibration).
 
     Returns
     -------
@@ -86,26 +93,10 @@ def simulate(
     """
     lam = np.asarray(params["lam"], float)
     K, J = lam.shape
-    benchmarks = list(benchmarks or PAPER_ANCHORS[:J])
-    floors = {b: (floors or {}).get(b, KNOWN_FLOORS.get(b)) for b in benchmarks}
+    data, benchmarks, floors = _template(design, J, benchmarks, floors, eps)
     rng = np.random.default_rng(seed)
-    template = design[["model", "family", "size", "tokens"]].copy()
-    for b in benchmarks:
-        template[b] = 0.5
-    data = ScalingData.from_frame(template, floors=floors, anchors=benchmarks)
     model = build_model(data, K=K)
-    fixed = pm.do(
-        model,
-        {
-            "beta": np.asarray(params["beta"], float),
-            "lam_anchor": np.diag(lam[:, :K]),
-            "lam_free": lam[:, K:],
-            "b": np.asarray(params["b"], float),
-            "phi": np.asarray(params["phi"], float),
-            "corr_z": corr_to_z(params["corr"]),
-        }
-        | ({} if alpha is None else {"alpha": np.asarray(alpha, float)}),
-    )
+    fixed = pm.do(model, free_values(params) | ({} if alpha is None else {"alpha": np.asarray(alpha, float)}))
     alpha, y = pm.draw([fixed["alpha"], fixed["y"]], random_seed=rng)
     scores = np.clip(y.reshape(data.n_models, J), data.eps, 1 - data.eps)
     drop = rng.random(scores.shape) < missing
@@ -113,6 +104,86 @@ def simulate(
     scores[drop] = np.nan
     frame = data.to_frame()
     frame[benchmarks] = scores
-    out = ScalingData.from_frame(frame, floors=floors, anchors=benchmarks)
+    out = ScalingData.from_frame(frame, floors=floors, anchors=benchmarks, eps=data.eps)
     truth = {k: np.asarray(v, float) for k, v in params.items()} | {"alpha": alpha}
     return out, truth
+
+
+def _template(
+    design: pd.DataFrame,
+    J: int,
+    benchmarks: Sequence[str] | None,
+    floors: Mapping[str, float] | None,
+    eps: float | None = None,
+) -> tuple[ScalingData, list[str], dict[str, float]]:
+    """The design as data with placeholder scores (what ``build_model`` needs to draw from)."""
+    benchmarks = list(benchmarks or PAPER_ANCHORS[:J])
+    floors = {b: (floors or {}).get(b, KNOWN_FLOORS.get(b)) for b in benchmarks}
+    template = design[["model", "family", "size", "tokens"]].copy()
+    for b in benchmarks:
+        template[b] = 0.5
+    extra = {} if eps is None else {"eps": eps}
+    return ScalingData.from_frame(template, floors=floors, anchors=benchmarks, **extra), benchmarks, floors
+
+
+def free_values(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The free variables of ``build_model`` (non-centered) that the natural parameters
+    ``beta``, ``lam``, ``b``, ``phi``, ``corr`` give (what ``pm.do`` fixes)."""
+    lam = np.asarray(params["lam"], float)
+    K = lam.shape[0]
+    return {
+        "beta": np.asarray(params["beta"], float),
+        "lam_anchor": np.diag(lam[:, :K]),
+        "lam_free": lam[:, K:],
+        "b": np.asarray(params["b"], float),
+        "phi": np.asarray(params["phi"], float),
+        "corr_z": corr_to_z(params["corr"]),
+    }
+
+
+def prior_parameters(
+    design: pd.DataFrame,
+    K: int,
+    J: int,
+    benchmarks: Sequence[str] | None = None,
+    floors: Mapping[str, float] | None = None,
+    priors: Mapping[str, float] | None = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Parameters drawn from the model's prior (for simulation-based calibration).
+
+    The draws come from :func:`bayes_lsl.build_model` itself, built on ``design`` with
+    ``priors`` (defaults merged with overrides), so they follow whatever the model's
+    priors are. Where the correlation's prior cannot be drawn from the model (a ``Flat``
+    variable with the LKJ density added as a potential), it is drawn from
+    ``LKJ(priors["lkj_eta"])``, the density that potential adds.
+
+    Parameters
+    ----------
+    design : DataFrame
+        Columns ``model``, ``family``, ``size``, ``tokens`` (e.g. :func:`random_design`).
+    K, J : int
+        Numbers of skills and benchmarks.
+    benchmarks, floors
+        As for :func:`simulate`.
+    priors : dict, optional
+        Overrides of the default priors, as for :func:`bayes_lsl.build_model`.
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    dict
+        ``beta`` (3, K), ``lam`` (K, J), ``b`` (J), ``phi`` (J), ``corr`` (K, K): what
+        :func:`simulate` takes.
+    """
+    data, _, _ = _template(design, J, benchmarks, floors)
+    model = build_model(data, K=K, priors=priors)
+    names = ("beta", "lam", "b", "phi", "corr")
+    targets = [model[n] for n in names]
+    if any(v.owner is not None and isinstance(v.owner.op, FlatRV) for v in ancestors([model["corr"]])):
+        # The Flat + LKJ potential cannot be drawn from: the LKJ the potential adds can.
+        chol = pm.LKJCorr.dist(n=K, eta=merge_priors(priors)["lkj_eta"])  # PyMC draws its Cholesky factor
+        targets[-1] = chol @ chol.T
+    out = dict(zip(names, pm.draw(targets, random_seed=np.random.default_rng(seed)), strict=True))
+    return {k: np.asarray(v, float) for k, v in out.items()}
