@@ -413,7 +413,8 @@ def resolve_holdout(data: ScalingData, holdout: str | Sequence[str], test_models
 def _held_out_frame(data: ScalingData, models: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """New-model frame (no scores: predictions use only size, tokens and family) and the truth."""
     frame = data.to_frame().set_index("model").loc[list(models)].reset_index()
-    truth = frame.melt(id_vars=["model", "family", "size", "tokens"], var_name="benchmark", value_name="observed")
+    truth = frame.melt(id_vars=["model"], value_vars=list(data.benchmarks), var_name="benchmark",
+                       value_name="observed")  # fmt: skip
     return frame[["model", "family", "size", "tokens"]], truth[["model", "benchmark", "observed"]]
 
 

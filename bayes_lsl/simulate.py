@@ -12,13 +12,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import pymc as pm
-from pymc.distributions.continuous import FlatRV
-from pytensor.graph.traversal import ancestors
 
 from bayes_lsl.data import KNOWN_FLOORS, PAPER_ANCHORS, ScalingData
 from bayes_lsl.model import build_model
 from bayes_lsl.model.likelihood import corr_to_z
-from bayes_lsl.model.priors import merge_priors
 
 
 def random_parameters(K: int, J: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -154,9 +151,7 @@ def prior_parameters(
 
     The draws come from :func:`bayes_lsl.build_model` itself, built on ``design`` with
     ``priors`` (defaults merged with overrides), so they follow whatever the model's
-    priors are. Where the correlation's prior cannot be drawn from the model (a ``Flat``
-    variable with the LKJ density added as a potential), it is drawn from
-    ``LKJ(priors["lkj_eta"])``, the density that potential adds.
+    priors are.
 
     Parameters
     ----------
@@ -180,10 +175,5 @@ def prior_parameters(
     data, _, _ = _template(design, J, benchmarks, floors)
     model = build_model(data, K=K, priors=priors)
     names = ("beta", "lam", "b", "phi", "corr")
-    targets = [model[n] for n in names]
-    if any(v.owner is not None and isinstance(v.owner.op, FlatRV) for v in ancestors([model["corr"]])):
-        # The Flat + LKJ potential cannot be drawn from: the LKJ the potential adds can.
-        chol = pm.LKJCorr.dist(n=K, eta=merge_priors(priors)["lkj_eta"])  # PyMC draws its Cholesky factor
-        targets[-1] = chol @ chol.T
-    out = dict(zip(names, pm.draw(targets, random_seed=np.random.default_rng(seed)), strict=True))
+    out = dict(zip(names, pm.draw([model[n] for n in names], random_seed=np.random.default_rng(seed)), strict=True))
     return {k: np.asarray(v, float) for k, v in out.items()}

@@ -76,3 +76,14 @@ def test_missing_dump_says_how_to_skip_kinds(data_dir, tmp_path, monkeypatch):
     with pytest.raises(DataNotFoundError, match="open-llm-leaderboard_old.csv.*kinds=False"):
         bl.load_leaderboard(data_dir=folder, download=False)
     assert bl.load_leaderboard(data_dir=folder, download=False, kinds=False).n_models == 286
+
+
+def test_held_out_scores_ignore_the_kind_column(small_sim):
+    data, _ = small_sim
+    frame = data.to_frame()
+    with_kinds = bl.ScalingData.from_frame(frame.assign(kind=np.where(frame.index % 2, "base", "tuned")),
+                                           anchors=data.anchors)  # fmt: skip
+    held = list(with_kinds.models[::7])
+    result = bl.evaluate_holdout(with_kinds, held, method="baseline", n_boot=200, progress=False)
+    assert set(result.predictions["benchmark"]) <= set(data.benchmarks)
+    assert result.predictions["observed"].dtype == float
