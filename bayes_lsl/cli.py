@@ -281,8 +281,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="mle: the paper's estimator (default); map, advi, nuts: Bayesian")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
     p.add_argument("--init", default=None, choices=[*NUTS_INITS, *NUTS_OLD_INITS],
-                   help="nuts: mle-dispersed (default: each chain at its own draw around the MLE, fitted first), "
-                        "mle-point (every chain at the MLE; 'mle' is its old name) or default (PyMC's start)")  # fmt: skip
+                   help="nuts: mle-dispersed (default: each chain at its own draw around the MLE, fitted "
+                        "first), mle-point (every chain at the MLE; 'mle' is its old name) or default "
+                        "(PyMC's start)")  # fmt: skip
     p.add_argument("--centered", default=None, choices=["partial", "true", "false"],
                    help="nuts: parameterization of the family effects (default partial; see build_model)")  # fmt: skip
     p.add_argument("--chains", type=int, default=None, help="nuts: chains (default: fit's, 4)")

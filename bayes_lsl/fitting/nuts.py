@@ -18,7 +18,7 @@ from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.draws import initial_values, log_likelihood_group, numeric_stats, posterior_group
 from bayes_lsl.fitting.marginal import natural_map, nearest_positive_definite
-from bayes_lsl.fitting.result import FitInfo, FitResult, posterior_mean
+from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS, FitInfo, FitResult, posterior_mean
 from bayes_lsl.model.build import build_model
 from bayes_lsl.model.parameterization import FamilyLayout, model_parameterization, partially_centered_values
 
@@ -242,6 +242,68 @@ def minor_mode_chains(lp: xr.DataArray, gap: float = 10.0) -> tuple[list[int], l
     return [int(c) for c in np.flatnonzero(means < best - gap)], [float(m) for m in means]
 
 
+def structural_constants(da: xr.DataArray) -> xr.DataArray:
+    """Entries of a posterior variable that convergence checks leave out (True), e.g. for R-hat.
+
+    Entries that never move (the anchor block's zeros in ``lam``, the diagonal of ``corr``)
+    have an undefined R-hat (0/0) and are structural, not a failure; a tolerance, as the
+    diagonal of ``L L'`` is 1 only up to rounding. The upper triangle of ``corr`` repeats
+    the lower one.
+    """
+    spread = da.max(SAMPLE_DIMS) - da.min(SAMPLE_DIMS)
+    out = spread <= 1e-9 * (1.0 + abs(da).max(SAMPLE_DIMS))
+    if da.name == "corr" and out.ndim == 2:
+        out = out | xr.DataArray(np.triu(np.ones(out.shape, bool)), dims=out.dims, coords=out.coords)
+    return out
+
+
+def convergence_summary(posterior: xr.Dataset, var_names=PARAMETERS) -> dict[str, float]:
+    """Max rank-normalized R-hat and min bulk and tail ESS over the moving entries of ``var_names``."""
+    import arviz_stats as azs  # imported here: it doubles the import time of the package
+
+    ds = posterior[[v for v in var_names if v in posterior]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 0/0 on the constant entries
+        stats = {
+            "max_r_hat": (azs.rhat(ds, method="rank"), np.nanmax),
+            "min_ess_bulk": (azs.ess(ds, method="bulk"), np.nanmin),
+            "min_ess_tail": (azs.ess(ds, method="tail"), np.nanmin),
+        }
+    out = {}
+    for key, (values, worst) in stats.items():
+        moving = [values[v].where(~structural_constants(ds[v])).values.ravel() for v in ds.data_vars]
+        out[key] = float(worst(np.concatenate(moving)))
+    return out
+
+
+def _warn_if_unconverged(summary: dict, n_div: int, *, chains: int, draws: int, init_name: str,
+                         rhat_max: float = 1.01, ess_min: float = 400) -> list[str]:
+    """Say loudly when the run fails the convergence targets, and what to do."""
+    problems = []
+    if not summary["max_r_hat"] <= rhat_max:
+        problems.append(f"max R-hat {summary['max_r_hat']:.3f} > {rhat_max}")
+    if not summary["min_ess_bulk"] >= ess_min:
+        problems.append(f"min bulk ESS {summary['min_ess_bulk']:.0f} < {ess_min:g}")
+    if not summary["min_ess_tail"] >= ess_min:
+        problems.append(f"min tail ESS {summary['min_ess_tail']:.0f} < {ess_min:g}")
+    if n_div:
+        problems.append(f"{n_div} divergent transition(s)")
+    if problems:
+        advice = [f"draw more (draws={2 * draws})"]
+        if n_div:
+            advice.append("raise target_accept (e.g. 0.95)")
+        if init_name != "mle-dispersed":
+            advice.append("start from init='mle-dispersed' (the default)")
+        warnings.warn(
+            f"NUTS did not converge ({chains} chains x {draws} draws; over {', '.join(PARAMETERS)}): "
+            + "; ".join(problems) + ". Do not trust these draws yet: " + ", or ".join(advice)
+            + ", and see bayes_lsl.diagnose(fit) for the entries that fail.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return problems
+
+
 def fit_nuts(
     model: pm.Model,
     data: ScalingData,
@@ -302,7 +364,10 @@ def fit_nuts(
         ``chains``, ``tune``, ``draws``, ``target_accept``, ``wall_time_s`` (compilation
         included), ``n_divergences``, ``chain_mean_lp`` (the sampler's log density),
         ``chain_mean_loglik``, ``minor_mode_chains`` (a warning is issued when it is not
-        empty) and ``init`` (``"mle-dispersed"``, ``"mle-point"``, ``"default"``,
+        empty), ``max_r_hat``, ``min_ess_bulk``, ``min_ess_tail`` (over the parameters
+        :data:`~bayes_lsl.fitting.result.PARAMETERS`), ``convergence_problems`` (empty, or what failed of R-hat <= 1.01,
+        ESS >= 400 or no divergence; a warning says what to do when it is not empty) and
+        ``init`` (``"mle-dispersed"``, ``"mle-point"``, ``"default"``,
         ``"values"``, or ``"<method>-point"`` for another fit started from).
     """
     if sampler not in SAMPLERS:
@@ -353,7 +418,11 @@ def fit_nuts(
             "the default), or weigh the modes with bayes_lsl.modes.",
             stacklevel=3,
         )
+    convergence = convergence_summary(groups["posterior"])
+    problems = _warn_if_unconverged(convergence, n_div, chains=chains, draws=draws, init_name=init_name)
     attrs = {
+        **convergence,
+        "convergence_problems": "; ".join(problems),  # a string: file attributes hold no list of strings
         "sampler": sampler,
         "chains": int(chains),
         "tune": int(tune),
