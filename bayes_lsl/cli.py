@@ -287,8 +287,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--centered", default=None, choices=["partial", "true", "false"],
                    help="nuts: parameterization of the family effects (default partial; see build_model)")  # fmt: skip
     p.add_argument("--chains", type=int, default=None, help="nuts: chains (default: fit's, 4)")
-    p.add_argument("--tune", type=int, default=None, help="nuts: tuning steps per chain (default: fit's)")
-    p.add_argument("--draws", type=int, default=None, help="nuts: kept draws per chain (default: fit's)")
+    p.add_argument("--tune", type=int, default=None, help="nuts: tuning steps per chain (default: fit's, 1000)")
+    p.add_argument("--draws", type=int, default=None, help="nuts: kept draws per chain (default: fit's, 3000)")
     p.add_argument("--out", default="fit.nc", help="output file (default fit.nc)")
 
     p = command("select-k", _cmd_select_k, "information criteria (AIC, BIC) of mle fits for several K",

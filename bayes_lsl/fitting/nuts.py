@@ -313,7 +313,7 @@ def fit_nuts(
     sampler: str = "nutpie",
     chains: int = 4,
     tune: int = 1000,
-    draws: int = 1000,
+    draws: int = 3000,
     target_accept: float = 0.8,
     init: Mapping[str, np.ndarray] | xr.DataTree | None = None,
     init_spread: str = "dispersed",
@@ -330,7 +330,10 @@ def fit_nuts(
     sampler : {"nutpie", "pymc", "numpyro"}
         ``numpyro`` needs the optional ``jax`` and ``numpyro`` packages.
     chains, tune, draws : int
-        Number of chains, tuning steps and kept draws per chain.
+        Number of chains, tuning steps and kept draws per chain. 3000 draws by default: on
+        the leaderboard's paper variant the slowest direction (the skills trading their
+        loadings on MMLU, MMLU-Pro and BBH) gave a minimum bulk ESS of 0.03 to 0.07 per draw
+        (``benchmarks/README.md``), so 4 x 1000 draws fell short of ESS 400.
     target_accept : float
         Target acceptance rate of the step-size adaptation.
     init : dict or DataTree, optional
