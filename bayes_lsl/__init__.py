@@ -12,6 +12,7 @@ from bayes_lsl.fitting import FitInfo, fit
 from bayes_lsl.holdout import cross_validate, evaluate_holdout
 from bayes_lsl.io import load_fit, save_fit
 from bayes_lsl.model import build_model
+from bayes_lsl.modes import Modes, modes, sample_modes
 from bayes_lsl.parameters import parameter_draws, parameter_intervals
 from bayes_lsl.predict import predict, predict_draws
 from bayes_lsl.selection import select_k
@@ -38,11 +39,14 @@ __all__ = [
     "load_fit",
     "load_leaderboard",
     "model_budgets",
+    "Modes",
+    "modes",
     "paper_budgets",
     "parameter_draws",
     "parameter_intervals",
     "predict",
     "predict_draws",
+    "sample_modes",
     "save_fit",
     "select_k",
     "__version__",
