@@ -72,9 +72,12 @@ def test_two_modes_are_found_weighed_and_told_apart(nuts_fit):
     assert "2 mode(s)" in repr(result)
 
 
-def test_modes_need_a_log_likelihood(map_fit):
-    with pytest.raises(ValueError, match="log_likelihood"):
+def test_modes_need_draws_and_a_log_likelihood(map_fit, nuts_fit):
+    with pytest.raises(ValueError, match="modes need draws"):
         modes(map_fit)
+    without = xr.DataTree.from_dict({"posterior": nuts_fit["posterior"].to_dataset()})
+    with pytest.raises(ValueError, match="log_likelihood"):
+        modes(without)
 
 
 @pytest.mark.slow
