@@ -13,6 +13,7 @@ from bayes_lsl.holdout import cross_validate, evaluate_holdout
 from bayes_lsl.io import load_fit, save_fit
 from bayes_lsl.loo import loo
 from bayes_lsl.model import build_model
+from bayes_lsl.modes import Modes, modes, sample_modes
 from bayes_lsl.parameters import parameter_draws, parameter_intervals
 from bayes_lsl.posterior_predictive import loo_pit, posterior_predictive, posterior_predictive_check
 from bayes_lsl.predict import predict, predict_draws
@@ -47,6 +48,8 @@ __all__ = [
     "loo",
     "loo_pit",
     "model_budgets",
+    "Modes",
+    "modes",
     "paper_budgets",
     "parameter_draws",
     "parameter_intervals",
@@ -54,6 +57,7 @@ __all__ = [
     "posterior_predictive_check",
     "predict",
     "predict_draws",
+    "sample_modes",
     "save_fit",
     "select_k",
     "__version__",

@@ -38,6 +38,8 @@ from bayes_lsl.data import DataError, ScalingData, load_example, load_leaderboar
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.files import atomic_path
 from bayes_lsl.fitting.mle import BIC_N
+from bayes_lsl.fitting.nuts import DEPRECATED_INITS as NUTS_OLD_INITS
+from bayes_lsl.fitting.nuts import NAMED_INITS as NUTS_INITS
 from bayes_lsl.sources import DataNotFoundError
 
 #: Errors that describe bad input (and files that cannot be read or written), reported in
@@ -120,11 +122,10 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     data = _load(args)
     options = {}
     if args.method == "nuts":
-        # What mixes best on the leaderboard data (README, "Known difficulty").
-        options = {"centered": {"false": False, "true": True}.get(args.centered, args.centered)}
-        if args.init == "mle":
-            options["init"] = "mle"
-        options.update(chains=args.chains, tune=args.tune, draws=args.draws)
+        # Only what was given: `fit --method nuts` does what bl.fit(data, K, method="nuts") does.
+        given = {"centered": {"false": False, "true": True}.get(args.centered, args.centered), "init": args.init,
+                 "chains": args.chains, "tune": args.tune, "draws": args.draws}  # fmt: skip
+        options = {k: v for k, v in given.items() if v is not None}
     result = fit(data, K=args.K, method=args.method, seed=args.seed, progress=not args.quiet, **options)
     save_fit(result, out)
     attrs = result.attrs
@@ -279,13 +280,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="mle", choices=["mle", "map", "advi", "nuts"],
                    help="mle: the paper's estimator (default); map, advi, nuts: Bayesian")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
-    p.add_argument("--init", default="mle", choices=["mle", "default"],
-                   help="nuts: start every chain at the MLE (default; fitted first) or at PyMC's start")  # fmt: skip
-    p.add_argument("--centered", default="partial", choices=["partial", "true", "false"],
+    p.add_argument("--init", default=None, choices=[*NUTS_INITS, *NUTS_OLD_INITS],
+                   help="nuts: mle-dispersed (default: each chain at its own draw around the MLE, fitted "
+                        "first), mle-point (every chain at the MLE; 'mle' is its old name) or default "
+                        "(PyMC's start)")  # fmt: skip
+    p.add_argument("--centered", default=None, choices=["partial", "true", "false"],
                    help="nuts: parameterization of the family effects (default partial; see build_model)")  # fmt: skip
-    p.add_argument("--chains", type=int, default=4, help="nuts: chains (default 4)")
-    p.add_argument("--tune", type=int, default=1000, help="nuts: tuning steps per chain (default 1000)")
-    p.add_argument("--draws", type=int, default=1000, help="nuts: kept draws per chain (default 1000)")
+    p.add_argument("--chains", type=int, default=None, help="nuts: chains (default: fit's, 4)")
+    p.add_argument("--tune", type=int, default=None, help="nuts: tuning steps per chain (default: fit's, 1000)")
+    p.add_argument("--draws", type=int, default=None, help="nuts: kept draws per chain (default: fit's, 3000)")
     p.add_argument("--out", default="fit.nc", help="output file (default fit.nc)")
 
     p = command("select-k", _cmd_select_k, "information criteria (AIC, BIC) of mle fits for several K",

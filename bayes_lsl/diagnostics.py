@@ -11,13 +11,16 @@ import pandas as pd
 import xarray as xr
 
 from bayes_lsl.errors import BayesLslError
+from bayes_lsl.fitting.nuts import structural_constants
 from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS
 
 #: The parameters and the family effects: a family whose effect does not mix biases its
 #: predictions and comparisons even when every parameter has mixed.
 DEFAULT_VARS: tuple[str, ...] = (*PARAMETERS, "alpha")
-#: Rows of the table that ``repr`` shows (the table itself has them all).
+#: Failing entries that ``repr`` lists (the table itself has them all).
 _SHOWN_ROWS = 20
+#: Sampler statistics that flag a transition that hit the maximum tree depth (PyMC's, nutpie's).
+_TREEDEPTH_STATS = ("reached_max_treedepth", "maxdepth_reached")
 
 
 @dataclass(frozen=True)
@@ -27,18 +30,29 @@ class Diagnostics:
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per non-constant parameter entry (index: ``lam[skill_1, mmlu]``):
-        ``variable``, ``r_hat``, ``ess_bulk``, ``ess_tail`` and ``failed`` (the failed
-        checks, comma-separated; empty when fine).
+        One row per non-constant entry (index: ``lam[skill_1, mmlu]``; every family's
+        ``alpha`` too): ``variable``, ``r_hat`` (rank-normalized split R-hat), ``ess_bulk``,
+        ``ess_tail`` and ``failed`` (the failed checks, comma-separated; empty when fine).
+    by_variable : pandas.DataFrame
+        One row per variable (what ``repr`` shows, so that the 680 entries of ``alpha``
+        do not flood it): ``entries``, ``max_r_hat``, ``min_ess_bulk``, ``min_ess_tail``,
+        ``n_failed`` and ``worst`` (the entry with the highest R-hat).
     ok : bool
-        No entry fails, no transition diverged, no chain has a low BFMI or sits in a minor mode.
+        No entry fails, no transition diverged or hit the maximum tree depth, no chain has
+        a low E-BFMI or sits in a minor mode.
     failed : list of str
         Labels of the failing entries.
     divergences : int or None
         Divergent transitions in all (``None`` without ``sample_stats``).
     divergences_per_chain, bfmi_per_chain : list
-        Per chain (empty without ``sample_stats``).
+        Per chain (empty without ``sample_stats``); ``bfmi_per_chain`` is the energy
+        Bayesian fraction of missing information (E-BFMI).
     bfmi_min : float or None
+    treedepth_saturated : int or None
+        Transitions that hit the sampler's maximum tree depth (``None`` where the sampler
+        does not record it).
+    treedepth_share : float or None
+        Their share of all transitions (ArviZ's checklist flags any).
     minor_mode_chains : list of int
         Chains whose mean log-likelihood is far below the best chain's.
     problems : list of str
@@ -47,43 +61,50 @@ class Diagnostics:
 
     table: pd.DataFrame
     ok: bool
+    by_variable: pd.DataFrame = field(default_factory=pd.DataFrame)
     failed: list[str] = field(default_factory=list)
     divergences: int | None = None
     divergences_per_chain: list[int] = field(default_factory=list)
     bfmi_per_chain: list[float] = field(default_factory=list)
     bfmi_min: float | None = None
+    treedepth_saturated: int | None = None
+    treedepth_share: float | None = None
     minor_mode_chains: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> dict:
-        """The fit-level fields as a dict (everything but ``table``)."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "table"}
+        """The fit-level fields as a dict (everything but the tables)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__ if name not in ("table", "by_variable")}
+
+    def _failing(self) -> pd.DataFrame:
+        return self.table[self.table["failed"] != ""].head(_SHOWN_ROWS)
 
     def _repr_html_(self) -> str:
-        return f"<p>{self._headline()}</p>" + self.table._repr_html_()
+        html = f"<p>{self._headline()}</p>" + self.by_variable._repr_html_()
+        if self.failed:
+            html += f"<p>Failing entries (first {_SHOWN_ROWS}):</p>" + self._failing()._repr_html_()
+        return html
+
+    def _sampler_line(self) -> str:
+        parts = []
+        if self.divergences is not None:
+            parts.append(f"divergences {self.divergences}")
+        if self.bfmi_min is not None:
+            parts.append(f"min E-BFMI {self.bfmi_min:.2f}")
+        if self.treedepth_share is not None:
+            parts.append(f"max tree depth hit {self.treedepth_saturated} ({100 * self.treedepth_share:.1f}%)")
+        return ", ".join(parts)
 
     def _headline(self) -> str:
         state = "ok" if self.ok else "FAILED: " + "; ".join(self.problems)
-        return f"Diagnostics of {len(self.table)} entries: {state}"
+        return f"Diagnostics of {len(self.table)} entries ({self._sampler_line()}): {state}"
 
     def __repr__(self) -> str:
-        return f"{self._headline()}\n{self.table.round(3).to_string(max_rows=_SHOWN_ROWS)}"
-
-
-def _excluded(da: xr.DataArray) -> xr.DataArray:
-    """Entries left out of the table.
-
-    Entries that never move (the anchor block's zeros in ``lam``, the diagonal of ``corr``)
-    have an undefined R-hat (0/0) and are structural, not a failure; a tolerance, as the
-    diagonal of ``L L'`` is 1 only up to rounding. The upper triangle of ``corr`` repeats
-    the lower one.
-    """
-    spread = da.max(SAMPLE_DIMS) - da.min(SAMPLE_DIMS)
-    out = spread <= 1e-9 * (1.0 + abs(da).max(SAMPLE_DIMS))
-    if da.name == "corr" and out.ndim == 2:
-        out = out | xr.DataArray(np.triu(np.ones(out.shape, bool)), dims=out.dims, coords=out.coords)
-    return out
+        text = f"{self._headline()}\n{self.by_variable.round(3).to_string()}"
+        if self.failed:
+            text += f"\nFailing entries (first {_SHOWN_ROWS}):\n{self._failing().round(3).to_string()}"
+        return text
 
 
 def _entries(stat: xr.DataArray, constant: xr.DataArray, name: str) -> pd.Series:
@@ -97,7 +118,7 @@ def _entries(stat: xr.DataArray, constant: xr.DataArray, name: str) -> pd.Series
 
 
 def _per_chain_stats(fit: xr.DataTree) -> dict:
-    import arviz as az  # imported here: it doubles the import time of the package
+    import arviz_stats as azs  # imported here: it doubles the import time of the package
 
     stats = fit["sample_stats"].to_dataset() if "sample_stats" in fit.children else xr.Dataset()
     out: dict = {}
@@ -105,9 +126,29 @@ def _per_chain_stats(fit: xr.DataTree) -> dict:
         per_chain = stats["diverging"].sum("draw").values.astype(int)
         out |= {"divergences": int(per_chain.sum()), "divergences_per_chain": per_chain.tolist()}
     if "energy" in stats:
-        bfmi = az.bfmi(stats["energy"]).values
+        bfmi = azs.bfmi(stats[["energy"]])["energy"].values
         out |= {"bfmi_per_chain": [float(b) for b in np.atleast_1d(bfmi)], "bfmi_min": float(np.min(bfmi))}
+    saturated = next((stats[name] for name in _TREEDEPTH_STATS if name in stats), None)
+    if saturated is not None:
+        n = int(saturated.sum())
+        out |= {"treedepth_saturated": n, "treedepth_share": n / saturated.size}
     return out
+
+
+def _by_variable(table: pd.DataFrame) -> pd.DataFrame:
+    """The entries' table summarized per variable: the worst of each check."""
+    grouped = table.groupby("variable", sort=False)
+    return pd.DataFrame(
+        {
+            "entries": grouped.size(),
+            "max_r_hat": grouped["r_hat"].max(),
+            "min_ess_bulk": grouped["ess_bulk"].min(),
+            "min_ess_tail": grouped["ess_tail"].min(),
+            "n_failed": grouped["failed"].apply(lambda f: int((f != "").sum())),
+            # idxmax skips NaN; a variable whose every entry is NaN has no worst entry.
+            "worst": grouped["r_hat"].apply(lambda r: r.idxmax() if r.notna().any() else ""),
+        }
+    )
 
 
 def diagnose(
@@ -118,7 +159,8 @@ def diagnose(
     ess_min: float = 400,
     bfmi_min: float = 0.3,
 ) -> Diagnostics:
-    """R-hat, bulk and tail ESS of every parameter entry, and the sampler's health.
+    """ArviZ's convergence checklist for a sampled fit: rank-normalized R-hat, bulk and tail ESS
+    of every entry, divergences, E-BFMI per chain and tree-depth saturation.
 
     Parameters
     ----------
@@ -133,7 +175,7 @@ def diagnose(
         Thresholds: an entry fails with R-hat above ``rhat_max`` or a bulk or tail ESS below
         ``ess_min``.
     bfmi_min : float
-        A chain with a lower energy BFMI is reported.
+        A chain with a lower energy BFMI (E-BFMI) is reported.
 
     Returns
     -------
@@ -141,9 +183,10 @@ def diagnose(
         ``table``: one row per non-constant parameter entry (structural constants, such as
         the zero loadings of the anchor block and the diagonal of ``corr``, and the upper
         triangle of ``corr`` are left out), columns ``variable``, ``r_hat``, ``ess_bulk``,
-        ``ess_tail`` and ``failed``; and the fit-level summary: ``ok``, ``failed``,
+        ``ess_tail`` and ``failed``; ``by_variable``: the worst entry of each variable (one
+        row for all of ``alpha``); and the fit-level summary: ``ok``, ``failed``,
         ``divergences``, ``divergences_per_chain``, ``bfmi_per_chain``, ``bfmi_min``,
-        ``minor_mode_chains``, ``problems``.
+        ``treedepth_saturated``, ``treedepth_share``, ``minor_mode_chains``, ``problems``.
 
     Raises
     ------
@@ -154,8 +197,8 @@ def diagnose(
     Warns
     -----
     UserWarning
-        When any entry fails, any transition diverged, any chain's BFMI is low, or a
-        chain sits in a minor mode, with the counts.
+        When any entry fails, any transition diverged or hit the maximum tree depth, any
+        chain's E-BFMI is low, or a chain sits in a minor mode, with the counts.
 
     Examples
     --------
@@ -182,17 +225,17 @@ def diagnose(
     unknown = [v for v in var_names if v not in post]
     if unknown:
         raise BayesLslError(f"unknown variable(s) {unknown}; the posterior has {sorted(post.data_vars)}")
-    import arviz as az  # imported here: it doubles the import time of the package
+    import arviz_stats as azs  # imported here: it doubles the import time of the package
 
     ds = post[list(var_names)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # 0/0 on the constant entries
-        rhat = az.rhat(ds)
-        bulk = az.ess(ds, method="bulk")
-        tail = az.ess(ds, method="tail")
+        rhat = azs.rhat(ds, method="rank")  # rank-normalized split R-hat (Vehtari et al. 2021)
+        bulk = azs.ess(ds, method="bulk")
+        tail = azs.ess(ds, method="tail")
     parts = []
     for name in var_names:
-        constant = _excluded(ds[name])
+        constant = structural_constants(ds[name])
         parts.append(
             pd.DataFrame(
                 {
@@ -223,7 +266,10 @@ def diagnose(
         per_chain = summary["divergences_per_chain"]
         problems.append(f"{summary['divergences']} divergent transitions (per chain {per_chain})")
     if low_bfmi:
-        problems.append(f"chain(s) {low_bfmi} have BFMI below {bfmi_min}")
+        problems.append(f"chain(s) {low_bfmi} have E-BFMI below {bfmi_min}")
+    if summary.get("treedepth_saturated"):
+        problems.append(f"{summary['treedepth_saturated']} transitions hit the maximum tree depth "
+                        f"({100 * summary['treedepth_share']:.1f}%)")  # fmt: skip
     if stuck:
         problems.append(f"chain(s) {stuck} sit in a minor mode")
     if problems:
@@ -232,5 +278,6 @@ def diagnose(
             stacklevel=2,
         )
     return Diagnostics(
-        table=table, ok=not problems, failed=failed, minor_mode_chains=stuck, problems=problems, **summary
+        table=table, by_variable=_by_variable(table), ok=not problems, failed=failed, minor_mode_chains=stuck,
+        problems=problems, **summary,
     )

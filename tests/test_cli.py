@@ -351,6 +351,6 @@ def test_fit_nuts_starts_at_the_mle(tmp_path):
         assert main(args) == 0
     fitted = bl.load_fit(out)
     info = bl.FitInfo.from_tree(fitted)
-    assert fitted.attrs["init"] == "mle" and info.parameterization == "partial"
+    assert fitted.attrs["init"] == "mle-dispersed" and info.parameterization == "partial"
     assert (info.n_chains, info.n_draws) == (2, 100)  # --draws: draws per chain
     assert "log_likelihood" in fitted.children

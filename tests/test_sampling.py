@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from bayes_lsl import fit
-from bayes_lsl.fitting.nuts import minor_mode_chains
+from bayes_lsl.fitting.nuts import DispersedStarts, minor_mode_chains, named_init
 from bayes_lsl.fitting.result import POSTERIOR_VARS
 
 K = 2  # skills of the shared fits (conftest.FIT_K)
@@ -124,10 +124,75 @@ def test_nuts_in_the_partial_parameterization(small_sim, mle_fit):
     np.testing.assert_allclose(lam.isel(chain=0), lam.isel(chain=1), atol=0.3)
 
 
-@pytest.mark.parametrize(("method", "init"), [("nuts", "prior"), ("advi", "mle")])
-def test_named_start_is_mle_for_nuts_only(small_sim, method, init):
-    with pytest.raises(ValueError, match="only named start"):
+@pytest.mark.parametrize(("method", "init"), [("nuts", "prior"), ("advi", "mle"), ("advi", "mle-dispersed")])
+def test_named_starts_are_for_nuts_only(small_sim, method, init):
+    with pytest.raises(ValueError, match="named start"):
         fit(small_sim[0], K=K, method=method, init=init, progress=False)
+
+
+def test_old_init_name_still_works_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="init='mle-point'"):
+        assert named_init("mle") == "mle-point"
+    assert named_init("mle-dispersed") == "mle-dispersed" and named_init("default") == "default"
+
+
+def test_the_default_nuts_fit_starts_dispersed_around_the_mle(nuts_fit):
+    """bl.fit(..., method="nuts") with no init fits the MLE and starts each chain at its own draw."""
+    assert nuts_fit.attrs["init"] == "mle-dispersed"
+    for key in ("max_r_hat", "min_ess_bulk", "min_ess_tail"):
+        assert np.isfinite(nuts_fit.attrs[key])
+    assert isinstance(nuts_fit.attrs["convergence_problems"], str)
+
+
+def test_dispersed_starts_spread_like_the_mle_and_are_seeded(small_sim, mle_fit):
+    """Starts drawn around the MLE: finite log density in the sampled (partial)
+    parameterization, one per seed and the same for the same seed, and spread as the MLE's
+    standard errors say (the intercepts' mean over 400 draws within 4 standard errors of
+    the mean, their sd within 20% of the MLE's; both seeded)."""
+    from bayes_lsl import build_model
+
+    model = build_model(small_sim[0], K=K, centered="partial")
+    starts = DispersedStarts(model, small_sim[0], mle_fit)
+    logp = model.compile_logp()
+    a, b = starts.unconstrained(11), starts.unconstrained(12)
+    np.testing.assert_array_equal(a, starts.unconstrained(11))
+    assert not np.allclose(a, b)
+    point = model.initial_point()
+    k = 0
+    for rv in model.free_RVs:  # nutpie's flat vector, laid out as the free variables
+        name = model.rvs_to_values[rv].name
+        n = point[name].size
+        point[name] = a[k : k + n].reshape(point[name].shape)
+        k += n
+    assert k == len(a) and np.isfinite(logp(point))
+
+    rng = np.random.default_rng(0)
+    n = 400
+    plain = DispersedStarts(build_model(small_sim[0], K=K, centered=False), small_sim[0], mle_fit)
+    b_draws = np.array([plain.draw(rng)["b"] for _ in range(n)])
+    b_hat = mle_fit.posterior["b"].values[0, 0]
+    se = mle_fit["mle"]["b_se"].values
+    assert np.all(np.abs(b_draws.mean(0) - b_hat) < 4 * se / np.sqrt(n))
+    np.testing.assert_allclose(b_draws.std(0), se, rtol=0.2)
+
+
+def test_cli_nuts_passes_only_what_was_given(monkeypatch):
+    """`bayes-lsl fit --method nuts` calls fit exactly as bl.fit(data, K, method="nuts") unless told otherwise."""
+    import bayes_lsl.fitting
+    from bayes_lsl.cli import main
+
+    calls = []
+
+    def fake_fit(data, **kwargs):
+        calls.append(kwargs)
+        raise KeyboardInterrupt  # stop before saving
+
+    monkeypatch.setattr(bayes_lsl.fitting, "fit", fake_fit)
+    for extra in ([], ["--init", "mle-point", "--draws", "50"]):
+        with pytest.raises(KeyboardInterrupt):
+            main(["fit", "--data", "example", "--K", "2", "--method", "nuts", "--quiet", *extra])
+    assert calls[0] == {"K": 2, "method": "nuts", "seed": 0, "progress": False}
+    assert calls[1]["init"] == "mle-point" and calls[1]["draws"] == 50 and "tune" not in calls[1]
 
 
 def test_parameter_table_labels_agree_across_methods(nuts_fit, mle_fit):

@@ -17,7 +17,7 @@ from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.approx import fit_advi, fit_map
 from bayes_lsl.fitting.mle import fit_mle
-from bayes_lsl.fitting.nuts import fit_nuts
+from bayes_lsl.fitting.nuts import NAMED_INITS, fit_nuts, named_init
 from bayes_lsl.fitting.result import FitInfo, FitResult, assemble
 from bayes_lsl.model import build_model
 
@@ -67,7 +67,11 @@ def fit(
         Show progress bars.
     **options
         Method options, see the method's function (``bayes_lsl.fitting.mle.fit_mle`` etc.).
-        For ``nuts``, ``init="mle"`` fits the MLE first and starts every chain there.
+        For ``nuts``, ``init`` says where the chains start (:data:`bayes_lsl.fitting.nuts.NAMED_INITS`):
+        by default (``"mle-dispersed"``) the MLE is fitted first and each chain starts at
+        its own seeded draw from the MLE's asymptotic normal; ``"mle-point"`` starts every
+        chain at the MLE (the old ``"mle"``), ``"default"`` at PyMC's jittered default
+        point; a fit or a dict of values are taken as they are.
 
     Returns
     -------
@@ -90,12 +94,19 @@ def fit(
     """
     if method not in METHODS:
         raise BayesLslError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    if method == "nuts":
+        options.setdefault("init", NAMED_INITS[0])
     if isinstance(options.get("init"), str):
-        if options["init"] != "mle" or method != "nuts":
-            raise BayesLslError(f"init={options['init']!r}: the only named start is init='mle', for method='nuts'")
-        # The MLE's neighbourhood is the posterior's main mode (see nuts.fit_nuts).
-        options["init"] = fit(data, K, "mle", seed, priors=priors, dispersion=dispersion, progress=progress,
-                              check_draws=0)  # only the optimum is needed
+        if method != "nuts":
+            raise BayesLslError(f"init={options['init']!r}: named starts are for method='nuts' only")
+        init = named_init(options["init"])
+        if init == "default":
+            options["init"] = None
+        else:
+            # The MLE's neighbourhood is the posterior's main mode (see nuts.fit_nuts).
+            options["init"] = fit(data, K, "mle", seed, priors=priors, dispersion=dispersion, progress=progress,
+                                  check_draws=0)  # only the optimum and its covariance are needed
+            options["init_spread"] = init.removeprefix("mle-")
     if centered is None:
         centered = "partial" if method == "nuts" else False
     model = build_model(data, K=K, priors=priors, dispersion=dispersion, centered=centered)
