@@ -68,10 +68,10 @@ def main() -> None:
             datasets[variant] = bl.load_leaderboard(variant=variant)
         # The baseline first: it is the reference of every paired difference.
         for method in sorted(args.methods, key=lambda m: m != "baseline"):
+            # nuts: the default start (dispersed around the MLE) and parameterization, named in the saved runs.
+            nuts = {"init": "mle-dispersed", "centered": "partial"} if method == "nuts" else {}
             runs += [(variant, method, None, {"loss": loss}) for loss in args.baseline_losses] if method == "baseline" \
-                else [(variant, method, K, {"dispersion": args.dispersion} | ({"init": "mle", "centered": "partial"}
-                                                                              if method == "nuts" else {}))
-                      for K in args.Ks]  # fmt: skip
+                else [(variant, method, K, {"dispersion": args.dispersion} | nuts) for K in args.Ks]  # fmt: skip
     folder = Path(args.save_predictions or ".")
     saved = {_key(r): folder / f"{args.protocol}-{r[0]}-{r[1]}-{r[3].get('loss', 'K' + str(r[2]))}.csv" for r in runs}
     reused = {k for k, path in saved.items() if args.reuse_predictions and k[1] != "baseline" and path.is_file()}
