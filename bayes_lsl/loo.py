@@ -267,13 +267,9 @@ def integrated_loglik(fit: xr.DataTree, params: xr.Dataset, data: ScalingData, *
 
 def _unconstrained(ml, params: xr.Dataset, K: int) -> np.ndarray:
     """Each draw's vector in :class:`MarginalLikelihood`'s layout, from its natural parameters."""
-    from bayes_lsl.model.likelihood import corr_to_z
+    from bayes_lsl.model.parameterization import free_variables
 
-    lam = params["lam"].values
-    free = {name: params[name].values for name in ("beta", "b", "phi", "phi_a", "phi_s") if name in params}
-    free["lam_anchor"] = np.diagonal(lam[:, :, :K], axis1=1, axis2=2)
-    free["lam_free"] = lam[:, :, K:]
-    free["corr_z"] = np.stack([corr_to_z(c) for c in params["corr"].values])
+    free = free_variables({name: params[name].values for name in params.data_vars}, K)
     pieces = []
     for name in ml.names:
         base = name.removesuffix("_log__")

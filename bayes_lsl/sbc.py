@@ -43,7 +43,7 @@ import xarray as xr
 from bayes_lsl.data import COVARIATES, PAPER_ANCHORS, ScalingData
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting import fit
-from bayes_lsl.model.likelihood import corr_to_z
+from bayes_lsl.model.parameterization import free_variables
 from bayes_lsl.parallel import run_tasks
 from bayes_lsl.simulate import prior_parameters, random_design, simulate
 
@@ -138,12 +138,10 @@ _MLE_BLOCKS = ("beta", "lam_anchor_log__", "lam_free", "b", "phi_log__", "corr_z
 def unconstrained(values: Mapping[str, np.ndarray], K: int) -> np.ndarray:
     """The parameters on the unconstrained scale, ``(..., n_params)``, from ``beta``, ``lam``,
     ``b``, ``phi``, ``corr`` with any leading (draw) dimensions."""
-    beta, lam, b, phi, corr = (np.asarray(values[k], float) for k in ("beta", "lam", "b", "phi", "corr"))
-    lead = b.shape[:-1]
-    anchors = np.diagonal(lam[..., :K], axis1=-2, axis2=-1)
-    flat_corr = corr.reshape(-1, K, K)
-    z = np.array([corr_to_z(c) for c in flat_corr]).reshape(*lead, K * (K - 1) // 2)
-    blocks = [beta.reshape(*lead, -1), np.log(anchors), lam[..., K:].reshape(*lead, -1), b, np.log(phi), z]
+    free = free_variables(values, K)
+    lead = free["b"].shape[:-1]
+    blocks = [free["beta"].reshape(*lead, -1), np.log(free["lam_anchor"]), free["lam_free"].reshape(*lead, -1),
+              free["b"], np.log(free["phi"]), free["corr_z"]]  # fmt: skip
     return np.concatenate(blocks, axis=-1)
 
 
