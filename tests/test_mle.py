@@ -427,6 +427,38 @@ def test_screens_in_parallel_processes_give_the_same_numbers(small_sim):
     assert np.array_equal(h2, h1) and np.array_equal(is2, is1) and np.array_equal(se2, se1)
 
 
+def test_compile_ahead_fills_the_compile_cache_from_a_child():
+    """A function compiled ahead in a forked child (issue 17) is found compiled afterwards:
+    compiling it here then adds no C module; with one job nothing is started."""
+    import time
+    from pathlib import Path
+
+    import pytensor
+    import pytensor.tensor as pt
+
+    from bayes_lsl.fitting.marginal import compile_ahead, compile_function
+
+    # A constant no earlier run compiled (it is part of the fused loop's C code), so that the
+    # modules are new to the shared compile directory.
+    c = 1.0 + (time.time_ns() % 10**9) * 1e-12
+    x = pt.vector("x")
+    graph = pt.special.gammaln(x * c + 0.5).sum()
+
+    def n_modules():
+        return sum(1 for _ in Path(pytensor.config.compiledir).rglob("mod.cpp"))
+
+    def fail():
+        raise AssertionError("started with one job")
+
+    assert compile_ahead(fail, n_jobs=1)() is None
+    before = n_modules()
+    compile_ahead(lambda: compile_function([x], graph, "ahead"), n_jobs=2)()
+    ahead = n_modules()
+    fn = compile_function([x], graph, "here")
+    assert ahead > before and n_modules() == ahead
+    np.testing.assert_allclose(fn(np.array([0.5, 2.0])), scipy.special.gammaln(np.array([0.5, 2.0]) * c + 0.5).sum())
+
+
 def test_compile_flags_and_precompiled_header(monkeypatch):
     """The package's g++ flags and precompiled header (issue 17) change compile time, not numbers."""
     import os

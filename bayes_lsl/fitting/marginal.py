@@ -208,6 +208,54 @@ def _fork_call(item):
     return _FORK_FUNC(item)
 
 
+def _can_fork(n_jobs: int) -> bool:
+    """Whether work may go to forked processes: more than one job, ``fork`` available, and not
+    inside a daemonic process (a ``multiprocessing.Pool`` worker, e.g. one fit of a parallel
+    sweep, may not start processes of its own)."""
+    return (
+        n_jobs > 1
+        and "fork" in multiprocessing.get_all_start_methods()
+        and not multiprocessing.current_process().daemon
+    )
+
+
+def _forked(start):
+    """``start()`` with Python's warning about fork() in a process with threads silenced: the
+    threads are BLAS's and a progress bar's monitor, and the children only run compiled
+    PyTensor code, numpy and g++."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+        return start()
+
+
+def compile_ahead(compile_later, n_jobs: int | None = None):
+    """Compile, in a forked process, a function this process will compile later.
+
+    With an empty PyTensor cache a compilation is mostly g++ (seconds per function); a child
+    started while this process computes on one core (the refinement) puts the function's C
+    modules in the shared compile directory, so that compiling it here afterwards only loads
+    them. With a warm cache the child only rewrites the graph, on the idle core. The child's
+    function is discarded: compiled PyTensor functions cannot be sent between processes.
+
+    Parameters
+    ----------
+    compile_later : callable
+        ``() -> anything``: compiles what will be needed (e.g. a bound method).
+    n_jobs : int, optional
+        As in :func:`fork_map`; with one job (or no ``fork``) nothing is started.
+
+    Returns
+    -------
+    callable
+        ``wait()``: waits for the child (immediately where none was started).
+    """
+    if not _can_fork(default_jobs() if n_jobs is None else n_jobs):
+        return lambda: None
+    child = multiprocessing.get_context("fork").Process(target=compile_later, daemon=True)
+    _forked(child.start)
+    return child.join
+
+
 def fork_map(func, items: list, n_jobs: int | None = None, on_done=None) -> list:
     """``[func(item) for item in items]``, in ``n_jobs`` forked processes where that is possible.
 
@@ -221,9 +269,7 @@ def fork_map(func, items: list, n_jobs: int | None = None, on_done=None) -> list
     global _FORK_FUNC
     n_jobs = min(default_jobs() if n_jobs is None else n_jobs, len(items))
     out: list = []
-    # A daemonic process (a multiprocessing.Pool worker, e.g. one fit of a parallel sweep)
-    # may not start processes of its own.
-    if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
+    if not _can_fork(n_jobs):
         for item in items:
             out.append(func(item))
             if on_done:
@@ -231,15 +277,11 @@ def fork_map(func, items: list, n_jobs: int | None = None, on_done=None) -> list
         return out
     _FORK_FUNC = func
     try:
-        with warnings.catch_warnings():
-            # Python warns that fork() in a process with threads (BLAS, a progress bar's
-            # monitor) may deadlock; the workers only run compiled PyTensor code and numpy.
-            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
-            with multiprocessing.get_context("fork").Pool(n_jobs) as pool:
-                for result in pool.imap(_fork_call, items):
-                    out.append(result)
-                    if on_done:
-                        on_done(len(out))
+        with _forked(lambda: multiprocessing.get_context("fork").Pool(n_jobs)) as pool:
+            for result in pool.imap(_fork_call, items):
+                out.append(result)
+                if on_done:
+                    on_done(len(out))
     finally:
         _FORK_FUNC = None
     return out
@@ -392,12 +434,7 @@ class MarginalLikelihood:
         covariance) around each family's mode, so that the weights have finite variance
         even where the family's posterior has heavier tails than the normal.
         """
-        if "importance" not in self._compiled:
-            z = pt.tensor3("z")
-            self._compiled["importance"] = compile_function(
-                [self._theta, self._modes, z], self._log_integrand(z), "importance"
-            )
-        fn = self._compiled["importance"]
+        fn = self.importance_function()
         K, F, scale = self.K, self.n_families, np.sqrt(1.5)
         rng = np.random.default_rng(seed)
         # Independent draws for each family, so that the families' errors do not add up.
@@ -414,6 +451,15 @@ class MarginalLikelihood:
         estimate = scipy.special.logsumexp(log_w, axis=0) - np.log(n_draws)
         w = np.exp(log_w - estimate)  # relative weights, mean 1
         return estimate, w.std(axis=0) / np.sqrt(n_draws)
+
+    def importance_function(self):
+        """``(theta, modes, z) -> log integrand`` at per-family nodes ``z`` (Q, F, K), compiled once."""
+        if "importance" not in self._compiled:
+            z = pt.tensor3("z")
+            self._compiled["importance"] = compile_function(
+                [self._theta, self._modes, z], self._log_integrand(z), "importance"
+            )
+        return self._compiled["importance"]
 
     def prior_monte_carlo(
         self, theta: np.ndarray, n_draws: int = 100_000, seed: int = 0, batch: int = 200

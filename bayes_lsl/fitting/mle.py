@@ -35,7 +35,14 @@ from tqdm.auto import tqdm
 
 from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
-from bayes_lsl.fitting.marginal import COMPILE_LOG, CUBATURE, MarginalLikelihood, family_modes, fork_map
+from bayes_lsl.fitting.marginal import (
+    COMPILE_LOG,
+    CUBATURE,
+    MarginalLikelihood,
+    compile_ahead,
+    family_modes,
+    fork_map,
+)
 from bayes_lsl.fitting.result import PARAMETERS, point_posterior, posterior_mean
 from bayes_lsl.model import n_params
 from bayes_lsl.model.likelihood import corr_to_z
@@ -330,6 +337,9 @@ def fit_mle(
     laplace = screens(parts, starts, screen_maxiter, n_jobs, on_done=lambda _: bar.update())
     laplace.sort(key=lambda r: -r["loglik"] if np.isfinite(r["loglik"]) else np.inf)
     timings["screen"], tic = time.perf_counter() - tic, time.perf_counter()
+    use_importance = check_nodes is None and bool(check_draws)
+    # The refinement runs on one core: the check's sampler compiles meanwhile on the other.
+    compiled_ahead = compile_ahead(parts.importance_function, n_jobs) if use_importance else lambda: None
     refined = []
     for i, candidate in enumerate(laplace[:n_refine]):
         bar.set_description(f"mle K={K}: refining {i + 1}/{min(n_refine, len(laplace))} on the quadrature")
@@ -346,7 +356,8 @@ def fit_mle(
     if check_nodes:
         loglik = float(parts.per_family(check_nodes)(best["theta"], best["modes"]).sum())
         check = f"{check_nodes}^K nodes"
-    elif check_nodes is None and check_draws:
+    elif use_importance:
+        compiled_ahead()
         per_family, se = parts.importance(best["theta"], best["modes"], n_draws=check_draws, seed=seed)
         loglik, mc_se, check = float(per_family.sum()), float(np.sqrt((se**2).sum())), f"{check_draws} draws"
     timings["check"], tic = time.perf_counter() - tic, time.perf_counter()
