@@ -206,6 +206,8 @@ class ScalingData:
         >>> bl.load_example().with_covariates("compute").terms
         ('log_compute',)
         """
+        if covariates is None and not by_kind:
+            return self
         terms = covariate_terms(self.terms if covariates is None else covariates, by_kind)
         if terms == self.terms:
             return self

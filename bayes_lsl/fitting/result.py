@@ -28,7 +28,7 @@ import xarray as xr
 
 from bayes_lsl._version import __version__
 from bayes_lsl.data import COVARIATES, ScalingData
-from bayes_lsl.design import TERMS, design_matrix, needs_kind
+from bayes_lsl.design import design_matrix, needs_kind
 from bayes_lsl.errors import BayesLslError, FitFileError
 from bayes_lsl.model.parameterization import parameterization
 from bayes_lsl.model.priors import PRIORS_BEFORE_ISSUE_13, merge_priors
@@ -211,10 +211,10 @@ class FitInfo:
         if absent:
             raise FitFileError(f"not a fit: its posterior lacks {absent}")
         covariates = tuple(str(c) for c in np.atleast_1d(attrs.get("covariates", COVARIATES)))
-        if len(covariates) != len(np.atleast_1d(attrs["covariate_center"])) or any(c not in TERMS for c in covariates):
+        if len(covariates) != len(np.atleast_1d(attrs["covariate_center"])):
             raise FitFileError(
                 f"the fit's covariates {list(covariates)} do not match its standardization "
-                f"({len(np.atleast_1d(attrs['covariate_center']))} entries) or are not terms of {list(TERMS)}"
+                f"({len(np.atleast_1d(attrs['covariate_center']))} entries)"
             )
         return cls(
             method=str(attrs["method"]),
