@@ -274,6 +274,7 @@ class ScalingData:
             f"tokens {self.tokens.min():g}-{self.tokens.max():g} T"
             + ("" if self.kind is None else
                f"\n  kinds: {int((self.kind == 'base').sum())} base, {int((self.kind == 'tuned').sum())} tuned")
+            + ("" if self.terms == PAPER_TERMS else f"\n  covariates: {', '.join(self.terms)}")
         )
 
     # ------------------------------------------------------------ construction
