@@ -12,6 +12,7 @@ import xarray as xr
 
 import bayes_lsl as bl
 from bayes_lsl.cli import main
+from bayes_lsl.data import COVARIATES
 from bayes_lsl.design import COVARIATE_SETS, TERMS, covariate_terms, design_matrix
 from bayes_lsl.errors import BayesLslError, DataError
 from bayes_lsl.fitting.result import FitInfo
@@ -34,7 +35,7 @@ def _simulated(covariates: str = "paper", by_kind: bool = False, seed: int = 3):
 # ------------------------------------------------------------- the default design
 def test_paper_design_is_the_old_one(small_sim, map_fit):
     data, _ = small_sim
-    assert data.terms == bl.data.COVARIATES == COVARIATE_SETS["paper"]
+    assert data.terms == COVARIATES == COVARIATE_SETS["paper"]
     assert data.with_covariates("paper") is data and data.with_covariates() is data
     # Bit for bit the formula the package always used.
     log_n, log_d = np.log(data.size), np.log(data.tokens)
@@ -42,7 +43,7 @@ def test_paper_design_is_the_old_one(small_sim, map_fit):
     np.testing.assert_array_equal(data.x, (raw - raw.mean(axis=0)) / raw.std(axis=0))
     # A fit asking for the paper's covariates is the shared default fit, number for number.
     again = bl.fit(data, K=K, method="map", seed=0, progress=False, covariates="paper")
-    xr.testing.assert_identical(again.posterior.to_dataset(), map_fit.posterior.to_dataset())
+    xr.testing.assert_equal(again.posterior.to_dataset(), map_fit.posterior.to_dataset())  # not created_at
     assert FitInfo.from_tree(again).covariates == FitInfo.from_tree(map_fit).covariates == data.terms
 
 
@@ -55,7 +56,8 @@ def test_default_marginal_loglik_unchanged(mle_fit, small_sim):
                                mle_fit.attrs["quadrature_nodes_per_dim"])  # fmt: skip
     theta = mle_fit.mle["theta_hat"].values
     modes, _ = family_modes(parts, theta)
-    assert np.isclose(parts.value_and_grad(theta, modes)[0], mle_fit.attrs["marginal_loglik_objective"], atol=1e-6)
+    # (The modes are found again, to their tolerance: a changed model would be off by far more.)
+    assert np.isclose(parts.value_and_grad(theta, modes)[0], mle_fit.attrs["marginal_loglik_objective"], atol=1e-3)
 
 
 def test_older_files_are_the_paper_design(map_fit):
@@ -98,7 +100,9 @@ def test_by_kind_needs_kinds(small_sim):
     data, _ = small_sim
     with pytest.raises(DataError, match="'kind' column"):
         bl.fit(data, K=K, method="map", by_kind=True, progress=False)
-    all_base = bl.ScalingData.from_frame(data.to_frame().assign(kind="base"), anchors=data.anchors)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # below-floor scores
+        all_base = bl.ScalingData.from_frame(data.to_frame().assign(kind="base"), anchors=data.anchors)
     with pytest.raises(DataError, match="covariate tuned is constant.*base and tuned"):
         all_base.with_covariates(by_kind=True)
     with pytest.raises(DataError, match=r"unknown for 1 model\(s\): \['b'\]"):
@@ -152,16 +156,14 @@ def test_covariate_sets_recover_their_parameters(covariates):
     controls.assert_wald_calibrated([controls.wald_statistic(fit, truth)])
 
 
-def test_map_agrees_with_the_mle_by_kind(by_kind_mle):
-    """The joint mode with the priors lands within the MLE's uncertainty of the marginal optimum."""
-    data, _, mle = by_kind_mle
-    point = bl.fit(data, K=K, method="map", seed=0, progress=False, by_kind=True)
-    z = (point.posterior["beta"] - mle.posterior["beta"]) / mle.mle["beta_se"]
-    assert float(np.abs(z).max()) < 1.5, z.values
-
-
-@pytest.mark.slow  # NUTS
+@pytest.mark.slow  # NUTS: about a minute (70 s measured, with the MLE it starts from)
 def test_nuts_agrees_with_the_mle_by_kind(by_kind_mle):
+    """Posterior means within one MLE standard error of the MLE, posterior sds near them.
+
+    (Not MAP: the joint mode over parameters and family effects is not the marginal
+    optimum; on this data set it inflates the anchor loadings about 1.8-fold, and with
+    seed 0 collapses skill 2's to zero, by_kind or not.)
+    """
     data, _, mle = by_kind_mle
     post = bl.fit(data, K=K, method="nuts", seed=0, progress=False, by_kind=True, chains=2, tune=300, draws=300)
     mean, sd = post.posterior["beta"].mean(("chain", "draw")), post.posterior["beta"].std(("chain", "draw"))
@@ -190,12 +192,20 @@ def test_predictions_by_kind(by_kind_mle, tmp_path):
                                          "tokens": [2.0]}), n_draws=50)  # fmt: skip
 
 
-def test_held_out_frames_carry_the_kind():
+def test_held_out_frames_carry_the_kind(small_sim):
     from bayes_lsl.holdout import _held_out_frame
 
-    data, _ = _simulated("compute", by_kind=True)
-    frame, _ = _held_out_frame(data, data.models[:3])
-    assert list(frame["kind"]) == list(data.kind[:3])
+    data = small_sim[0]
+    kinds = np.where(data.family_index % 2 == 0, "base", "tuned")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = bl.ScalingData.from_frame(data.to_frame().assign(kind=kinds), anchors=data.anchors)
+    frame, _ = _held_out_frame(data, data.models[:6])
+    assert list(frame["kind"]) == list(kinds[:6])
+    # drop_models (what the held-out evaluations fit) keeps kinds and the design.
+    designed = data.with_covariates("compute", by_kind=True)
+    rest = designed.drop_models(data.models[:6])
+    assert rest.terms == designed.terms and list(rest.kind) == list(kinds[6:])
 
 
 def test_cli_fit_options(tmp_path, capsys):
@@ -206,3 +216,16 @@ def test_cli_fit_options(tmp_path, capsys):
     assert main(["fit", "--data", "example", "--K", "2", "--method", "map", "--by-kind", "--out",
                  str(tmp_path / "k.nc"), "--quiet"]) == 2  # fmt: skip
     assert "'kind' column" in capsys.readouterr().err and not (tmp_path / "k.nc").exists()
+
+
+def test_cross_validation_by_kind(small_sim):
+    """The held-out models' kinds reach the fold fits' predictions (whole families held out)."""
+    data = small_sim[0]
+    kinds = np.where(data.family_index % 2 == 0, "base", "tuned")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = bl.ScalingData.from_frame(data.to_frame().assign(kind=kinds), anchors=data.anchors)
+        result = bl.cross_validate(data, n_folds=2, K=K, method="map", by_kind=True, n_draws=100, n_boot=50,
+                                   progress=False)  # fmt: skip
+    assert all(FitInfo.from_tree(f).by_kind for f in result.fits)
+    assert set(result.predictions["model"]) == set(data.models[data.observed.any(axis=1)])
