@@ -187,6 +187,8 @@ def test_predictions_by_kind(by_kind_mle, tmp_path):
     # A kind column says the same as the names.
     named = bl.predict(loaded, new.assign(kind=["chat", "pretrained"]), kind="theta", n_draws=200, seed=1)
     pd.testing.assert_frame_equal(named, table)
+    with pytest.raises(BayesLslError, match="allocate needs a fit with the paper's covariates"):
+        bl.allocate(loaded, [1e22])
     with pytest.raises(DataError, match=r"cannot be told from the name: \['mystery-7b'\]; add a 'kind' column"):
         bl.predict(loaded, pd.DataFrame({"model": ["mystery-7b"], "family": [family], "size": [7.0],
                                          "tokens": [2.0]}), n_draws=50)  # fmt: skip
