@@ -211,6 +211,10 @@ def test_held_out_frames_carry_the_kind(small_sim):
 
 
 def test_cli_fit_options(tmp_path, capsys):
+    from bayes_lsl.cli import _covariates_option
+
+    assert _covariates_option("log_size, log_compute") == ["log_size", "log_compute"]
+    assert _covariates_option("compute") == "compute"
     out = tmp_path / "fit.nc"
     assert main(["fit", "--data", "example", "--K", "2", "--method", "map", "--covariates", "no-interaction",
                  "--out", str(out), "--quiet"]) == 0  # fmt: skip
