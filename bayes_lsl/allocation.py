@@ -28,6 +28,7 @@ import pandas as pd
 import xarray as xr
 from scipy.special import expit
 
+from bayes_lsl.design import PAPER_TERMS
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.result import SAMPLE_DIMS, FitInfo
 from bayes_lsl.parameters import parameter_draws
@@ -268,6 +269,12 @@ def allocate(
     if not 0 < level < 1:
         raise BayesLslError(f"level must be in (0, 1), got {level}")
     info = FitInfo.from_tree(fit)
+    if tuple(info.covariates) != PAPER_TERMS:
+        # The closed-form optimum below is that of the paper's quadratic in (log N, log D).
+        raise BayesLslError(
+            f"allocate needs a fit with the paper's covariates {list(PAPER_TERMS)}; this fit has "
+            f"{list(info.covariates)}"
+        )
     names, kind = _target(info, skill, benchmark)
     box = _box(fit, 0.0 if constrained else margin)
     log_c = np.log(flops) - _LOG_UNIT

@@ -126,6 +126,11 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         given = {"centered": {"false": False, "true": True}.get(args.centered, args.centered), "init": args.init,
                  "chains": args.chains, "tune": args.tune, "draws": args.draws}  # fmt: skip
         options = {k: v for k, v in given.items() if v is not None}
+    # The design, only where given (the default is fit's: the paper's covariates).
+    if args.covariates is not None:
+        options["covariates"] = _covariates_option(args.covariates)
+    if args.by_kind:
+        options["by_kind"] = True
     result = fit(data, K=args.K, method=args.method, seed=args.seed, progress=not args.quiet, **options)
     save_fit(result, out)
     attrs = result.attrs
@@ -135,6 +140,11 @@ def _cmd_fit(args: argparse.Namespace) -> None:
               f"BIC {attrs['bic']:.1f} (n = {attrs['bic_sample_size']} {attrs['bic_n']}; "
               f"{start_agreement(attrs)})")  # fmt: skip
     print(f"wrote {out}")
+
+
+def _covariates_option(value: str) -> str | list[str]:
+    """``--covariates``: a set's name, or terms separated by commas."""
+    return [t.strip() for t in value.split(",")] if "," in value else value
 
 
 def _cmd_select_k(args: argparse.Namespace) -> None:
@@ -289,6 +299,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--chains", type=int, default=None, help="nuts: chains (default: fit's, 4)")
     p.add_argument("--tune", type=int, default=None, help="nuts: tuning steps per chain (default: fit's, 1000)")
     p.add_argument("--draws", type=int, default=None, help="nuts: kept draws per chain (default: fit's, 3000)")
+    p.add_argument("--covariates", default=None, metavar="NAME",
+                   help="covariates of the skills: paper (default: log size, log tokens, their product), "
+                        "no-interaction, compute (log of size x tokens), or terms separated by commas "
+                        "(e.g. log_size,log_compute)")  # fmt: skip
+    p.add_argument("--by-kind", action="store_true",
+                   help="base and tuned models get their own intercepts and slopes (needs a 'kind' column)")
     p.add_argument("--out", default="fit.nc", help="output file (default fit.nc)")
 
     p = command("select-k", _cmd_select_k, "information criteria (AIC, BIC) of mle fits for several K",

@@ -11,12 +11,13 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_lsl.design import PAPER_TERMS, covariate_terms, design_matrix, standardization
 from bayes_lsl.errors import DataError
 from bayes_lsl.kinds import leaderboard_kinds, normalize_kinds
 
@@ -38,7 +39,8 @@ KNOWN_FLOORS: dict[str, float] = {
 REQUIRED_COLUMNS: tuple[str, ...] = ("model", "family", "size", "tokens")
 #: Columns a frame may carry that are neither required nor benchmarks (``kind``: see :mod:`bayes_lsl.kinds`).
 METADATA_COLUMNS: tuple[str, ...] = ("flops", "kind")
-COVARIATES: tuple[str, ...] = ("log_size", "log_tokens", "log_size_x_log_tokens")
+#: The paper's covariates (the default design; :mod:`bayes_lsl.design` has the others).
+COVARIATES: tuple[str, ...] = PAPER_TERMS
 #: Fewer models than this cannot identify intercepts, slopes and a family spread.
 MIN_MODELS = 5
 #: Values above these are off by orders of magnitude, nearly always raw counts: no model
@@ -82,9 +84,8 @@ def check_units(name: str, values: Sequence[float] | np.ndarray, labels: Sequenc
 
 
 def raw_covariates(size: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """Unstandardized covariates: log size (B), log tokens (T) and their product."""
-    log_n, log_d = np.log(np.asarray(size, float)), np.log(np.asarray(tokens, float))
-    return np.column_stack([log_n, log_d, log_n * log_d])
+    """Unstandardized covariates of the paper: log size (B), log tokens (T) and their product."""
+    return design_matrix(PAPER_TERMS, size, tokens)
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,12 +110,15 @@ class ScalingData:
         Chance-level floors ``C_j``.
     anchors : tuple of str
         The benchmarks allowed to anchor a skill, in order.
-    covariate_center, covariate_scale : ndarray, shape (3,)
-        The standardization of :data:`COVARIATES`, reused for new models.
+    covariate_center, covariate_scale : ndarray, shape (p,)
+        The standardization of the design's terms, reused for new models.
     eps : float
         Scores were clipped into ``[eps, 1 - eps]``.
     kind : ndarray of str, shape (n,), or None
         ``"base"`` or ``"tuned"`` per model (:mod:`bayes_lsl.kinds`), when the data says.
+    terms : tuple of str
+        The design's covariates (:mod:`bayes_lsl.design`), the paper's
+        :data:`COVARIATES` unless chosen by :meth:`with_covariates`; ``x`` has one column each.
     """
 
     models: np.ndarray
@@ -129,6 +133,7 @@ class ScalingData:
     covariate_scale: np.ndarray
     eps: float = 1e-3
     kind: np.ndarray | None = None
+    terms: tuple[str, ...] = PAPER_TERMS
     families: tuple[str, ...] = field(init=False)
     family_index: np.ndarray = field(init=False)
 
@@ -156,18 +161,64 @@ class ScalingData:
 
     @property
     def x(self) -> np.ndarray:
-        """Standardized covariates (model x covariate)."""
-        return self.covariates(self.size, self.tokens)
+        """Standardized covariates (model x covariate), one column per term of :attr:`terms`."""
+        return self.covariates(self.size, self.tokens, self.kind, models=self.models)
 
-    def covariates(self, size: Sequence[float], tokens: Sequence[float]) -> np.ndarray:
-        """Standardize new models' sizes and tokens with this data's center and scale."""
-        return (raw_covariates(size, tokens) - self.covariate_center) / self.covariate_scale
+    def covariates(
+        self,
+        size: Sequence[float],
+        tokens: Sequence[float],
+        kind: Sequence[str] | None = None,
+        *,
+        models: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """Standardize new models' sizes and tokens (and kinds, for a design by kind) with
+        this data's terms, center and scale."""
+        raw = design_matrix(self.terms, size, tokens, kind, models)
+        return (raw - self.covariate_center) / self.covariate_scale
+
+    def with_covariates(self, covariates: str | Sequence[str] | None = None, by_kind: bool = False) -> ScalingData:
+        """This data with another design: its ``x``, standardization and :attr:`terms` follow the terms.
+
+        Parameters
+        ----------
+        covariates : str or sequence of str, optional
+            A covariate set (``"paper"``, ``"no-interaction"``, ``"compute"``) or a list of
+            terms (:func:`bayes_lsl.design.covariate_terms`); default the data's own terms.
+        by_kind : bool
+            Add the indicator ``tuned`` and its products with the other terms (the data
+            need each model's kind).
+
+        Returns
+        -------
+        ScalingData
+            ``self`` when the terms do not change (so the default design is untouched);
+            otherwise a copy standardized over these models.
+
+        Raises
+        ------
+        BayesLslError
+            Unknown terms (:func:`bayes_lsl.design.covariate_terms`); a ``DataError`` for a
+            design by kind on data without kinds, or a constant term.
+
+        Examples
+        --------
+        >>> bl.load_example().with_covariates("compute").terms
+        ('log_compute',)
+        """
+        if covariates is None and not by_kind:
+            return self
+        terms = covariate_terms(self.terms if covariates is None else covariates, by_kind)
+        if terms == self.terms:
+            return self
+        center, scale = standardization(terms, self.size, self.tokens, self.kind, self.models)
+        return replace(self, terms=terms, covariate_center=center, covariate_scale=scale)
 
     def drop_models(self, names: Sequence[str]) -> ScalingData:
         """The data without the models ``names`` (e.g. to hold them out), re-validated.
 
-        Floors, anchors and ``eps`` are kept; the covariate standardization is recomputed
-        on the remaining models (fits store it, so predictions use the fit's own).
+        Floors, anchors, ``eps`` and the design's terms are kept; the covariate
+        standardization is recomputed on the remaining models (fits store it, so predictions use the fit's own).
         """
         names = [str(n) for n in names]
         unknown = sorted(set(names) - set(self.models))
@@ -177,9 +228,10 @@ class ScalingData:
         frame = frame[~frame["model"].isin(names)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the full data already warned about floors
-            return ScalingData.from_frame(
+            rest = ScalingData.from_frame(
                 frame, floors=dict(zip(self.benchmarks, self.floors, strict=True)), anchors=self.anchors, eps=self.eps
             )
+        return rest.with_covariates(self.terms)
 
     # ------------------------------------------------------------ conversions
     def to_frame(self) -> pd.DataFrame:
@@ -203,7 +255,7 @@ class ScalingData:
                 "x": (("model", "covariate"), self.x),
                 "floor": ("benchmark", self.floors),
             },
-            coords={"model": self.models, "benchmark": list(self.benchmarks), "covariate": list(COVARIATES)},
+            coords={"model": self.models, "benchmark": list(self.benchmarks), "covariate": list(self.terms)},
             attrs={"anchors": list(self.anchors), "eps": self.eps},
         )
         if self.kind is not None:
@@ -222,6 +274,7 @@ class ScalingData:
             f"tokens {self.tokens.min():g}-{self.tokens.max():g} T"
             + ("" if self.kind is None else
                f"\n  kinds: {int((self.kind == 'base').sum())} base, {int((self.kind == 'tuned').sum())} tuned")
+            + ("" if self.terms == PAPER_TERMS else f"\n  covariates: {', '.join(self.terms)}")
         )
 
     # ------------------------------------------------------------ construction
@@ -282,11 +335,7 @@ class ScalingData:
         _warn_below_floor(scores, floors_arr, ordered)
         scores = _clip(scores, eps)
 
-        x_raw = raw_covariates(df["size"], df["tokens"])
-        scale = x_raw.std(axis=0)
-        for name, s in zip(COVARIATES, scale, strict=True):
-            if not s > 0:
-                raise DataError(f"covariate {name} is constant across models: sizes and tokens must vary")
+        center, scale = standardization(PAPER_TERMS, df["size"], df["tokens"])
         return cls(
             models=models,
             model_family=df["family"].astype(str).to_numpy(),
@@ -296,7 +345,7 @@ class ScalingData:
             benchmarks=tuple(ordered),
             floors=floors_arr,
             anchors=tuple(anchors) if anchors is not None else tuple(ordered),
-            covariate_center=x_raw.mean(axis=0),
+            covariate_center=center,
             covariate_scale=scale,
             eps=eps,
             kind=normalize_kinds(df["kind"], [_row(df, i) for i in df.index]) if "kind" in df.columns else None,

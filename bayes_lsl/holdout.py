@@ -415,7 +415,9 @@ def _held_out_frame(data: ScalingData, models: Sequence[str]) -> tuple[pd.DataFr
     frame = data.to_frame().set_index("model").loc[list(models)].reset_index()
     truth = frame.melt(id_vars=["model"], value_vars=list(data.benchmarks), var_name="benchmark",
                        value_name="observed")  # fmt: skip
-    return frame[["model", "family", "size", "tokens"]], truth[["model", "benchmark", "observed"]]
+    # The kind too, where the data has it: a fit by kind (by_kind=True) needs the held-out models' kinds.
+    columns = ["model", "family", "size", "tokens", *(["kind"] if data.kind is not None else [])]
+    return frame[columns], truth[["model", "benchmark", "observed"]]
 
 
 def _predict_split(

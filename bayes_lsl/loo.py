@@ -179,7 +179,7 @@ def loo(
         # Plain values (FitInfo holds a mappingproxy, which worker processes cannot receive).
         centered = {"non-centered": False, "centered": True}.get(info.parameterization, info.parameterization)
         spec = {"method": info.method, "K": info.K, "priors": dict(info.priors), "dispersion": info.dispersion,
-                "centered": centered}  # fmt: skip
+                "centered": centered, "covariates": list(info.covariates)}  # fmt: skip
         task = partial(_refit_group, _fit_data(fit), spec, group, seed=seed, n_draws=n_draws or 1000, nodes=nodes,
                        fit_options=fit_options)  # fmt: skip
         exact = run_tasks(task, [names[i] for i in redo], n_jobs, progress=progress, desc="loo refits")
@@ -238,7 +238,7 @@ def _restandardized(data: ScalingData, standardization) -> ScalingData:
         models=data.models, model_family=data.model_family, size=data.size, tokens=data.tokens, scores=data.scores,
         benchmarks=data.benchmarks, floors=data.floors, anchors=data.anchors,
         covariate_center=standardization.covariate_center, covariate_scale=standardization.covariate_scale,
-        eps=data.eps,
+        eps=data.eps, kind=data.kind, terms=standardization.covariates,
     )  # fmt: skip
 
 
@@ -310,7 +310,7 @@ def _refit_group(data: ScalingData, spec: dict, group: str, label: str, *, seed:
 
     train, held = _held_out(data, group, label)
     options = {"check_draws": 0} if spec["method"] == "mle" else {}  # the refit's optimum is what is needed
-    options |= {key: spec[key] for key in ("priors", "dispersion", "centered") if key in spec}
+    options |= {key: spec[key] for key in ("priors", "dispersion", "centered", "covariates") if key in spec}
     refit = fit_model(train, K=spec["K"], method=spec["method"], seed=seed, progress=False, **(options | fit_options))
     rows = np.flatnonzero(held.any(axis=1))
     family = str(data.model_family[rows[0]])
@@ -324,6 +324,8 @@ def _refit_group(data: ScalingData, spec: dict, group: str, label: str, *, seed:
     else:
         frame = pd.DataFrame({"model": data.models[rows], "family": data.model_family[rows],
                               "size": data.size[rows], "tokens": data.tokens[rows]})  # fmt: skip
+        if data.kind is not None:
+            frame["kind"] = data.kind[rows]
         draws, _ = score_distribution(refit, frame, np.full((len(rows), len(data.benchmarks)), np.nan),
                                       n_draws=n_draws, seed=seed)  # fmt: skip
         r, c = np.nonzero(held[rows])

@@ -294,7 +294,7 @@ def _natural_function(fit: xr.DataTree, info: FitInfo, labels: tuple[str, ...]):
     """The map from an ``mle`` fit's unconstrained vector (its ``mle.param`` layout) to its
     parameters (:attr:`FitInfo.parameters`), derived from the graph of the model rebuilt on
     the fit's data (:func:`bayes_lsl.fitting.marginal.natural_map`)."""
-    key = (info.K, info.benchmarks, info.dispersion, labels)
+    key = (info.K, info.benchmarks, info.dispersion, info.covariates, labels)
     if key not in _NATURAL_MAPS:
         from bayes_lsl.model import build_model
 
@@ -325,6 +325,8 @@ def _fit_data(fit: xr.DataTree) -> ScalingData:
         covariate_center=info.covariate_center,
         covariate_scale=info.covariate_scale,
         eps=info.eps,
+        kind=cd["kind"].values.astype(object) if "kind" in cd else None,
+        terms=info.covariates,
     )
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_lsl.data import COVARIATES, DataError, validate_models
+from bayes_lsl.data import DataError, validate_models
+from bayes_lsl.design import new_model_kinds
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.result import FitInfo
 from bayes_lsl.parameters import beta_shapes, cell_precision, family_effect_draws, parameter_draws
@@ -86,7 +87,9 @@ def predict(
     new_models : pandas.DataFrame
         Columns ``model``, ``family``, ``size`` (billions of parameters), ``tokens``
         (trillions), and optionally observed scores in columns named after benchmarks
-        (NaN where not observed). A family seen in the fit has its effect conditioned on
+        (NaN where not observed). For a fit by kind (``bl.fit(..., by_kind=True)``) a
+        ``kind`` column (base or tuned) gives the models' kinds; without it the names must
+        say (:func:`bayes_lsl.kinds.kind_from_name`). A family seen in the fit has its effect conditioned on
         the family's scores in the fit; observed scores of the new models condition it
         further (models of one family share it). The new models' own scores are not
         assumed to be in the fit: do not pass a model's scores twice.
@@ -252,7 +255,8 @@ def score_distribution(
     seeds = np.random.SeedSequence(seed).spawn(3)
     params = parameter_draws(fit, n_draws=n_draws, seed=int(seeds[0].generate_state(1)[0]))
     S = params.sizes["sample"]
-    x = info.standardize(frame["size"], frame["tokens"])
+    models = frame["model"].astype(str).tolist()
+    x = info.standardize(frame["size"], frame["tokens"], new_model_kinds(frame, info.covariates), models)
     alpha = family_effect_draws(fit, params, frame["family"].astype(str).tolist(), x, observed, seed=seeds[1])
 
     beta, lam, b = (params[n].values for n in ("beta", "lam", "b"))
@@ -266,7 +270,7 @@ def score_distribution(
         "model": frame["model"].astype(str).to_numpy(),
         "benchmark": list(info.benchmarks),
         "skill": params["skill"].values,
-        "covariate": list(COVARIATES),
+        "covariate": list(info.covariates),
     }
     cell_dims = ("sample", "model", "benchmark")
     draws = xr.Dataset(

@@ -12,7 +12,7 @@ below :data:`BOUND_MARGIN` or above ``1 - BOUND_MARGIN``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +20,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from bayes_lsl.data import COVARIATES, ScalingData
+from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.result import DISPERSION_PARAMETERS, PARAMETERS, SAMPLE_DIMS, FitInfo
 from bayes_lsl.model import build_model, merge_priors
@@ -51,6 +51,8 @@ def prior_predictive(
     seed: int = 0,
     priors: Mapping[str, float] | None = None,
     dispersion: str = "benchmark",
+    covariates: str | Sequence[str] | None = None,
+    by_kind: bool = False,
 ) -> xr.DataTree:
     """Draws from the prior and the prior predictive distribution of the scores.
 
@@ -69,6 +71,8 @@ def prior_predictive(
         Overrides of :data:`bayes_lsl.model.DEFAULT_PRIORS`.
     dispersion : {"benchmark", "covariates"}
         As in :func:`bayes_lsl.build_model`.
+    covariates, by_kind
+        The design, as in :func:`bayes_lsl.fit` (default: the data's terms).
 
     Returns
     -------
@@ -90,6 +94,7 @@ def prior_predictive(
     if not isinstance(draws, (int, np.integer)) or draws < 1:
         raise BayesLslError(f"draws must be a positive integer, got {draws!r}")
     pr = merge_priors(priors)
+    data = data.with_covariates(covariates, by_kind)
     # The non-centered parameterization: every free variable has a distribution to draw
     # from (the "partial" one has flat coordinates with potentials); the model is the same.
     model = build_model(data, K, priors=pr, dispersion=dispersion, centered=False)
@@ -127,7 +132,7 @@ def prior_predictive(
                     "observed": (("model", "benchmark"), data.observed),
                     "x": (("model", "covariate"), data.x),
                 },
-                coords={**coords, "covariate": list(COVARIATES)},
+                coords={**coords, "covariate": list(data.terms)},
             ),
         }
     )
@@ -306,7 +311,8 @@ def log_prior(fit: xr.DataTree, data: ScalingData) -> xr.Dataset:
         that ``arviz_stats.psense`` reads.
     """
     info = FitInfo.from_tree(fit)
-    model = build_model(data, info.K, priors=info.priors, dispersion=info.dispersion, centered=False)
+    model = build_model(data, info.K, priors=info.priors, dispersion=info.dispersion, centered=False,
+                        covariates=info.covariates)
     post = model_trace(fit, model)["posterior"].to_dataset()
     free = {rv.name for rv in model.free_RVs}
     terms = {name: [v for v in rvs if v in free] for name, rvs in PRIOR_TERMS.items()}

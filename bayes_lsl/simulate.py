@@ -14,29 +14,42 @@ import pandas as pd
 import pymc as pm
 
 from bayes_lsl.data import KNOWN_FLOORS, PAPER_ANCHORS, ScalingData
+from bayes_lsl.errors import BayesLslError
 from bayes_lsl.model import build_model
 from bayes_lsl.model.likelihood import corr_to_z
 
 
-def random_parameters(K: int, J: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Plausible parameters for simulation: positive anchors, moderate slopes and correlations."""
+def random_parameters(K: int, J: int, seed: int = 0, p: int = 3) -> dict[str, np.ndarray]:
+    """Plausible parameters for simulation: positive anchors, moderate slopes and correlations.
+
+    ``p`` is the number of covariates (the design's terms; 3 for the paper's). The slopes
+    are drawn last, so that ``p`` changes nothing else.
+    """
     rng = np.random.default_rng(seed)
     lam = rng.normal(0.0, 0.5, size=(K, J))
     lam[:, :K] = np.diag(rng.uniform(0.8, 1.5, size=K))
     A = rng.normal(size=(K, K + 2))
     cov = A @ A.T
     d = np.sqrt(np.diag(cov))
-    return {
-        "beta": rng.normal(0.0, 0.6, size=(3, K)),
+    slopes = rng.normal(0.0, 0.6, size=(3, K))  # drawn here, as always, so that the paper's draws do not move
+    out = {
+        "beta": slopes,
         "lam": lam,
         "b": rng.normal(-0.5, 0.6, size=J),
         "phi": rng.uniform(30.0, 150.0, size=J),
         "corr": cov / np.outer(d, d),
     }
+    if p != 3:
+        out["beta"] = np.vstack([slopes, rng.normal(0.0, 0.6, size=(max(p - 3, 0), K))])[:p]
+    return out
 
 
-def random_design(n_families: int, models_per_family: int, seed: int = 0) -> pd.DataFrame:
-    """Families of models with log-uniform sizes (0.1-100 B) and tokens (0.2-15 T)."""
+def random_design(n_families: int, models_per_family: int, seed: int = 0, kinds: bool = False) -> pd.DataFrame:
+    """Families of models with log-uniform sizes (0.1-100 B) and tokens (0.2-15 T).
+
+    With ``kinds``, a ``kind`` column: each family is base or tuned with probability 1/2
+    (drawn after the rest, which does not change).
+    """
     rng = np.random.default_rng(seed)
     rows = []
     for f in range(n_families):
@@ -45,7 +58,12 @@ def random_design(n_families: int, models_per_family: int, seed: int = 0) -> pd.
         for m, size in enumerate(sizes):
             rows.append({"model": f"fam{f:03d}-m{m}-{size:.2f}b", "family": f"fam{f:03d}", "size": round(size, 3),
                          "tokens": round(tokens * np.exp(rng.normal(0, 0.2)), 3)})  # fmt: skip
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if kinds:
+        tuned = rng.random(n_families) < 0.5
+        tuned[:2] = [False, True]  # both kinds, whatever the draw
+        frame["kind"] = np.where(tuned[frame["family"].str.removeprefix("fam").astype(int)], "tuned", "base")
+    return frame
 
 
 def simulate(
@@ -57,16 +75,20 @@ def simulate(
     seed: int = 0,
     alpha: np.ndarray | None = None,
     eps: float | None = None,
+    covariates: str | Sequence[str] | None = None,
+    by_kind: bool = False,
 ) -> tuple[ScalingData, dict[str, np.ndarray]]:
     """Draw scores from the model.
 
     Parameters
     ----------
     params : dict
-        ``beta`` (3, K), ``lam`` (K, J; diagonal non-negative anchor block), ``b`` (J),
-        ``phi`` (J) and ``corr`` (K, K), e.g. from :func:`random_parameters`.
+        ``beta`` (p, K), ``lam`` (K, J; diagonal non-negative anchor block), ``b`` (J),
+        ``phi`` (J) and ``corr`` (K, K), e.g. from :func:`random_parameters`; ``beta`` has
+        one row per term of the design (3 for the paper's).
     design : DataFrame
-        Columns ``model``, ``family``, ``size``, ``tokens`` (e.g. :func:`random_design`).
+        Columns ``model``, ``family``, ``size``, ``tokens`` and, for a design by kind,
+        ``kind`` (e.g. :func:`random_design`).
     benchmarks : list of str, optional
         Names of the J benchmarks, anchors first; default the paper's first J.
     floors : dict, optional
@@ -81,16 +103,24 @@ def simulate(
     eps : float, optional
         Scores are clipped into ``[eps, 1 - eps]`` (default: :class:`ScalingData`'s); a
         smaller value keeps more draws exactly as the model made them (for calibration).
+    covariates, by_kind
+        The design (:meth:`bayes_lsl.ScalingData.with_covariates`; default the paper's).
 
     Returns
     -------
     data : ScalingData
+        With the design it was drawn from (``data.terms``), standardized over its models.
     truth : dict
         The parameters and the drawn ``alpha`` (family, skill).
     """
     lam = np.asarray(params["lam"], float)
     K, J = lam.shape
-    data, benchmarks, floors = _template(design, J, benchmarks, floors, eps)
+    data, benchmarks, floors = _template(design, J, benchmarks, floors, eps, covariates, by_kind)
+    if np.shape(params["beta"]) != (len(data.terms), K):
+        raise BayesLslError(
+            f"params['beta'] has shape {np.shape(params['beta'])}; the design {list(data.terms)} needs "
+            f"({len(data.terms)}, {K})"
+        )
     rng = np.random.default_rng(seed)
     model = build_model(data, K=K)
     fixed = pm.do(model, free_values(params) | ({} if alpha is None else {"alpha": np.asarray(alpha, float)}))
@@ -101,7 +131,7 @@ def simulate(
     scores[drop] = np.nan
     frame = data.to_frame()
     frame[benchmarks] = scores
-    out = ScalingData.from_frame(frame, floors=floors, anchors=benchmarks, eps=data.eps)
+    out = ScalingData.from_frame(frame, floors=floors, anchors=benchmarks, eps=data.eps).with_covariates(data.terms)
     truth = {k: np.asarray(v, float) for k, v in params.items()} | {"alpha": alpha}
     return out, truth
 
@@ -112,15 +142,18 @@ def _template(
     benchmarks: Sequence[str] | None,
     floors: Mapping[str, float] | None,
     eps: float | None = None,
+    covariates: str | Sequence[str] | None = None,
+    by_kind: bool = False,
 ) -> tuple[ScalingData, list[str], dict[str, float]]:
     """The design as data with placeholder scores (what ``build_model`` needs to draw from)."""
     benchmarks = list(benchmarks or PAPER_ANCHORS[:J])
     floors = {b: (floors or {}).get(b, KNOWN_FLOORS.get(b)) for b in benchmarks}
-    template = design[["model", "family", "size", "tokens"]].copy()
+    template = design[[c for c in ("model", "family", "size", "tokens", "kind") if c in design.columns]].copy()
     for b in benchmarks:
         template[b] = 0.5
     extra = {} if eps is None else {"eps": eps}
-    return ScalingData.from_frame(template, floors=floors, anchors=benchmarks, **extra), benchmarks, floors
+    data = ScalingData.from_frame(template, floors=floors, anchors=benchmarks, **extra)
+    return data.with_covariates(covariates, by_kind), benchmarks, floors
 
 
 def free_values(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -146,6 +179,8 @@ def prior_parameters(
     floors: Mapping[str, float] | None = None,
     priors: Mapping[str, float] | None = None,
     seed: int = 0,
+    covariates: str | Sequence[str] | None = None,
+    by_kind: bool = False,
 ) -> dict[str, np.ndarray]:
     """Parameters drawn from the model's prior (for simulation-based calibration).
 
@@ -165,14 +200,16 @@ def prior_parameters(
         Overrides of the default priors, as for :func:`bayes_lsl.build_model`.
     seed : int
         Seed of the draw.
+    covariates, by_kind
+        The design, as for :func:`simulate`.
 
     Returns
     -------
     dict
-        ``beta`` (3, K), ``lam`` (K, J), ``b`` (J), ``phi`` (J), ``corr`` (K, K): what
+        ``beta`` (p, K), ``lam`` (K, J), ``b`` (J), ``phi`` (J), ``corr`` (K, K): what
         :func:`simulate` takes.
     """
-    data, _, _ = _template(design, J, benchmarks, floors)
+    data, _, _ = _template(design, J, benchmarks, floors, None, covariates, by_kind)
     model = build_model(data, K=K, priors=priors)
     names = ("beta", "lam", "b", "phi", "corr")
     out = dict(zip(names, pm.draw([model[n] for n in names], random_seed=np.random.default_rng(seed)), strict=True))

@@ -12,9 +12,8 @@ the raw log scale with standard errors, the likelihood-ratio test of ``g = 0``, 
 optimal allocation at a few budgets under each slope.
 
 The extra covariates are put in here, in the script, by widening the covariate matrix the
-model is built from; the package's model math is unchanged (its covariate names are
-patched for the run, so the parameter count behind the fit's own AIC is the package's,
-not this model's: the script counts the extra ``3 K`` slopes itself).
+model is built from (a ``ScalingData`` whose ``x`` has the family means appended and whose
+``terms`` name them); the package's model math is unchanged.
 
 Usage::
 
@@ -36,11 +35,8 @@ import xarray as xr
 from scipy.stats import chi2
 
 import bayes_lsl as bl
-import bayes_lsl.data
-import bayes_lsl.fitting.result
-import bayes_lsl.model.build
 from bayes_lsl.data import COVARIATES, ScalingData
-from bayes_lsl.parameters import parameter_draws
+from bayes_lsl.design import design_matrix
 from bayes_lsl.report import markdown_table
 
 MEANS = tuple(f"family_mean_{name}" for name in COVARIATES)
@@ -53,7 +49,8 @@ class MundlakData(ScalingData):
 
     @property
     def x(self) -> np.ndarray:
-        x = super().x
+        p = len(COVARIATES)
+        x = (design_matrix(COVARIATES, self.size, self.tokens) - self.covariate_center[:p]) / self.covariate_scale[:p]
         counts = np.bincount(self.family_index)
         means = np.stack([np.bincount(self.family_index, weights=col) for col in x.T], axis=1) / counts[:, None]
         return np.hstack([x, means[self.family_index]])
@@ -61,16 +58,13 @@ class MundlakData(ScalingData):
 
 def mundlak_fit(data: ScalingData, K: int = 4, **options) -> xr.DataTree:
     """The MLE with the family means as extra covariates."""
-    wide = MundlakData(**{f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.init})
-    # Each of these holds the names of the covariates.
-    modules = (bayes_lsl.data, bayes_lsl.model.build, bayes_lsl.fitting.result)
-    for module in modules:
-        module.COVARIATES = COVARIATES + MEANS
-    try:
-        return bl.fit(wide, K=K, method="mle", progress=False, **options)
-    finally:
-        for module in modules:
-            module.COVARIATES = COVARIATES
+    fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.init}
+    # The means are standardized already (means of standardized covariates): center 0, scale 1.
+    p = len(COVARIATES)
+    wide = MundlakData(**fields | {"terms": COVARIATES + MEANS,
+                                   "covariate_center": np.r_[data.covariate_center[:p], np.zeros(p)],
+                                   "covariate_scale": np.r_[data.covariate_scale[:p], np.ones(p)]})  # fmt: skip
+    return bl.fit(wide, K=K, method="mle", progress=False, **options)
 
 
 def cached(path: Path, make) -> xr.DataTree:
@@ -85,17 +79,21 @@ def cached(path: Path, make) -> xr.DataTree:
 
 def slopes(fit: xr.DataTree) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Pooled, or within and between, slopes (covariate x skill) on the raw log scale, with standard errors."""
-    scale = np.asarray(fit.attrs["covariate_scale"], float)[:, None]
-    beta = fit["posterior"]["beta"].isel(chain=0, draw=0).transpose("covariate", "skill").values
-    cov = fit["mle"]["beta_se"].transpose("covariate", "skill").values
-    if beta.shape[0] == len(COVARIATES):
-        return {"pooled": (beta / scale, cov / scale)}
     p = len(COVARIATES)
-    out = {"within": (beta[:p] / scale, cov[:p] / scale)}
-    # The between slope b_w + g: its standard error needs the covariance of the two, from the fit's draws.
-    draws = parameter_draws(fit, n_draws=4000, seed=0)["beta"].transpose("sample", "covariate", "skill")
-    between = draws.values[:, :p] + draws.values[:, p:]
-    out["between"] = ((beta[:p] + beta[p:]) / scale, between.std(axis=0) / scale)
+    scale = np.asarray(fit.attrs["covariate_scale"], float)[:p, None]
+    beta = fit["posterior"]["beta"].isel(chain=0, draw=0).transpose("covariate", "skill").values
+    se = fit["mle"]["beta_se"].transpose("covariate", "skill").values
+    if beta.shape[0] == p:
+        return {"pooled": (beta / scale, se / scale)}
+    out = {"within": (beta[:p] / scale, se[:p] / scale)}
+    # The between slope b_w + g: its standard error needs the covariance of the two, from the
+    # MLE's covariance (beta is its own unconstrained parameter, flattened covariate-major).
+    labels = [str(label) for label in fit["mle"]["param"].values]
+    index = np.array([labels.index(f"beta[{i}]") for i in range(beta.size)]).reshape(beta.shape)
+    cov = fit["mle"]["theta_cov"].values
+    w, g = index[:p], index[p:]
+    var = cov[w, w] + cov[g, g] + 2 * cov[w, g]
+    out["between"] = ((beta[:p] + beta[p:]) / scale, np.sqrt(var) / scale)
     return out
 
 

@@ -9,7 +9,7 @@ in a module of this package and add it to :data:`METHODS`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import xarray as xr
 
@@ -36,6 +36,8 @@ def fit(
     priors: Mapping[str, float] | None = None,
     dispersion: str = "benchmark",
     centered: bool | str | None = None,
+    covariates: str | Sequence[str] | None = None,
+    by_kind: bool = False,
     progress: bool = True,
     **options,
 ) -> xr.DataTree:
@@ -59,6 +61,17 @@ def fit(
         Seed of every random step; the same seed gives the same numbers.
     priors, dispersion
         Passed to :func:`bayes_lsl.build_model`.
+    covariates : str or list of str, optional
+        The covariates of the skills (:mod:`bayes_lsl.design`): ``"paper"``, the paper's
+        standardized [log N, log D, log N log D]; ``"no-interaction"``, [log N, log D];
+        ``"compute"``, [log(N D)] (log(6 N D) up to a constant, which the standardization
+        removes); or a list of terms from :data:`bayes_lsl.design.TERMS`. Default: the
+        data's own terms, the paper's unless set by :meth:`bayes_lsl.ScalingData.with_covariates`.
+    by_kind : bool
+        Model kind as a covariate of the skills' intercepts *and* slopes: adds ``tuned``
+        (1 for tuned models, 0 for base) and its product with every other term, so that
+        base and tuned models get their own intercepts and slopes per skill. Needs the
+        data's kinds (a ``kind`` column); predictions then need the new models' kinds.
     centered : bool or "partial", optional
         How the family effects are parameterized (see :func:`bayes_lsl.build_model`); the
         model is the same. Default: ``"partial"`` for ``nuts`` (it mixes best),
@@ -94,6 +107,8 @@ def fit(
     """
     if method not in METHODS:
         raise BayesLslError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    # The design is applied once, here: the model, the method and the fit's FitInfo all read data.terms.
+    data = data.with_covariates(covariates, by_kind)
     if method == "nuts":
         options.setdefault("init", NAMED_INITS[0])
     if isinstance(options.get("init"), str):

@@ -116,7 +116,7 @@ def anchored_start(data: ScalingData, K: int, parts: MarginalLikelihood) -> np.n
         "corr_z": np.zeros(K * (K - 1) // 2),
         "phi": np.full(data.n_benchmarks, 30.0),
         "phi_a": np.full(data.n_benchmarks, np.log(30.0)),
-        "phi_s": np.zeros((3, data.n_benchmarks)),
+        "phi_s": np.zeros((len(data.terms), data.n_benchmarks)),
     }
     return parts.from_free_values(values)
 
@@ -136,6 +136,9 @@ def warm_start(fit: xr.DataTree, data: ScalingData, K: int, parts: MarginalLikel
     K0 = prev["lam"].shape[0]
     if K0 > K or list(fit.attrs.get("benchmarks", data.benchmarks)) != list(data.benchmarks):
         raise BayesLslError(f"a warm start needs a fit on the same benchmarks with at most K={K} skills (got K={K0})")
+    covariates = [str(c) for c in fit["posterior"]["covariate"].values]
+    if covariates != list(data.terms):
+        raise BayesLslError(f"a warm start needs a fit with the same covariates {list(data.terms)}, got {covariates}")
     values = {name: np.array(v) for name, v in parts.free_values(np.array(base, float)).items()}
     values["beta"][:, :K0] = prev["beta"]
     values["lam_anchor"][:K0] = np.maximum(np.diag(prev["lam"][:, :K0]), 1e-3)
@@ -368,7 +371,8 @@ def fit_mle(
     bar.update()
     bar.set_description(f"mle K={K}")
     bar.close()
-    k = n_params(K, data.n_benchmarks, dispersion="covariates" if "phi_a" in parts.names else "benchmark")
+    k = n_params(K, data.n_benchmarks, p=len(data.terms),
+                 dispersion="covariates" if "phi_a" in parts.names else "benchmark")
     n_obs = int(data.observed.sum())
     attrs = {
         "marginal_loglik": loglik,

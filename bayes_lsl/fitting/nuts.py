@@ -183,6 +183,10 @@ class DispersedStarts:
         K = len(model.coords["skill"])
         if info.K != K:
             raise BayesLslError(f"init: the mle fit has K={info.K}, the model K={K}")
+        if tuple(info.covariates) != tuple(data.terms):
+            raise BayesLslError(
+                f"init: the mle fit has covariates {list(info.covariates)}, the model {list(data.terms)}"
+            )
         self.labels = [str(p) for p in mle["param"].values]
         self.theta_hat = mle["theta_hat"].values
         self.cov = nearest_positive_definite(cov, floor=0.0)

@@ -27,14 +27,17 @@ import pymc as pm
 import xarray as xr
 
 from bayes_lsl._version import __version__
-from bayes_lsl.data import COVARIATES, ScalingData, raw_covariates
+from bayes_lsl.data import COVARIATES, ScalingData
+from bayes_lsl.design import design_matrix, needs_kind
 from bayes_lsl.errors import BayesLslError, FitFileError
 from bayes_lsl.model.parameterization import parameterization
 from bayes_lsl.model.priors import PRIORS_BEFORE_ISSUE_13, merge_priors
 
 #: Version of the layout below; :meth:`FitInfo.from_tree` reads this and every older one.
 #: 1: before FitInfo (priors as a repr of the overrides, ``centered`` as given).
-FORMAT_VERSION = 2
+#: 2: before designs other than the paper's covariates (``covariates`` always the paper's).
+#: 3: ``covariates`` names the design's terms (:mod:`bayes_lsl.design`), which may need kinds.
+FORMAT_VERSION = 3
 
 #: The model's structural parameters: what predictions need besides the family effects.
 PARAMETERS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr")
@@ -90,12 +93,15 @@ class FitInfo:
     priors : mapping
         Every prior setting the model was built with (defaults merged with overrides).
     covariate_center, covariate_scale : ndarray
-        Standardization of the covariates (log size, log tokens, product).
+        Standardization of the covariates, one entry per term of ``covariates``.
     seed : int
     data_fingerprint : str
         Hash of the data fitted (:func:`data_fingerprint`).
     n_chains, n_draws : int
         Shape of the posterior group; a point estimate has one of each.
+    covariates : tuple of str
+        The design's terms (:mod:`bayes_lsl.design`; the paper's log size, log tokens and
+        their product by default), the ``covariate`` coordinate of ``beta``.
     format_version : int
     """
 
@@ -144,10 +150,23 @@ class FitInfo:
             return ("beta", "lam", "b", *DISPERSION_PARAMETERS, "corr")
         return PARAMETERS
 
-    def standardize(self, size: Sequence[float] | np.ndarray, tokens: Sequence[float] | np.ndarray) -> np.ndarray:
+    @property
+    def by_kind(self) -> bool:
+        """Whether the design needs the models' kinds (terms with ``tuned``)."""
+        return needs_kind(self.covariates)
+
+    def standardize(
+        self,
+        size: Sequence[float] | np.ndarray,
+        tokens: Sequence[float] | np.ndarray,
+        kind: Sequence[str] | np.ndarray | None = None,
+        models: Sequence[str] | None = None,
+    ) -> np.ndarray:
         """Covariates (model x covariate) of models with ``size`` (B) and ``tokens`` (T),
-        standardized as the fitted data were."""
-        return (raw_covariates(size, tokens) - self.covariate_center) / self.covariate_scale
+        and ``kind`` (``"base"``/``"tuned"``, for a design by kind), standardized as the
+        fitted data were; ``models`` names them in messages."""
+        raw = design_matrix(self.covariates, size, tokens, kind, models)
+        return (raw - self.covariate_center) / self.covariate_scale
 
     def attrs(self) -> dict:
         """The attrs :func:`assemble` writes (plain values, as a file stores them)."""
@@ -191,6 +210,12 @@ class FitInfo:
         absent = [v for v in POSTERIOR_VARS if v not in post.data_vars]
         if absent:
             raise FitFileError(f"not a fit: its posterior lacks {absent}")
+        covariates = tuple(str(c) for c in np.atleast_1d(attrs.get("covariates", COVARIATES)))
+        if len(covariates) != len(np.atleast_1d(attrs["covariate_center"])):
+            raise FitFileError(
+                f"the fit's covariates {list(covariates)} do not match its standardization "
+                f"({len(np.atleast_1d(attrs['covariate_center']))} entries)"
+            )
         return cls(
             method=str(attrs["method"]),
             K=int(attrs["K"]),
@@ -206,7 +231,7 @@ class FitInfo:
             data_fingerprint=str(attrs.get("data_fingerprint", "")),
             n_chains=int(post.sizes.get("chain", 1)),
             n_draws=int(post.sizes.get("draw", 1)),
-            covariates=tuple(str(c) for c in np.atleast_1d(attrs.get("covariates", COVARIATES))),
+            covariates=covariates,
             format_version=FORMAT_VERSION,
         )
 
@@ -273,7 +298,7 @@ def assemble(
         data_fingerprint=data_fingerprint(data),
         n_chains=int(posterior.sizes.get("chain", 1)),
         n_draws=int(posterior.sizes.get("draw", 1)),
-        covariates=tuple(COVARIATES),
+        covariates=tuple(data.terms),
     )
     tree = xr.DataTree.from_dict({name: ds for name, ds in groups.items()} | {"constant_data": constant_data(data)})
     tree.attrs = {**info.attrs(), "bayes_lsl_version": __version__, "pymc_version": pm.__version__, **attrs}

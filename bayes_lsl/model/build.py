@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pymc as pm
@@ -22,7 +22,7 @@ from bayes_lsl.model.priors import merge_priors
 
 
 def n_params(K: int, J: int, p: int = len(COVARIATES), dispersion: str = "benchmark") -> int:
-    """Number of free parameters, counted as in the paper (78 at K=4, J=12, p=3)."""
+    """Number of free parameters, counted as in the paper (78 at K=4, J=12, p=3 covariates)."""
     extra = p * J if dispersion == "covariates" else 0
     return p * K + K + K * (J - K) + 2 * J + K * (K - 1) // 2 + extra
 
@@ -38,7 +38,7 @@ def check_K(data: ScalingData, K: int) -> int:
             f"K={K} needs {K} anchor benchmarks, but only {len(data.anchors)} are available "
             f"({', '.join(data.anchors)})"
         )
-    k_params = n_params(K, data.n_benchmarks)
+    k_params = n_params(K, data.n_benchmarks, p=len(data.terms))
     if data.observed.sum() <= k_params:
         raise DataError(f"{int(data.observed.sum())} observed scores cannot identify {k_params} parameters (K={K})")
     return int(K)
@@ -52,13 +52,17 @@ def build_model(
     priors: Mapping[str, float] | None = None,
     dispersion: str = "benchmark",
     centered: bool | str = False,
+    *,
+    covariates: str | Sequence[str] | None = None,
+    by_kind: bool = False,
 ) -> pm.Model:
     """Build the PyMC model of the latent-skill scaling law.
 
     Parameters
     ----------
     data : ScalingData
-        Validated scores; its first ``K`` benchmarks anchor the skills.
+        Validated scores; its first ``K`` benchmarks anchor the skills; its design
+        (``data.terms``, the paper's covariates unless chosen) gives ``x``.
     K : int
         Number of latent skills.
     priors : dict, optional
@@ -76,6 +80,11 @@ def build_model(
         anchor loading (see :func:`partially_centered_family_effects`): the
         parameterization that mixes best under NUTS. The marginal likelihood (``mle``)
         needs ``False`` or ``True``.
+    covariates, by_kind
+        The design, as for :meth:`bayes_lsl.ScalingData.with_covariates`: a covariate set
+        (``"paper"``, ``"no-interaction"``, ``"compute"``) or a list of terms, and whether
+        base and tuned models get their own intercepts and slopes. Default: the data's
+        terms (the paper's [log N, log D, log N log D]).
 
     Returns
     -------
@@ -86,6 +95,7 @@ def build_model(
         benchmark), ``corr`` (skill, skill), ``alpha`` (family, skill) and the observed
         ``y`` (cell). Missing scores are left out of the likelihood, not imputed.
     """
+    data = data.with_covariates(covariates, by_kind)
     K = check_K(data, K)
     if dispersion not in ("benchmark", "covariates"):
         raise BayesLslError(f"dispersion must be 'benchmark' or 'covariates', got {dispersion!r}")
@@ -100,7 +110,7 @@ def build_model(
         "skill": skills,
         "anchor": list(data.benchmarks[:K]),
         "free_benchmark": list(data.benchmarks[K:]),
-        "covariate": list(COVARIATES),
+        "covariate": list(data.terms),
         "corr_entry": [f"{a},{b}" for i, a in enumerate(skills) for b in skills[:i]],
         "cell": [f"{data.models[r]}|{data.benchmarks[c]}" for r, c in zip(rows, cols, strict=True)],
         "skill_other": skills,
@@ -114,7 +124,7 @@ def build_model(
 
         lam_anchor = pm.HalfNormal("lam_anchor", pr["lam_sigma"], dims="anchor")
         if mode == "partial":
-            beta, lam_free = skill_scaled_coefficients(lam_anchor, pr, J=data.n_benchmarks, p=len(COVARIATES))
+            beta, lam_free = skill_scaled_coefficients(lam_anchor, pr, J=data.n_benchmarks, p=len(data.terms))
         else:
             beta = pm.Normal("beta", 0.0, pr["beta_sigma"], dims=("covariate", "skill"))
             lam_free = pm.Normal("lam_free", 0.0, pr["lam_sigma"], dims=("skill", "free_benchmark"))
