@@ -50,13 +50,24 @@ def test_minor_mode_chains_flags_low_chains():
     assert chains == [1] and means == [100.5, 63.0, 101.0, 95.5]
 
 
-def test_unknown_sampler(small_sim):
+@pytest.fixture
+def no_mle(monkeypatch):
+    """An MLE fit fails the test: a sampler that cannot run must say so before the MLE that starts its chains."""
+    import bayes_lsl.fitting as fitting
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the MLE was fitted before the sampler was checked")
+
+    monkeypatch.setitem(fitting.METHODS, "mle", fail)
+
+
+def test_unknown_sampler(small_sim, no_mle):
     with pytest.raises(ValueError, match="unknown sampler"):
         fit(small_sim[0], K=K, method="nuts", sampler="stan", progress=False)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is not None, reason="jax is installed")
-def test_numpyro_without_jax_says_what_to_install(small_sim):
+def test_numpyro_without_jax_says_what_to_install(small_sim, no_mle):
     with pytest.raises(ImportError, match="numpyro"):
         fit(small_sim[0], K=K, method="nuts", sampler="numpyro", progress=False, chains=1, tune=10, draws=10)
 

@@ -17,7 +17,7 @@ from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.approx import fit_advi, fit_map
 from bayes_lsl.fitting.mle import fit_mle
-from bayes_lsl.fitting.nuts import NAMED_INITS, fit_nuts, named_init
+from bayes_lsl.fitting.nuts import NAMED_INITS, check_sampler, fit_nuts, named_init
 from bayes_lsl.fitting.result import FitInfo, FitResult, assemble
 from bayes_lsl.model import build_model
 
@@ -110,6 +110,7 @@ def fit(
     # The design is applied once, here: the model, the method and the fit's FitInfo all read data.terms.
     data = data.with_covariates(covariates, by_kind)
     if method == "nuts":
+        check_sampler(options.get("sampler", "nutpie"))  # before the MLE below, not after it
         options.setdefault("init", NAMED_INITS[0])
     if isinstance(options.get("init"), str):
         if method != "nuts":

@@ -97,16 +97,24 @@ def _run_nutpie(
     return xr.DataTree.from_dict({"posterior": trace["posterior"].to_dataset(), "sample_stats": stats})
 
 
+def check_sampler(sampler: str) -> None:
+    """Raise if ``sampler`` is unknown or its optional packages are missing: before any work
+    (``fit`` checks it before the MLE that starts the chains)."""
+    if sampler not in SAMPLERS:
+        raise BayesLslError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    if sampler == "numpyro" and not all(importlib.util.find_spec(m) for m in ("jax", "numpyro")):
+        raise ImportError(
+            "sampler='numpyro' needs jax and numpyro: pip install 'bayes_lsl[numpyro]' (or pip install jax numpyro)"
+        )
+
+
 def _run_pymc(
     model, initvals, *, seed, progress, chains, tune, draws, target_accept, cores, nuts_sampler, starts=None
 ):
     if starts is not None:
         rng = np.random.default_rng(seed)
         initvals = [starts.draw(rng) for _ in range(chains)]
-    if nuts_sampler == "numpyro" and not all(importlib.util.find_spec(m) for m in ("jax", "numpyro")):
-        raise ImportError(
-            "sampler='numpyro' needs jax and numpyro: pip install 'bayes_lsl[numpyro]' (or pip install jax numpyro)"
-        )
+    check_sampler(nuts_sampler)
     kwargs = {}
     if nuts_sampler == "pymc":
         # Same rule as for nutpie: jitter only the default start.
@@ -377,8 +385,7 @@ def fit_nuts(
         ``init`` (``"mle-dispersed"``, ``"mle-point"``, ``"default"``,
         ``"values"``, or ``"<method>-point"`` for another fit started from).
     """
-    if sampler not in SAMPLERS:
-        raise BayesLslError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    check_sampler(sampler)
     if init_spread not in SPREADS:
         raise BayesLslError(f"unknown init_spread {init_spread!r}; choose one of {SPREADS}")
     start = time.perf_counter()
