@@ -8,7 +8,7 @@ from bayes_lsl.compare import compare_families
 from bayes_lsl.data import ScalingData, example_truth, load_example, load_leaderboard
 from bayes_lsl.diagnostics import diagnose
 from bayes_lsl.errors import BayesLslError, DataError
-from bayes_lsl.fitting import FitInfo, fit
+from bayes_lsl.fitting import PRESETS, FitInfo, fit
 from bayes_lsl.holdout import cross_validate, evaluate_holdout
 from bayes_lsl.io import load_fit, save_fit
 from bayes_lsl.loo import loo
@@ -55,6 +55,7 @@ __all__ = [
     "parameter_intervals",
     "posterior_predictive",
     "posterior_predictive_check",
+    "PRESETS",
     "predict",
     "predict_draws",
     "sample_modes",

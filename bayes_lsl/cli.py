@@ -37,6 +37,7 @@ import xarray as xr
 from bayes_lsl.data import DataError, ScalingData, load_example, load_leaderboard
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.files import atomic_path
+from bayes_lsl.fitting import PRESETS
 from bayes_lsl.fitting.mle import BIC_N
 from bayes_lsl.fitting.nuts import DEPRECATED_INITS as NUTS_OLD_INITS
 from bayes_lsl.fitting.nuts import NAMED_INITS as NUTS_INITS
@@ -127,6 +128,8 @@ def _cmd_fit(args: argparse.Namespace) -> None:
                  "chains": args.chains, "tune": args.tune, "draws": args.draws}  # fmt: skip
         options = {k: v for k, v in given.items() if v is not None}
     # The design, only where given (the default is fit's: the paper's covariates).
+    if args.model is not None:
+        options["model"] = args.model
     if args.covariates is not None:
         options["covariates"] = _covariates_option(args.covariates)
     if args.by_kind:
@@ -299,6 +302,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--chains", type=int, default=None, help="nuts: chains (default: fit's, 4)")
     p.add_argument("--tune", type=int, default=None, help="nuts: tuning steps per chain (default: fit's, 1000)")
     p.add_argument("--draws", type=int, default=None, help="nuts: kept draws per chain (default: fit's, 3000)")
+    p.add_argument("--model", default=None, choices=sorted(PRESETS),
+                   help="a named configuration: paper (the default: the paper's model) or extended (base and "
+                        "tuned models apart, no size x tokens interaction: for predicting larger models)")
     p.add_argument("--covariates", default=None, metavar="NAME",
                    help="covariates of the skills: paper (default: log size, log tokens, their product), "
                         "no-interaction, compute (log of size x tokens), or terms separated by commas "

@@ -235,3 +235,17 @@ def test_cross_validation_by_kind(small_sim):
                                    progress=False)  # fmt: skip
     assert all(FitInfo.from_tree(f).by_kind for f in result.fits)
     assert set(result.predictions["model"]) == set(data.models[data.observed.any(axis=1)])
+
+
+def test_model_presets_name_a_design_and_exclude_setting_it():
+    """``model="extended"`` is ``covariates="no-interaction", by_kind=True``; ``"paper"`` the default design;
+    giving a preset and the options it sets is an error."""
+    data, _ = _simulated("no-interaction", by_kind=True)
+    extended = bl.fit(data, K=2, method="map", seed=1, progress=False, model="extended")
+    assert list(extended.posterior.covariate.values) == list(covariate_terms("no-interaction", by_kind=True))
+    paper = bl.PRESETS["paper"]
+    assert data.with_covariates(paper["covariates"], paper["by_kind"]).terms == covariate_terms("paper")
+    with pytest.raises(BayesLslError, match="either model or"):
+        bl.fit(data, K=2, method="map", progress=False, model="extended", by_kind=True)
+    with pytest.raises(BayesLslError, match="unknown model"):
+        bl.fit(data, K=2, method="map", progress=False, model="bigger")

@@ -24,7 +24,16 @@ from bayes_lsl.model import build_model
 #: The fitting methods, by name.
 METHODS = {"mle": fit_mle, "map": fit_map, "advi": fit_advi, "nuts": fit_nuts}
 
-__all__ = ["METHODS", "FitInfo", "FitResult", "fit"]
+#: Named model configurations (``fit(..., model=NAME)``): the paper's model, the default,
+#: and the configuration recommended for predicting larger models of a seen family
+#: (README, "Extrapolating to larger models"): base and tuned models with their own
+#: intercepts and slopes, without the size x tokens interaction.
+PRESETS: dict[str, dict] = {
+    "paper": {"covariates": "paper", "by_kind": False},
+    "extended": {"covariates": "no-interaction", "by_kind": True},
+}
+
+__all__ = ["METHODS", "PRESETS", "FitInfo", "FitResult", "fit"]
 
 
 def fit(
@@ -38,6 +47,7 @@ def fit(
     centered: bool | str | None = None,
     covariates: str | Sequence[str] | None = None,
     by_kind: bool = False,
+    model: str | None = None,
     progress: bool = True,
     **options,
 ) -> xr.DataTree:
@@ -72,6 +82,11 @@ def fit(
         (1 for tuned models, 0 for base) and its product with every other term, so that
         base and tuned models get their own intercepts and slopes per skill. Needs the
         data's kinds (a ``kind`` column); predictions then need the new models' kinds.
+    model : {"paper", "extended"}, optional
+        A named configuration of ``covariates`` and ``by_kind`` (:data:`PRESETS`), instead
+        of setting them: ``"paper"`` is the paper's model (the default); ``"extended"``,
+        ``covariates="no-interaction", by_kind=True``, the configuration recommended for
+        predicting a larger model of a seen family (README, "Extrapolating to larger models").
     centered : bool or "partial", optional
         How the family effects are parameterized (see :func:`bayes_lsl.build_model`); the
         model is the same. Default: ``"partial"`` for ``nuts`` (it mixes best),
@@ -107,6 +122,12 @@ def fit(
     """
     if method not in METHODS:
         raise BayesLslError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    if model is not None:
+        if model not in PRESETS:
+            raise BayesLslError(f"unknown model {model!r}; choose one of {sorted(PRESETS)}")
+        if covariates is not None or by_kind:
+            raise BayesLslError(f"model={model!r} sets the covariates and by_kind: give either model or those")
+        covariates, by_kind = PRESETS[model]["covariates"], PRESETS[model]["by_kind"]
     # The design is applied once, here: the model, the method and the fit's FitInfo all read data.terms.
     data = data.with_covariates(covariates, by_kind)
     if method == "nuts":
