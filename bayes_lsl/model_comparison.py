@@ -124,7 +124,11 @@ class ModelComparison:
         """:func:`bayes_lsl.plots.plot_scaling_bands` of ``family`` on ``benchmark`` with each configuration's fit."""
         from bayes_lsl.plots import plot_scaling_bands
 
-        return plot_scaling_bands(self.fits_for(family, protocol), self.data, family, benchmark, **options)
+        protocol = protocol or self.table["protocol"].iloc[0]
+        fits = self.fits_for(family, protocol)
+        predictions = self.results[(protocol, next(iter(fits)))].predictions
+        held_out = predictions.loc[predictions["family"] == family, "model"].unique().tolist()
+        return plot_scaling_bands(fits, self.data, family, benchmark, **{"held_out": held_out, **options})
 
     def _repr_html_(self) -> str:
         return self.table._repr_html_()
