@@ -25,15 +25,17 @@ CONFIGS = {"squares": {"loss": "least_squares"}, "smooth": {"loss": "smooth_l1"}
 def sim():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data, _ = simulate(random_parameters(K=2, J=5, seed=8), random_design(24, 4, seed=8), seed=9)
+        data, _ = simulate(random_parameters(K=2, J=3, seed=8), random_design(24, 4, seed=8), seed=9)
     return data
 
 
 @pytest.fixture(scope="module")
 def comparison(sim):
     held = [m for i, m in enumerate(sim.models) if i % 4 == 3][:8]
+    # Two folds and three benchmarks: each baseline fit takes about a second per benchmark.
     return compare_models(sim, CONFIGS, method="baseline", protocols=["largest-in-family", "family", "holdout"],
-                          n_folds=4, holdout=held, recalibrate=True, n_boot=200, progress=False)  # fmt: skip
+                          n_folds=2, holdout=held, recalibrate=True, n_boot=200, n_draws=200,
+                          progress=False)  # fmt: skip
 
 
 def test_every_configuration_is_scored_on_the_same_cells(comparison):

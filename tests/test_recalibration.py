@@ -144,14 +144,15 @@ def test_too_narrow_predictor_is_widened_and_fails_without():
 @pytest.fixture(scope="module")
 def two_sets():
     """Two simulated sets from the same parameters, different families: largest-in-family
-    cross-validation of the baseline on each (60 and 40 families, one held-out model each)."""
-    params = random_parameters(K=2, J=6, seed=7)
+    cross-validation of the baseline on each (60 and 40 families, one held-out model each, 4
+    benchmarks; 3 folds, since each baseline fit takes seconds)."""
+    params = random_parameters(K=2, J=4, seed=7)
     out = []
     for n_families, seed in ((60, 11), (40, 21)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data, _ = simulate(params, random_design(n_families, 4, seed=seed), seed=seed + 1)
-        out.append(cross_validate(data, n_folds=5, method="baseline", scheme="largest-in-family", progress=False,
+        out.append(cross_validate(data, n_folds=3, method="baseline", scheme="largest-in-family", progress=False,
                                   n_boot=200))  # fmt: skip
     return out
 
@@ -190,7 +191,7 @@ def test_evaluate_holdout_applies_a_recalibration(two_sets):
     rec = recalibrate(two_sets[0], seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data, _ = simulate(random_parameters(K=2, J=6, seed=7), random_design(12, 3, seed=5), seed=6)
+        data, _ = simulate(random_parameters(K=2, J=4, seed=7), random_design(12, 3, seed=5), seed=6)
     held = list(data.models[::3])
     plain = evaluate_holdout(data, held, method="baseline", n_boot=100)
     again = evaluate_holdout(data, held, method="baseline", n_boot=100, recalibration=rec)
