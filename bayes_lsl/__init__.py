@@ -13,11 +13,13 @@ from bayes_lsl.holdout import cross_validate, evaluate_holdout
 from bayes_lsl.io import load_fit, save_fit
 from bayes_lsl.loo import loo
 from bayes_lsl.model import build_model
+from bayes_lsl.model_comparison import ModelComparison, compare_models
 from bayes_lsl.modes import Modes, modes, sample_modes
 from bayes_lsl.parameters import parameter_draws, parameter_intervals
 from bayes_lsl.posterior_predictive import loo_pit, posterior_predictive, posterior_predictive_check
 from bayes_lsl.predict import predict, predict_draws
 from bayes_lsl.prior_predictive import model_trace, prior_predictive, prior_sensitivity, summarize_prior_predictive
+from bayes_lsl.recalibration import Recalibration, recalibrate
 from bayes_lsl.scores import crps, interval_score, log_predictive_density
 from bayes_lsl.selection import select_k
 
@@ -67,4 +69,9 @@ __all__ = [
     "prior_predictive",
     "prior_sensitivity",
     "summarize_prior_predictive",
+    # model comparison and recalibrated intervals (issue 14)
+    "compare_models",
+    "ModelComparison",
+    "recalibrate",
+    "Recalibration",
 ]

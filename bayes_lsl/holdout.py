@@ -65,6 +65,40 @@ STATISTICS: tuple[tuple[str, str], ...] = (
 )  # fmt: skip
 #: The per-cell scores the paired comparison differences: the MAE's and the proper scores.
 PAIRED: tuple[tuple[str, str], ...] = (STATISTICS[0], *STATISTICS[3:])
+#: Levels of the central intervals every held-out prediction carries (``lower_50`` ... ``upper_95``),
+#: next to ``lower``/``upper`` at the evaluation's own ``level``: calibration plots and
+#: recalibration (:mod:`bayes_lsl.recalibration`) read them.
+INTERVAL_LEVELS: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)
+
+
+def level_label(level: float) -> str:
+    """The suffix of a level's interval columns: ``0.95`` -> ``"95"``, ``0.975`` -> ``"97.5"``."""
+    return f"{round(100 * float(level), 6):g}"
+
+
+def interval_columns(level: float) -> tuple[str, str]:
+    """The names of the ends of the central ``level`` interval in a predictions frame."""
+    return f"lower_{level_label(level)}", f"upper_{level_label(level)}"
+
+
+def with_interval_levels(table: pd.DataFrame, draws: xr.Dataset, levels: Sequence[float] = INTERVAL_LEVELS,
+                         variable: str = "y") -> pd.DataFrame:  # fmt: skip
+    """``table`` (rows ``model`` x ``benchmark``) with the central intervals of ``draws[variable]`` at ``levels``.
+
+    The quantiles are taken over ``sample`` as :func:`bayes_lsl.predict.summarize` takes
+    them, so the columns at the table's own level equal its ``lower``/``upper``.
+    """
+    probs = sorted({p for level in levels for p in ((1 - level) / 2, (1 + level) / 2)})
+    q = draws[variable].quantile(probs, dim="sample")
+    frame = pd.DataFrame({"model": np.repeat(q["model"].values.astype(str), q.sizes["benchmark"]),
+                          "benchmark": np.tile(q["benchmark"].values.astype(str), q.sizes["model"])})  # fmt: skip
+    values = q.transpose("model", "benchmark", "quantile").values.reshape(len(frame), len(probs))
+    for level in levels:
+        lower, upper = interval_columns(level)
+        frame[lower] = values[:, probs.index((1 - level) / 2)]
+        frame[upper] = values[:, probs.index((1 + level) / 2)]
+    kept = table.drop(columns=[c for c in frame.columns[2:] if c in table.columns])
+    return kept.merge(frame, on=["model", "benchmark"], how="left")
 
 
 @dataclass(frozen=True)
@@ -77,7 +111,11 @@ class HoldoutResult:
         One row per held-out observed score: ``model``, ``family``, ``group`` (see
         :func:`family_groups`), ``benchmark``, ``observed``, ``mean``, ``median``,
         ``lower``, ``upper``, the cell's proper scores ``crps``, ``interval_score`` and
-        ``log_density`` (:func:`cell_scores`), and ``fold`` in cross-validation.
+        ``log_density`` (:func:`cell_scores`), and ``fold`` in cross-validation. Also the
+        central intervals at :data:`INTERVAL_LEVELS` from the same predictive draws
+        (``lower_50``, ``upper_50``, ..., ``lower_95``, ``upper_95``), and, when
+        :func:`evaluate_holdout` was given a ``recalibration``, ``recalibrated`` (True:
+        the intervals are the model's scaled by :mod:`bayes_lsl.recalibration`).
     summary : DataFrame
         :func:`score_predictions` of ``predictions``: per benchmark plus an ``overall``
         row, the MAE, coverage, width and proper scores with their cluster-bootstrap
@@ -447,7 +485,7 @@ def _predict_split(
         table, draws, eps = prediction.table, prediction.draws, FitInfo.from_tree(fitted).eps
     cells = truth.merge(table.drop(columns=["observed"], errors="ignore"), on=["model", "benchmark"])
     cells = cells[cells["observed"].notna()].reset_index(drop=True)
-    return cell_scores(cells, draws, level=level, eps=eps), fitted
+    return with_interval_levels(cell_scores(cells, draws, level=level, eps=eps), draws), fitted
 
 
 def _scored_result(data: ScalingData, predictions: pd.DataFrame, fits: list, scoring: dict) -> HoldoutResult:
@@ -469,6 +507,7 @@ def evaluate_holdout(
     progress: bool = True,
     cluster: str | None = "group",
     n_boot: int = N_BOOT,
+    recalibration=None,
     **fit_options,
 ) -> HoldoutResult:
     """Fit without held-out models and score the predictions of their observed scores.
@@ -494,6 +533,13 @@ def evaluate_holdout(
     cluster, n_boot
         Passed to :func:`score_predictions`: by default the bootstrap resamples groups of
         families (:func:`family_groups`).
+    recalibration : bayes_lsl.recalibration.Recalibration, optional
+        Interval-width factors learned beforehand (:func:`bayes_lsl.recalibrate`, from a
+        largest-in-family cross-validation of the *training* models): the predictions'
+        intervals are scaled by them before scoring, and marked ``recalibrated``. Off by
+        default: the intervals are then the model's own. The CRPS and log density still
+        score the model's predictive draws; the interval score, coverage and width are
+        those of the recalibrated intervals.
     **fit_options
         Passed to :func:`bayes_lsl.fit`, or to :func:`bayes_lsl.baseline.fit_baseline`
         for the baseline (e.g. ``loss="least_squares"``).
@@ -506,6 +552,8 @@ def evaluate_holdout(
     new, truth = _held_out_frame(data, test)
     predictions, fitted = _predict_split(data.drop_models(removed), new, truth, K, method, level, seed, n_draws,
                                          progress, fit_options)  # fmt: skip
+    if recalibration is not None:
+        predictions = recalibration.apply(predictions, level=level)
     return _scored_result(data, predictions, [fitted], {"cluster": cluster, "n_boot": n_boot, "level": level,
                                                         "seed": seed})  # fmt: skip
 

@@ -49,6 +49,9 @@ __all__ = [
     "plot_ppc",
     "plot_scaling_curves",
     "plot_skill_correlation",
+    # model comparison and recalibration (issue 14)
+    "plot_calibration",
+    "plot_scaling_bands",
 ]
 
 
@@ -664,4 +667,178 @@ def plot_prior_predictive(tree: xr.DataTree, *, axes: Sequence[Axes] | None = No
     panels[0].legend(fontsize="small")
     if new:
         fig.suptitle(f"Prior predictive scores (K={tree.attrs.get('K')}): {summary}", fontsize="small")
+    return fig
+
+
+# ------------------------------------------------------------------ model comparison and recalibration (issue 14)
+def _calibration_frame(results, protocol: str | None, levels, cluster, n_boot: int, seed: int) -> pd.DataFrame:
+    """Coverage per configuration and level from a ModelComparison, a dict of results or predictions, or a frame."""
+    from bayes_lsl.recalibration import coverage_by_level
+
+    if hasattr(results, "calibration"):  # a ModelComparison
+        frame = results.calibration
+        protocol = protocol or frame["protocol"].iloc[0]
+        if protocol not in set(frame["protocol"]):
+            raise BayesLslError(f"protocol: {protocol!r} is not in the comparison ({sorted(set(frame['protocol']))})")
+        return frame[frame["protocol"] == protocol]
+    if isinstance(results, pd.DataFrame) and {"configuration", "level", "coverage"} <= set(results.columns):
+        return results
+    if not isinstance(results, Mapping) or not results:
+        raise BayesLslError("results: expected a ModelComparison, a coverage table, or a dict of name -> "
+                            "HoldoutResult (or its predictions)")  # fmt: skip
+    parts = [coverage_by_level(getattr(r, "predictions", r), levels, cluster=cluster, n_boot=n_boot, seed=seed)
+             .assign(configuration=name) for name, r in results.items()]  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+def plot_calibration(
+    results,
+    *,
+    protocol: str | None = None,
+    levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95),
+    cluster: str | None = "group",
+    n_boot: int = 1000,
+    seed: int = 0,
+    ax: Axes | None = None,
+) -> Figure:
+    """Nominal against empirical coverage of the central intervals, per configuration.
+
+    Parameters
+    ----------
+    results : ModelComparison, dict or DataFrame
+        A :class:`~bayes_lsl.model_comparison.ModelComparison` (its ``calibration``, one
+        protocol), a dict of name to :class:`~bayes_lsl.holdout.HoldoutResult` (or its
+        predictions, with the level columns ``lower_50`` ... ``upper_95``), or a table from
+        :func:`bayes_lsl.recalibration.coverage_by_level` with a ``configuration`` column.
+    protocol : str, optional
+        The comparison's protocol to draw (default its first).
+    levels, cluster, n_boot, seed
+        For a dict: the nominal levels and the family-group bootstrap of the error bars.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Each configuration's coverage at each level with its bootstrap interval (the bars
+        clustered by family group, so they are wider than binomial ones), side by side,
+        over the diagonal; recalibrated configurations dashed.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from bayes_lsl.plots import plot_calibration
+    >>> table = pd.DataFrame({"configuration": ["a"] * 2, "level": [0.5, 0.95], "coverage": [0.4, 0.9],
+    ...                       "coverage_lower": [0.3, 0.85], "coverage_upper": [0.5, 0.95]})
+    >>> fig = plot_calibration(table)
+    >>> fig.axes[0].get_legend_handles_labels()[1]
+    ['a']
+    """
+    frame = _calibration_frame(results, protocol, levels, cluster, n_boot, seed)
+    fig, ax = _single_axes(ax, figsize=(5, 5))
+    names = list(dict.fromkeys(frame["configuration"]))
+    dodge = 0.012 * (np.arange(len(names)) - (len(names) - 1) / 2)
+    for i, name in enumerate(names):
+        g = frame[frame["configuration"] == name].sort_values("level")
+        x = g["level"].to_numpy(float) + dodge[i]
+        err = np.vstack([g["coverage"] - g["coverage_lower"], g["coverage_upper"] - g["coverage"]])
+        recal = bool(g["recalibrated"].any()) if "recalibrated" in g.columns else False
+        ax.errorbar(x, g["coverage"], yerr=err, fmt="o" + ("--" if recal else "-"), color=f"C{i % 10}", ms=4,
+                    capsize=2, lw=1, label=name)  # fmt: skip
+    lo = min(0.4, float(frame["coverage_lower"].min()) - 0.02)
+    ax.plot([lo, 1], [lo, 1], color="grey", lw=1, ls=":")
+    ax.set(xlabel="nominal coverage", ylabel="empirical coverage", xlim=(lo, 1), ylim=(lo, 1),
+           title="Calibration of the central intervals")  # fmt: skip
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _band_draws(fit, grid_models: pd.DataFrame, n_draws: int, seed: int) -> xr.Dataset:
+    """Predictive draws of the scores along a grid from a fit or a baseline (``predict_draws`` method)."""
+    import warnings
+
+    from bayes_lsl.predict import predict_draws
+
+    if hasattr(fit, "predict_draws"):  # a SigmoidBaseline
+        return fit.predict_draws(grid_models, n_draws=n_draws, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the grid reaches past the data's range on purpose
+        return predict_draws(fit, grid_models, n_draws=n_draws, seed=seed).draws
+
+
+def plot_scaling_bands(
+    fits: Mapping[str, object],
+    data,
+    family: str,
+    benchmark: str,
+    *,
+    held_out: Sequence[str] | None = None,
+    tokens: float | None = None,
+    sizes: tuple[float, float] | None = None,
+    level: float = 0.95,
+    n_draws: int = 500,
+    seed: int = 0,
+    ax: Axes | None = None,
+) -> Figure:
+    """A family's observed scores against size with each configuration's predictive median and band, overlaid.
+
+    Parameters
+    ----------
+    fits : dict
+        Name to a fit (:func:`bayes_lsl.fit`) or a baseline
+        (:func:`bayes_lsl.baseline.fit_baseline`), e.g.
+        :meth:`ModelComparison.fits_for(family) <bayes_lsl.model_comparison.ModelComparison.fits_for>`.
+    data : ScalingData
+        The data with the family's scores, held-out models included.
+    family, benchmark : str
+    held_out : list of str, optional
+        The family's models held out of the fits (open markers); default those of the
+        family missing from the first fit's data (for a baseline: none).
+    tokens : float, optional
+        Pre-training tokens (trillions) along the curves; default the family's median.
+        Points are drawn at their own sizes whatever their tokens.
+    sizes : (float, float), optional
+        Range of sizes (billions); default the family's range widened 2x each way.
+    level, n_draws, seed
+        The band's probability, the predictive draws and their seed.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Per configuration, the median of the score (line) and its central ``level`` band
+        (shaded), with the family's scores seen by the fits (filled) and held out (open).
+    """
+    if not isinstance(fits, Mapping) or not fits:
+        raise BayesLslError("fits: expected a non-empty dict of name -> fit")
+    frame = data.to_frame()
+    members = frame[frame["family"] == family]
+    if members.empty:
+        raise BayesLslError(f"family {family!r} is not in the data")
+    if benchmark not in data.benchmarks:
+        raise BayesLslError(f"benchmark {benchmark!r} is not in the data ({', '.join(data.benchmarks)})")
+    if held_out is None:
+        first = next(iter(fits.values()))
+        seen = set(map(str, first["constant_data"]["model"].values)) if hasattr(first, "children") else None
+        held_out = [] if seen is None else [m for m in members["model"] if m not in seen]
+    tokens = float(members["tokens"].median()) if tokens is None else float(tokens)
+    lo, hi = sizes or (members["size"].min() / 2, members["size"].max() * 2)
+    grid = np.geomspace(lo, hi, 40)
+    grid_models = pd.DataFrame({"model": [f"{family}@{g:.4g}B" for g in grid], "family": family, "size": grid,
+                                "tokens": tokens})  # fmt: skip
+    fig, ax = _single_axes(ax, figsize=(6, 4.5))
+    for i, (name, fit) in enumerate(fits.items()):
+        y = _band_draws(fit, grid_models, n_draws, seed)["y"].sel(benchmark=benchmark).transpose("sample", "model")
+        q = np.quantile(y.values, [(1 - level) / 2, 0.5, (1 + level) / 2], axis=0)
+        ax.fill_between(grid, q[0], q[2], color=f"C{i % 10}", alpha=0.18, lw=0)
+        ax.plot(grid, q[1], color=f"C{i % 10}", lw=1.5, label=f"{name} (median, {level:.0%})")
+    held = members["model"].isin(list(held_out))
+    for mask, style, label in ((~held, dict(color="k"), "seen"), (held, dict(mfc="white", mec="k"), "held out")):
+        rows = members[mask]
+        if len(rows):
+            ax.plot(rows["size"], rows[benchmark], "o", ms=6, label=label, **style)
+    ax.set(xscale="log", xlabel="parameters (B)", ylabel=f"{benchmark} score", ylim=(0, 1),
+           title=f"{family}: {benchmark} at {tokens:g}T tokens")  # fmt: skip
+    ax.legend(fontsize=7)
     return fig

@@ -140,24 +140,36 @@ def summary(cells: pd.DataFrame) -> dict[str, float]:
             "n_units": int(cells["unit"].nunique())}  # fmt: skip
 
 
-def assert_calibrated(cells: pd.DataFrame, level: float = 0.95) -> dict[str, float]:
-    """The intervals' coverage is ``level`` up to sampling error, two-sided.
+def coverage_se(cells: pd.DataFrame, level: float = 0.95) -> tuple[float, float, int]:
+    """Coverage of ``cells``, its cluster-robust standard error over the units, and the number of units.
 
     The units (families, or pairs of families) are independent; the cells of one unit
     are not (they share the error of the family effect), so the standard error of the
     coverage is the cluster-robust one, from the spread of the units' own coverages (ratio
     estimator). It is never taken below that of independent cells at the nominal level:
     positive dependence within a unit can only raise it, and a unit without misses would
-    otherwise claim an error of zero. Tolerance: the two-sided t quantile at
-    ``TEST_LEVEL`` with (units - 1) degrees of freedom times that error.
+    otherwise claim an error of zero.
     """
-    stats = summary(cells)
+    coverage = float(cells["covered"].mean())
     per = cells.groupby("unit")["covered"].agg(["sum", "count"])
     n = len(per)
     m = per["count"].mean()
-    resid = (per["sum"] - stats["coverage"] * per["count"]) / m  # ratio-estimator residuals
+    resid = (per["sum"] - coverage * per["count"]) / m  # ratio-estimator residuals
     se_cluster = float(np.sqrt((resid**2).sum() / (n * (n - 1))))
-    se = max(se_cluster, float(np.sqrt(level * (1 - level) / len(cells))))
+    return coverage, max(se_cluster, float(np.sqrt(level * (1 - level) / len(cells)))), n
+
+
+def assert_calibrated(cells: pd.DataFrame, level: float = 0.95, extra_se: float = 0.0) -> dict[str, float]:
+    """The intervals' coverage is ``level`` up to sampling error, two-sided.
+
+    The standard error is :func:`coverage_se`'s, with ``extra_se`` added in quadrature (the
+    error of something learned from other, independent units, e.g. a recalibration
+    factor). Tolerance: the two-sided t quantile at ``TEST_LEVEL`` with (units - 1)
+    degrees of freedom times that error.
+    """
+    stats = summary(cells)
+    _, se, n = coverage_se(cells, level)
+    se = float(np.hypot(se, extra_se))
     tolerance = float(scipy.stats.t.ppf(1 - TEST_LEVEL / 2, n - 1) * se)
     stats |= {"se": se, "tolerance": tolerance}
     assert abs(stats["coverage"] - level) <= tolerance, (
