@@ -23,8 +23,14 @@ import bayes_lsl as bl
 from bayes_lsl.model_comparison import PROTOCOLS
 from bayes_lsl.report import markdown_table
 
-#: Named configurations (options of ``bl.fit``).
-CONFIGS = {"paper": {}, "covariates": {"dispersion": "covariates"}}
+#: Named configurations (options of ``bl.fit``): the presets (``bl.PRESETS``), then single options.
+CONFIGS = {
+    **{name: {"model": name} for name in bl.PRESETS},
+    "covariates": {"dispersion": "covariates"},
+    "no-interaction": {"covariates": "no-interaction"},
+    "by-kind": {"by_kind": True},
+    "extended+covariates": {"model": "extended", "dispersion": "covariates"},
+}
 
 
 def _interval(row: pd.Series, name: str, sign: str = "") -> str:
