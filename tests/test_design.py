@@ -194,14 +194,20 @@ def test_predictions_by_kind(by_kind_mle, tmp_path):
                                          "tokens": [2.0]}), n_draws=50)  # fmt: skip
 
 
-def test_held_out_frames_carry_the_kind(small_sim):
-    from bayes_lsl.holdout import _held_out_frame
-
+@pytest.fixture(scope="module")
+def sim_with_kinds(small_sim):
+    """The shared simulated set with a kind per family (even families base, odd tuned), and the kinds."""
     data = small_sim[0]
     kinds = np.where(data.family_index % 2 == 0, "base", "tuned")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = bl.ScalingData.from_frame(data.to_frame().assign(kind=kinds), anchors=data.anchors)
+        return bl.ScalingData.from_frame(data.to_frame().assign(kind=kinds), anchors=data.anchors), kinds
+
+
+def test_held_out_frames_carry_the_kind(sim_with_kinds):
+    from bayes_lsl.holdout import _held_out_frame
+
+    data, kinds = sim_with_kinds
     frame, _ = _held_out_frame(data, data.models[:6])
     assert list(frame["kind"]) == list(kinds[:6])
     # drop_models (what the held-out evaluations fit) keeps kinds and the design.
@@ -224,13 +230,11 @@ def test_cli_fit_options(tmp_path, capsys):
     assert "'kind' column" in capsys.readouterr().err and not (tmp_path / "k.nc").exists()
 
 
-def test_cross_validation_by_kind(small_sim):
+def test_cross_validation_by_kind(sim_with_kinds):
     """The held-out models' kinds reach the fold fits' predictions (whole families held out)."""
-    data = small_sim[0]
-    kinds = np.where(data.family_index % 2 == 0, "base", "tuned")
+    data, _ = sim_with_kinds
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = bl.ScalingData.from_frame(data.to_frame().assign(kind=kinds), anchors=data.anchors)
         result = bl.cross_validate(data, n_folds=2, K=K, method="map", by_kind=True, n_draws=100, n_boot=50,
                                    progress=False)  # fmt: skip
     assert all(FitInfo.from_tree(f).by_kind for f in result.fits)
