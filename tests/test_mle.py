@@ -427,6 +427,24 @@ def test_screens_in_parallel_processes_give_the_same_numbers(small_sim):
     assert np.array_equal(h2, h1) and np.array_equal(is2, is1) and np.array_equal(se2, se1)
 
 
+def test_a_singular_trial_point_is_backed_off_from():
+    """A line search's trial point where the objective cannot be computed (a singular correlation
+    matrix: LinAlgError) counts as outside the support instead of ending the fit."""
+    from bayes_lsl.fitting.mle import _maximize
+
+    calls = []
+
+    def fun_and_grad(v):
+        calls.append(v.copy())
+        if len(calls) == 2:  # the first trial step
+            raise np.linalg.LinAlgError("Singular matrix")
+        return -((v - 1.0) ** 2).sum(), -2.0 * (v - 1.0)
+
+    result = _maximize(fun_and_grad, np.zeros(3), maxiter=100)
+    assert len(calls) > 2
+    np.testing.assert_allclose(result.x, 1.0, atol=1e-4)
+
+
 def test_compile_ahead_fills_the_compile_cache_from_a_child():
     """A function compiled ahead in a forked child (issue 17) is found compiled afterwards:
     compiling it here then adds no C module; with one job nothing is started."""

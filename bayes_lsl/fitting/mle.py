@@ -153,10 +153,21 @@ def warm_start(fit: xr.DataTree, data: ScalingData, K: int, parts: MarginalLikel
 
 
 def _maximize(fun_and_grad, x0: np.ndarray, maxiter: int, gtol: float = 1e-6) -> scipy.optimize.OptimizeResult:
+    first: list[float] = []
+
     def neg(v):
-        val, grad = fun_and_grad(v)
+        try:
+            val, grad = fun_and_grad(v)
+        except np.linalg.LinAlgError:
+            # A trial point far out along a line search can make the skill correlation
+            # singular (a partial correlation rounding to +-1): outside the support, like
+            # a point where the value is not finite.
+            val = np.nan
         if not np.isfinite(val):
-            return np.inf, np.zeros_like(v)
+            # A large *finite* value makes L-BFGS-B's line search back off; infinity would
+            # end the search where it stands, reported as converged.
+            return 1e3 * (abs(first[0]) + 1.0) if first else 1e12, np.zeros_like(v)
+        first[:] = first or [float(val)]
         return -val, -grad
 
     options = {"maxiter": maxiter, "gtol": gtol, "maxcor": 30}
