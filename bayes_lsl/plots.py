@@ -257,6 +257,20 @@ def plot_forest(
 
 
 # ------------------------------------------------------------------ predictions
+def _size_grid(family: str, grid: np.ndarray, tokens: float, kinds=None) -> pd.DataFrame:
+    """New models of ``family`` along a grid of sizes at fixed tokens, for predictive curves.
+
+    They take the family's kind when its models share one (``kinds``), so that fits by
+    kind can predict them; a family of both kinds gets none (predict then reads the names).
+    """
+    frame = pd.DataFrame({"model": [f"{family}@{g:.4g}B" for g in grid], "family": family, "size": grid,
+                          "tokens": tokens})  # fmt: skip
+    known = set() if kinds is None else {str(k) for k in kinds}
+    if len(known) == 1:
+        frame["kind"] = known.pop()
+    return frame
+
+
 def plot_scaling_curves(
     fit: xr.DataTree,
     family: str,
@@ -322,8 +336,7 @@ def plot_scaling_curves(
     tokens = float(np.median(tok)) if tokens is None else float(tokens)
     lo, hi = sizes or (size.min() / 3, size.max() * 3)
     grid = np.geomspace(lo, hi, 40)
-    new_models = pd.DataFrame({"model": [f"{family}@{g:.4g}B" for g in grid], "family": family, "size": grid,
-                               "tokens": tokens})  # fmt: skip
+    new_models = _size_grid(family, grid, tokens, cd["kind"].values[members] if "kind" in cd else None)
     draws = predict_draws(fit, new_models, level=level, seed=seed, n_draws=n_draws).draws
     score, mean = summarize(draws, "score", level=level), summarize(draws, "mu", level=level)
     fig, panels, new = _panel_axes(axes, len(benchmarks), "benchmark")  # a new figure only once nothing can fail
@@ -825,8 +838,7 @@ def plot_scaling_bands(
     tokens = float(members["tokens"].median()) if tokens is None else float(tokens)
     lo, hi = sizes or (members["size"].min() / 2, members["size"].max() * 2)
     grid = np.geomspace(lo, hi, 40)
-    grid_models = pd.DataFrame({"model": [f"{family}@{g:.4g}B" for g in grid], "family": family, "size": grid,
-                                "tokens": tokens})  # fmt: skip
+    grid_models = _size_grid(family, grid, tokens, members["kind"] if "kind" in members else None)
     fig, ax = _single_axes(ax, figsize=(6, 4.5))
     for i, (name, fit) in enumerate(fits.items()):
         y = _band_draws(fit, grid_models, n_draws, seed)["y"].sel(benchmark=benchmark).transpose("sample", "model")

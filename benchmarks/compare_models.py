@@ -28,6 +28,7 @@ CONFIGS = {
     **{name: {"model": name} for name in bl.PRESETS},
     "covariates": {"dispersion": "covariates"},
     "no-interaction": {"covariates": "no-interaction"},
+    "compute": {"covariates": "compute"},
     "by-kind": {"by_kind": True},
     "extended+covariates": {"model": "extended", "dispersion": "covariates"},
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import controls
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -253,3 +254,19 @@ def test_model_presets_name_a_design_and_exclude_setting_it():
         bl.fit(data, K=2, method="map", progress=False, model="extended", by_kind=True)
     with pytest.raises(BayesLslError, match="unknown model"):
         bl.fit(data, K=2, method="map", progress=False, model="bigger")
+
+
+def test_curves_of_a_fit_by_kind_take_the_family_kind():
+    """Predictive curves along a family's sizes carry its kind, which a fit by kind needs."""
+    from bayes_lsl.plots import plot_scaling_bands, plot_scaling_curves
+
+    data, _ = _simulated("no-interaction", by_kind=True)
+    fit = bl.fit(data, K=K, method="map", seed=0, progress=False, covariates="no-interaction", by_kind=True)
+    for family in (data.model_family[data.kind == "base"][0], data.model_family[data.kind == "tuned"][0]):
+        bench = data.benchmarks[1]
+        curves = plot_scaling_curves(fit, family, benchmarks=[bench], n_draws=50)
+        bands = plot_scaling_bands({"by kind": fit}, data, family, bench, n_draws=50)
+        # Each draws a median line over its band, from predictions of the family's own kind.
+        assert curves.axes[0].lines and bands.axes[0].lines
+        plt.close(curves)
+        plt.close(bands)
