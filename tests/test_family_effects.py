@@ -62,9 +62,9 @@ def test_default_model_is_unchanged(small_sim):
         rng = np.random.default_rng(7)
         point = {k: v + 0.1 * rng.standard_normal(np.shape(v)) for k, v in point.items()}
         assert model.compile_logp()(point) == pytest.approx(logp, rel=1e-12)
-        # family_df is not used by the normal model.
-        same = bl.build_model(data, K=K, centered=centered, family_effects="normal", priors={"family_df": 9})
-        assert same.compile_logp()(point) == model.compile_logp()(point)
+    # Asking for normal effects is the default, and family_df does not enter the normal model.
+    same = bl.build_model(data, K=K, family_effects="normal", priors={"family_df": 9})
+    assert [v.name for v in same.value_vars] == recorded[False][0]
 
 
 def test_density_is_the_multivariate_t():
@@ -149,8 +149,9 @@ def test_simulator_draws_t_effects():
 @pytest.fixture(scope="module")
 def t_mle():
     data, truth = _simulated_t()
+    # check_draws=0: the importance-sampling check of the log-likelihood does not move the estimate.
     fit = bl.fit(data, K=K, method="mle", seed=0, progress=False, family_effects="student-t",
-                 priors={"family_df": DF})  # fmt: skip
+                 priors={"family_df": DF}, check_draws=0)  # fmt: skip
     return data, truth, fit
 
 
@@ -173,6 +174,7 @@ def test_mle_recovers_the_t_model(t_mle, tmp_path):
     assert FitInfo.from_tree(old).family_effects == "normal" and FitInfo.from_tree(old).family_df is None
 
 
+@pytest.mark.slow  # importance sampling and prior Monte Carlo, compiled: about 8 s
 def test_marginal_likelihood_integrates_the_t(t_mle):
     """The adaptive rule of the t model agrees with importance sampling family by family."""
     from bayes_lsl.fitting.marginal import MarginalLikelihood, family_modes
@@ -186,9 +188,10 @@ def test_marginal_likelihood_integrates_the_t(t_mle):
     reference, se = parts.importance(theta, modes, n_draws=4000, seed=1)
     # Each family within 5 Monte Carlo standard errors plus a small quadrature error.
     assert np.all(np.abs(rule - reference) < 5 * se + 0.02), np.abs(rule - reference).max()
-    # The prior-draw estimator is below (Jensen) and near: it draws from the t prior.
-    prior_mc, _ = parts.prior_monte_carlo(theta, n_draws=4000, seed=2)
-    assert np.all(prior_mc < reference + 5 * se + 0.05)
+    # The prior-draw estimator (alpha drawn from the t prior) agrees within its own error.
+    prior_mc, prior_se = parts.prior_monte_carlo(theta, n_draws=4000, seed=2)
+    z = (prior_mc - reference) / np.hypot(prior_se, se)
+    assert np.all(np.abs(z) < 5), z
 
 
 # ------------------------------------------------------------------ predictions
@@ -217,6 +220,27 @@ def test_new_family_has_t_tails(t_mle):
 
 
 # --------------------------------------------------------- the other methods
+def test_cli_passes_the_option(map_fit, tmp_path, monkeypatch):
+    """``fit --family-effects student-t --family-df 7`` reaches :func:`bayes_lsl.fit` (stubbed: no fit made)."""
+    import bayes_lsl.fitting
+
+    given = {}
+
+    def fake_fit(data, **options):
+        given.update(options)
+        return map_fit
+
+    monkeypatch.setattr(bayes_lsl.fitting, "fit", fake_fit)
+    assert main(["fit", "--data", "example", "--K", "2", "--method", "map", "--family-effects", "student-t",
+                 "--family-df", "7", "--out", str(tmp_path / "t.nc"), "--quiet"]) == 0  # fmt: skip
+    assert given["family_effects"] == "student-t" and given["priors"] == {"family_df": 7.0}
+    given.clear()
+    assert main(["fit", "--data", "example", "--K", "2", "--method", "map", "--out", str(tmp_path / "n.nc"),
+                 "--quiet"]) == 0  # fmt: skip
+    assert "family_effects" not in given and "priors" not in given  # the default call is unchanged
+
+
+@pytest.mark.slow  # a map and an advi fit of the t model and a map fit by the shell: about a minute
 def test_map_advi_and_cli_take_the_option(small_sim, tmp_path):
     data, _ = small_sim
     with warnings.catch_warnings():
