@@ -259,17 +259,31 @@ def test_map_advi_and_cli_take_the_option(small_sim, tmp_path):
     assert info.family_effects == "student-t" and info.family_df == 7.0
 
 
-@pytest.mark.slow  # NUTS after the MLE it starts from: about a minute
+@pytest.mark.slow  # two NUTS runs after the MLE they start from: about 90 s
 def test_nuts_agrees_with_the_mle(t_mle):
-    """NUTS on the t model (non-centered: "partial" is for the normal prior) agrees with the MLE."""
+    """NUTS on the t model: the scale mixture (non-centered, fit's default for t) and PyMC's
+    MvStudentT (centered) give the same posterior, near the MLE.
+
+    Near, not within one standard error as for the normal model (tests/test_design.py): with
+    t(4) effects the 40 families say less about each skill's scale, so the priors on the
+    loadings and slopes pull more. Measured (seeds 0, 1, centered): posterior means of
+    ``beta`` up to 1.3-1.5 MLE standard errors from the MLE, the same in both
+    parameterizations; the normal model on the normal data set of the same design: 0.9.
+    """
     data, _, mle = t_mle
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        post = bl.fit(data, K=K, method="nuts", seed=0, progress=False, family_effects="student-t",
-                      priors={"family_df": DF}, chains=2, tune=300, draws=300)  # fmt: skip
-    info = FitInfo.from_tree(post)
-    assert info.parameterization == "non-centered" and info.family_effects == "student-t"
-    mean, sd = post.posterior["beta"].mean(("chain", "draw")), post.posterior["beta"].std(("chain", "draw"))
-    z = (mean - mle.posterior["beta"].isel(chain=0, draw=0)) / mle.mle["beta_se"]
-    assert float(np.abs(z).max()) < 1.0, z.values
+    posts = {}
+    for centered in (None, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            posts[centered] = bl.fit(data, K=K, method="nuts", seed=0, progress=False, family_effects="student-t",
+                                     priors={"family_df": DF}, centered=centered, chains=2, tune=300,
+                                     draws=300)  # fmt: skip
+    assert FitInfo.from_tree(posts[None]).parameterization == "non-centered"
+    assert FitInfo.from_tree(posts[True]).parameterization == "centered"
+    means = {c: p.posterior["beta"].mean(("chain", "draw")) for c, p in posts.items()}
+    sd = posts[None].posterior["beta"].std(("chain", "draw"))
+    # The same posterior: means within half a posterior sd (about 5 Monte Carlo errors of the difference).
+    assert float(np.abs((means[None] - means[True]) / sd).max()) < 0.5
+    z = (means[None] - mle.posterior["beta"].isel(chain=0, draw=0)) / mle.mle["beta_se"]
+    assert float(np.abs(z).max()) < 2.0, z.values
     np.testing.assert_allclose(sd, mle.mle["beta_se"], rtol=0.35)
