@@ -252,6 +252,16 @@ def test_map_advi_and_cli_take_the_option(small_sim, tmp_path):
         info = FitInfo.from_tree(fit)
         assert info.family_effects == "student-t" and info.family_df == 4.0
         assert np.isfinite(fit.posterior["alpha"].values).all()
+    # A fit's draws as the t model's free variables: unit weights reproduce alpha.
+    model = bl.build_model(data, K=K, family_effects="student-t")
+    trace = bl.model_trace(fit_map, model)
+    assert (trace.posterior["alpha_w"].values == 1).all()
+    # The held-out evaluations pass the option on to their fits.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = bl.cross_validate(data, n_folds=2, K=K, method="map", family_effects="student-t", n_draws=100,
+                                   n_boot=50, progress=False)  # fmt: skip
+    assert all(FitInfo.from_tree(f).family_effects == "student-t" for f in result.fits)
     out = tmp_path / "t.nc"
     assert main(["fit", "--data", "example", "--K", "2", "--method", "map", "--family-effects", "student-t",
                  "--family-df", "7", "--out", str(out), "--quiet"]) == 0  # fmt: skip
