@@ -10,6 +10,8 @@ For model :math:`i` of family :math:`l(i)` and benchmark :math:`j`:
     \mu_{ij} &= C_j + (1 - C_j)\,\sigma(\eta_{ij}) \\
     Y_{ij} &\sim \mathrm{Beta}(\phi_j \mu_{ij},\ \phi_j (1 - \mu_{ij}))
 
+With ``family_effects="student-t"`` the family effects are multivariate t instead
+(:func:`family_effect_logp`, the one place their density is written).
 The first K benchmarks anchor the K skills: the K x K block of ``lam`` on them is
 diagonal and non-negative. This module is the only place the likelihood is written
 down: :func:`bayes_lsl.model.build_model` assembles the PyMC model from these pieces, and
