@@ -254,7 +254,7 @@ def integrated_loglik(fit: xr.DataTree, params: xr.Dataset, data: ScalingData, *
     from bayes_lsl.model import build_model
 
     info = FitInfo.from_tree(fit)
-    model = build_model(data, info.K, info.priors, dispersion=info.dispersion, centered=False)
+    model = build_model(data, info.K, centered=False, **info.build_options)  # its family effects' prior too
     ml = MarginalLikelihood(model, data, nodes)
     per_family = ml.per_family(nodes)
     thetas = _unconstrained(ml, params, info.K)

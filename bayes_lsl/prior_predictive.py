@@ -271,6 +271,8 @@ def model_trace(fit: xr.DataTree, model: pm.Model) -> xr.DataTree:
     else:  # alpha = alpha_z L' (see build_model)
         chol = np.linalg.cholesky(flat).reshape(corr.shape)
         out["alpha_z"] = np.linalg.solve(chol[:, :, None], alpha[..., None])[..., 0]
+        if "alpha_w" in model.named_vars:  # Student-t effects, alpha_z L' / sqrt(alpha_w): unit weights give alpha
+            out["alpha_w"] = np.ones(alpha.shape[:-1])
     missing = {rv.name for rv in model.free_RVs} - set(out)
     if missing:
         raise BayesLslError(f"model has free variable(s) {sorted(missing)} that the fit cannot give")

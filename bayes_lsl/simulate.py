@@ -77,6 +77,8 @@ def simulate(
     eps: float | None = None,
     covariates: str | Sequence[str] | None = None,
     by_kind: bool = False,
+    family_effects: str = "normal",
+    family_df: float | None = None,
 ) -> tuple[ScalingData, dict[str, np.ndarray]]:
     """Draw scores from the model.
 
@@ -105,6 +107,11 @@ def simulate(
         smaller value keeps more draws exactly as the model made them (for calibration).
     covariates, by_kind
         The design (:meth:`bayes_lsl.ScalingData.with_covariates`; default the paper's).
+    family_effects : {"normal", "student-t"}
+        The family effects' distribution (:func:`bayes_lsl.build_model`): ``N(0, corr)``
+        or the multivariate t with ``family_df`` degrees of freedom and scale ``corr``.
+    family_df : float, optional
+        Degrees of freedom of ``"student-t"`` (default ``DEFAULT_PRIORS["family_df"]``, 4).
 
     Returns
     -------
@@ -121,8 +128,11 @@ def simulate(
             f"params['beta'] has shape {np.shape(params['beta'])}; the design {list(data.terms)} needs "
             f"({len(data.terms)}, {K})"
         )
+    if family_df is not None and family_effects != "student-t":
+        raise BayesLslError(f"family_df={family_df!r} is for family_effects='student-t', not {family_effects!r}")
     rng = np.random.default_rng(seed)
-    model = build_model(data, K=K)
+    model = build_model(data, K=K, family_effects=family_effects,
+                        priors=None if family_df is None else {"family_df": family_df})  # fmt: skip
     fixed = pm.do(model, free_values(params) | ({} if alpha is None else {"alpha": np.asarray(alpha, float)}))
     alpha, y = pm.draw([fixed["alpha"], fixed["y"]], random_seed=rng)
     scores = np.clip(y.reshape(data.n_models, J), data.eps, 1 - data.eps)

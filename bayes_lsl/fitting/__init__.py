@@ -48,6 +48,7 @@ def fit(
     covariates: str | Sequence[str] | None = None,
     by_kind: bool = False,
     model: str | None = None,
+    family_effects: str = "normal",
     progress: bool = True,
     **options,
 ) -> xr.DataTree:
@@ -87,10 +88,17 @@ def fit(
         of setting them: ``"paper"`` is the paper's model (the default); ``"extended"``,
         ``covariates="no-interaction", by_kind=True``, the configuration recommended for
         predicting a larger model of a seen family (README, "Extrapolating to larger models").
+    family_effects : {"normal", "student-t"}
+        The family effects' distribution: ``"normal"``, ``N(0, corr)`` (the paper's model);
+        ``"student-t"``, a multivariate t with ``priors["family_df"]`` degrees of freedom
+        (fixed; default 4, e.g. ``priors={"family_df": 7}``), location 0 and scale matrix
+        ``corr``: heavier tails for families far from the rest. Every method supports it
+        (``mle`` integrates the t prior out; predictions for new families draw from it).
     centered : bool or "partial", optional
         How the family effects are parameterized (see :func:`bayes_lsl.build_model`); the
         model is the same. Default: ``"partial"`` for ``nuts`` (it mixes best),
-        ``False`` otherwise.
+        ``False`` otherwise; with ``family_effects="student-t"``, ``False`` for every
+        method (``"partial"`` is built for the normal prior only).
     progress : bool
         Show progress bars.
     **options
@@ -142,10 +150,14 @@ def fit(
         else:
             # The MLE's neighbourhood is the posterior's main mode (see nuts.fit_nuts).
             options["init"] = fit(data, K, "mle", seed, priors=priors, dispersion=dispersion, progress=progress,
+                                  family_effects=family_effects,
                                   check_draws=0)  # only the optimum and its covariance are needed
             options["init_spread"] = init.removeprefix("mle-")
     if centered is None:
-        centered = "partial" if method == "nuts" else False
-    model = build_model(data, K=K, priors=priors, dispersion=dispersion, centered=centered)
+        # "partial" holds the normal prior's density of the informed effects (see parameterization).
+        centered = "partial" if method == "nuts" and family_effects == "normal" else False
+    model = build_model(data, K=K, priors=priors, dispersion=dispersion, centered=centered,
+                        family_effects=family_effects)
     groups, attrs = METHODS[method](model, data, seed=seed, progress=progress, **options)
-    return assemble(data, K, method, seed, groups, attrs, dispersion=dispersion, centered=centered, priors=priors)
+    return assemble(data, K, method, seed, groups, attrs, dispersion=dispersion, centered=centered, priors=priors,
+                    family_effects=family_effects)

@@ -93,6 +93,9 @@ def initial_values(model: pm.Model, init: Mapping[str, np.ndarray] | xr.DataTree
         corr = values.get("corr")
         L = np.linalg.cholesky(corr) if corr is not None else np.eye(K)
         out["alpha_z"] = np.linalg.solve(L, values["alpha"].T).T
+        if "alpha_w" in free and "alpha_w" not in out:
+            # Student-t family effects, alpha = alpha_z L' / sqrt(alpha_w): unit weights give alpha.
+            out["alpha_w"] = np.ones(len(values["alpha"]))
     derived = {d.name for d in model.deterministics}
     unknown = set(values) - free - derived
     if unknown and not from_fit:

@@ -201,7 +201,7 @@ class DispersedStarts:
         self.corr_z = np.array([label.startswith("corr_z") for label in self.labels])
         # The map from theta to the parameters is that of the non-centered model the MLE
         # was fitted on (its theta layout), whatever the parameterization sampled.
-        plain = build_model(data, K, priors=info.priors, dispersion=info.dispersion, centered=False)
+        plain = build_model(data, K, centered=False, **info.build_options)
         self.names = tuple(info.parameters)
         labels, self.natural = natural_map(plain, self.names)
         if list(labels) != self.labels:

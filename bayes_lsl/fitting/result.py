@@ -30,14 +30,16 @@ from bayes_lsl._version import __version__
 from bayes_lsl.data import COVARIATES, ScalingData
 from bayes_lsl.design import design_matrix, needs_kind
 from bayes_lsl.errors import BayesLslError, FitFileError
+from bayes_lsl.model.likelihood import family_effects_df
 from bayes_lsl.model.parameterization import parameterization
-from bayes_lsl.model.priors import PRIORS_BEFORE_ISSUE_13, merge_priors
+from bayes_lsl.model.priors import DEFAULT_PRIORS, PRIORS_BEFORE_ISSUE_13, merge_priors
 
 #: Version of the layout below; :meth:`FitInfo.from_tree` reads this and every older one.
 #: 1: before FitInfo (priors as a repr of the overrides, ``centered`` as given).
 #: 2: before designs other than the paper's covariates (``covariates`` always the paper's).
 #: 3: ``covariates`` names the design's terms (:mod:`bayes_lsl.design`), which may need kinds.
-FORMAT_VERSION = 3
+#: 4: ``family_effects`` (``"normal"`` or ``"student-t"``); older files are ``"normal"``.
+FORMAT_VERSION = 4
 
 #: The model's structural parameters: what predictions need besides the family effects.
 PARAMETERS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr")
@@ -102,6 +104,9 @@ class FitInfo:
     covariates : tuple of str
         The design's terms (:mod:`bayes_lsl.design`; the paper's log size, log tokens and
         their product by default), the ``covariate`` coordinate of ``beta``.
+    family_effects : str
+        The family effects' distribution, ``"normal"`` (files before format 4) or
+        ``"student-t"`` (degrees of freedom ``priors["family_df"]``, :attr:`family_df`).
     format_version : int
     """
 
@@ -120,6 +125,7 @@ class FitInfo:
     n_chains: int = 1
     n_draws: int = 1
     covariates: tuple[str, ...] = COVARIATES
+    family_effects: str = "normal"
     format_version: int = FORMAT_VERSION
 
     def __eq__(self, other: object) -> bool:
@@ -149,6 +155,16 @@ class FitInfo:
         if self.dispersion == "covariates":
             return ("beta", "lam", "b", *DISPERSION_PARAMETERS, "corr")
         return PARAMETERS
+
+    @property
+    def family_df(self) -> float | None:
+        """The family effects' degrees of freedom: None for normal ones."""
+        return family_effects_df(self.family_effects, {**DEFAULT_PRIORS, **self.priors})
+
+    @property
+    def build_options(self) -> dict:
+        """The options of :func:`bayes_lsl.build_model` that rebuild this fit's model (but ``centered``)."""
+        return {"priors": dict(self.priors), "dispersion": self.dispersion, "family_effects": self.family_effects}
 
     @property
     def by_kind(self) -> bool:
@@ -232,6 +248,7 @@ class FitInfo:
             n_chains=int(post.sizes.get("chain", 1)),
             n_draws=int(post.sizes.get("draw", 1)),
             covariates=covariates,
+            family_effects=str(attrs.get("family_effects", "normal")),
             format_version=FORMAT_VERSION,
         )
 
@@ -277,6 +294,7 @@ def assemble(
     dispersion: str,
     centered: bool | str,
     priors: Mapping[str, float] | None,
+    family_effects: str = "normal",
 ) -> xr.DataTree:
     """Put a method's groups together with the data and the :class:`FitInfo` every fit carries."""
     posterior = groups["posterior"]
@@ -299,6 +317,7 @@ def assemble(
         n_chains=int(posterior.sizes.get("chain", 1)),
         n_draws=int(posterior.sizes.get("draw", 1)),
         covariates=tuple(data.terms),
+        family_effects=family_effects,
     )
     tree = xr.DataTree.from_dict({name: ds for name, ds in groups.items()} | {"constant_data": constant_data(data)})
     tree.attrs = {**info.attrs(), "bayes_lsl_version": __version__, "pymc_version": pm.__version__, **attrs}

@@ -10,7 +10,13 @@ import pytensor.tensor as pt
 
 from bayes_lsl.data import COVARIATES, ScalingData
 from bayes_lsl.errors import BayesLslError, DataError
-from bayes_lsl.model.likelihood import beta_parameters, corr_cholesky, lkj_corr_z, loadings
+from bayes_lsl.model.likelihood import (
+    beta_parameters,
+    corr_cholesky,
+    family_effects_df,
+    lkj_corr_z,
+    loadings,
+)
 from bayes_lsl.model.parameterization import (
     FamilyLayout,
     parameterization,
@@ -45,6 +51,33 @@ def check_K(data: ScalingData, K: int) -> int:
 
 
 
+#: Attribute of a model from :func:`build_model` holding ``(family_effects, df)``.
+_FAMILY_EFFECTS_ATTRIBUTE = "bayes_lsl_family_effects"
+
+
+def model_family_effects(model: pm.Model) -> tuple[str, float | None]:
+    """``(family_effects, df)`` that :func:`build_model` recorded on ``model`` (``df`` None for ``"normal"``)."""
+    value = getattr(model, _FAMILY_EFFECTS_ATTRIBUTE, None)
+    if value is None:
+        raise BayesLslError("the model was not built by bayes_lsl.build_model (or was copied): the distribution "
+                            "of its family effects is unknown")  # fmt: skip
+    return value
+
+
+def _student_t_family_effects(chol: pt.TensorVariable, K: int, df: float, mode: str) -> pt.TensorVariable:
+    """Multivariate t family effects, scale matrix ``chol chol'``, ``df`` degrees of freedom.
+
+    Non-centered as a scale mixture of normals: ``alpha_l = z_l L' / sqrt(w_l)``,
+    ``z_l ~ N(0, I)`` (``alpha_z``), ``w_l ~ Gamma(df/2, rate df/2)`` (``alpha_w``), whose
+    marginal is the t; centered, ``pm.MvStudentT`` directly.
+    """
+    if mode == "centered":
+        return pm.MvStudentT("alpha", nu=df, mu=np.zeros(K), chol=chol, dims=("family", "skill"))
+    alpha_z = pm.Normal("alpha_z", 0.0, 1.0, dims=("family", "skill"))
+    alpha_w = pm.Gamma("alpha_w", alpha=df / 2, beta=df / 2, dims="family")
+    return pm.Deterministic("alpha", (alpha_z @ chol.T) / pt.sqrt(alpha_w)[:, None], dims=("family", "skill"))
+
+
 # --------------------------------------------------------------------- the model
 def build_model(
     data: ScalingData,
@@ -55,6 +88,7 @@ def build_model(
     *,
     covariates: str | Sequence[str] | None = None,
     by_kind: bool = False,
+    family_effects: str = "normal",
 ) -> pm.Model:
     """Build the PyMC model of the latent-skill scaling law.
 
@@ -85,6 +119,13 @@ def build_model(
         (``"paper"``, ``"no-interaction"``, ``"compute"``) or a list of terms, and whether
         base and tuned models get their own intercepts and slopes. Default: the data's
         terms (the paper's [log N, log D, log N log D]).
+    family_effects : {"normal", "student-t"}
+        The family effects' distribution (:data:`~bayes_lsl.model.likelihood.FAMILY_EFFECTS`):
+        ``"normal"``, ``alpha_l ~ N(0, corr)`` (the paper's model, the default);
+        ``"student-t"``, a multivariate t with ``priors["family_df"]`` degrees of freedom
+        (fixed, default 4), location 0 and scale matrix ``corr``, for
+        heavier-tailed families. Non-centered it adds ``alpha_w`` (family), the scale
+        mixture's weights; ``centered="partial"`` is built for the normal prior only.
 
     Returns
     -------
@@ -101,6 +142,10 @@ def build_model(
         raise BayesLslError(f"dispersion must be 'benchmark' or 'covariates', got {dispersion!r}")
     mode = parameterization(centered)
     pr = merge_priors(priors)
+    df = family_effects_df(family_effects, pr)
+    if df is not None and mode == "partial":
+        raise BayesLslError("centered='partial' is built for normal family effects: with "
+                            "family_effects='student-t' use centered=False (or True)")  # fmt: skip
     skills = [f"skill_{k + 1}" for k in range(K)]
     rows, cols = np.nonzero(data.observed)
     coords = {
@@ -138,7 +183,9 @@ def build_model(
         chol, _ = corr_cholesky(corr_z, K)
         pm.Deterministic("corr", chol @ chol.T, dims=("skill", "skill_other"))
 
-        if mode == "partial":
+        if df is not None:
+            alpha = _student_t_family_effects(chol, K, df, mode)
+        elif mode == "partial":
             layout = FamilyLayout.from_data(data, K)
             alpha, b = partially_centered_family_effects(chol, lam, lam_anchor, beta, layout, pr["b_sigma"])
         elif mode == "centered":
@@ -161,5 +208,6 @@ def build_model(
         a_shape, b_shape = beta_parameters(eta, floor[cell_benchmark], phi_cell)
         pm.Beta("y", alpha=a_shape, beta=b_shape, observed=data.scores[rows, cols], dims="cell")
     record_parameterization(model, mode)
+    setattr(model, _FAMILY_EFFECTS_ATTRIBUTE, (family_effects, df))
     return model
 

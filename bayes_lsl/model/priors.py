@@ -22,6 +22,7 @@ DEFAULT_PRIORS: dict[str, float] = {
     "log_phi_sigma": 1.5,  # ... within a factor ~20 either way
     "phi_slope_sigma": 0.5,  # dispersion="covariates": slopes of log phi
     "lkj_eta": 2.0,  # LKJ shape of the skill correlation
+    "family_df": 4.0,  # family_effects="student-t": degrees of freedom of the family effects' t (fixed)
 }
 
 #: The defaults before issue 13 (fits saved then store every setting in their attrs, and
