@@ -134,6 +134,9 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         options["covariates"] = _covariates_option(args.covariates)
     if args.by_kind:
         options["by_kind"] = True
+    # Random family slopes (issue 14), only where given.
+    if args.family_slopes is not None:
+        options["family_slopes"] = [t.strip() for t in args.family_slopes.split(",")]
     result = fit(data, K=args.K, method=args.method, seed=args.seed, progress=not args.quiet, **options)
     save_fit(result, out)
     attrs = result.attrs
@@ -311,6 +314,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(e.g. log_size,log_compute)")  # fmt: skip
     p.add_argument("--by-kind", action="store_true",
                    help="base and tuned models get their own intercepts and slopes (needs a 'kind' column)")
+    p.add_argument("--family-slopes", default=None, metavar="TERM[,TERM]",
+                   help="random family slopes of the skills on these terms of the design (e.g. log_size); "
+                        "map, advi, nuts only")  # fmt: skip
     p.add_argument("--out", default="fit.nc", help="output file (default fit.nc)")
 
     p = command("select-k", _cmd_select_k, "information criteria (AIC, BIC) of mle fits for several K",
