@@ -31,7 +31,7 @@ def _simulated(n_families: int, per_family: int, seed: int):
 
 @pytest.fixture(scope="module")
 def slope_sim():
-    return _simulated(25, 5, seed=5)
+    return _simulated(40, 5, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +103,17 @@ def test_mle_refuses_family_slopes(small_sim):
         bl.fit(small_sim[0], K=K, method="mle", progress=False, family_slopes="log_size")
 
 
+def test_cli_option(capsys):
+    from bayes_lsl.cli import main
+
+    assert main(["fit", "--data", "example", "--K", "2", "--method", "mle", "--family-slopes", "log_size",
+                 "--quiet"]) == 2  # fmt: skip
+    assert "family slopes add" in capsys.readouterr().err
+    assert main(["fit", "--data", "example", "--K", "2", "--method", "map", "--family-slopes", "log_size, size",
+                 "--quiet"]) == 2  # fmt: skip
+    assert "['size'] are not in the fit's design" in capsys.readouterr().err
+
+
 def test_simulate_needs_the_terms_of_slope_sd():
     params = random_parameters(K=K, J=J, seed=0) | {"slope_sd": SLOPE_SD}
     with pytest.raises(BayesLslError, match="family_slopes"):
@@ -115,7 +126,7 @@ def test_map_fit_and_predictions(slope_sim, slope_map, map_fit, tmp_path):
     info = FitInfo.from_tree(slope_map)
     assert info.family_slopes == ("log_size",)
     slopes = slope_map.posterior["family_slope"].isel(chain=0, draw=0)
-    assert slopes.dims == ("family", "slope_term", "skill") and slopes.shape == (25, 1, K)
+    assert slopes.dims == ("family", "slope_term", "skill") and slopes.shape == (40, 1, K)
     # The families' slopes are found (their truth drawn with sd 0.3-0.4; the scale of skills is the model's).
     assert np.corrcoef(slopes.values.ravel(), truth["family_slope"].ravel())[0, 1] > 0.5
     bl.save_fit(slope_map, tmp_path / "slopes.nc")

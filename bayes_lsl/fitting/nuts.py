@@ -445,7 +445,7 @@ def fit_nuts(
             "the default), or weigh the modes with bayes_lsl.modes.",
             stacklevel=3,
         )
-    convergence = convergence_summary(groups["posterior"])
+    convergence = convergence_summary(groups["posterior"], (*PARAMETERS, "slope_sd"))  # slope_sd: family slopes
     problems = _warn_if_unconverged(convergence, n_div, chains=chains, draws=draws, init_name=init_name)
     attrs = {
         **convergence,
