@@ -163,8 +163,8 @@ def loo(
         raise BayesLslError(
             f"loo(group={group!r}) integrates families out by the marginal likelihood's quadrature, which covers "
             f"the family intercepts only, and this fit has family slopes on {list(info.family_slopes)} "
-            f"(families left out: {list(integrated.values())[:3]}...); use group='cell', or 'model' where every "
-            "family has two models or more"
+            f"(families left out: {[str(f) for f in integrated.values()][:3]}...); use group='cell', or 'model' where "
+            "every family has two models or more"
         )
     names = list(dict.fromkeys(labels))
     index = np.array([names.index(g) for g in labels])
