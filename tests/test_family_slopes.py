@@ -161,6 +161,15 @@ def test_map_fit_and_predictions(slope_sim, slope_map, map_fit, tmp_path):
         bl.predict(slope_map, new.iloc[2:].assign(**{data.benchmarks[0]: 0.5}), n_draws=50)
 
 
+def test_a_fit_with_slopes_gives_starting_values(slope_sim, slope_map):
+    from bayes_lsl.fitting.draws import initial_values
+
+    model = bl.build_model(slope_sim[0], K=K, family_slopes="log_size")
+    start = initial_values(model, slope_map)
+    post = slope_map.posterior.isel(chain=0, draw=0)
+    np.testing.assert_allclose(start["slope_sd"] * start["slope_z"], post["family_slope"].values, rtol=1e-12)
+
+
 # ---------------------------------------------------------- recovery (NUTS)
 @pytest.mark.slow  # NUTS on 240 models, with the MLE it starts from: 2 to 3.5 min (2026-11-26, shared 2 cores)
 def test_nuts_recovers_the_slopes_and_their_sd():

@@ -69,8 +69,9 @@ def initial_values(model: pm.Model, init: Mapping[str, np.ndarray] | xr.DataTree
     init : dict or xarray.DataTree
         Values keyed by free variables (``beta``, ``lam_anchor``, ``lam_free``, ``b``,
         ``corr_z``, ``alpha_z``, ``phi`` ...) and/or by the reported ``lam``, ``corr``,
-        ``alpha``, which are converted; or a fit (e.g. ``fit(..., method="mle")``), whose
-        posterior mean is used. Variables left out start at the sampler's default.
+        ``alpha`` (and ``family_slope`` with ``slope_sd``), which are converted; or a fit
+        (e.g. ``fit(..., method="mle")``), whose posterior mean is used. Variables left
+        out start at the sampler's default.
 
     Returns
     -------
@@ -95,6 +96,10 @@ def initial_values(model: pm.Model, init: Mapping[str, np.ndarray] | xr.DataTree
         corr = values.get("corr")
         L = np.linalg.cholesky(corr) if corr is not None else np.eye(K)
         out["alpha_z"] = np.linalg.solve(L, values["alpha"].T).T
+    if "family_slope" in values and "slope_z" in free and "slope_z" not in out and "slope_sd" in values:
+        # family_slope = slope_sd * slope_z (see build_model); a zero sd leaves z at 0.
+        sd = np.maximum(values["slope_sd"], 1e-3)
+        out["slope_sd"], out["slope_z"] = sd, values["family_slope"] / sd
     derived = {d.name for d in model.deterministics}
     unknown = set(values) - free - derived
     if unknown and not from_fit:
