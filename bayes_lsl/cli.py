@@ -139,6 +139,9 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         options["family_effects"] = args.family_effects
     if args.family_df is not None:
         options["priors"] = {"family_df": args.family_df}
+    # Random family slopes (issue 14), only where given.
+    if args.family_slopes is not None:
+        options["family_slopes"] = [t.strip() for t in args.family_slopes.split(",")]
     result = fit(data, K=args.K, method=args.method, seed=args.seed, progress=not args.quiet, **options)
     save_fit(result, out)
     attrs = result.attrs
@@ -321,6 +324,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(multivariate t, heavier tails)")  # fmt: skip
     p.add_argument("--family-df", type=float, default=None,
                    help="student-t: its degrees of freedom (default 4)")
+    p.add_argument("--family-slopes", default=None, metavar="TERM[,TERM]",
+                   help="random family slopes of the skills on these terms of the design (e.g. log_size); "
+                        "map, advi, nuts only")  # fmt: skip
     p.add_argument("--out", default="fit.nc", help="output file (default fit.nc)")
 
     p = command("select-k", _cmd_select_k, "information criteria (AIC, BIC) of mle fits for several K",

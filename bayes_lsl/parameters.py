@@ -32,12 +32,13 @@ import xarray as xr
 from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError, FitFileError
 from bayes_lsl.fitting.marginal import compile_function, damped_newton, natural_map, nearest_positive_definite
-from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS, VAR_DIMS, FitInfo
+from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS, SLOPE_PARAMETERS, VAR_DIMS, FitInfo
 from bayes_lsl.model.likelihood import (
     beta_parameters,
     draw_family_effects,
     family_effect_logp,
     family_effect_prior_derivatives,
+    family_slope_effect,
     score_information,
     score_logp,
 )
@@ -55,9 +56,10 @@ def parameter_draws(fit: xr.DataTree, *, n_draws: int = 1000, seed: int = 0) -> 
     """Draws of ``beta``, ``lam``, ``b``, ``phi``, ``corr`` (and ``alpha`` for draw-based fits).
 
     With ``dispersion="covariates"``, ``phi_a`` and ``phi_s`` replace ``phi`` (see
-    :func:`cell_precision`). ``nuts``/``advi``: the posterior draws; ``mle``: draws from the
-    asymptotic normal of the unconstrained parameters, mapped through the model's
-    transforms; ``map``: the point repeated (with a warning).
+    :func:`cell_precision`); with family slopes, ``slope_sd`` and ``family_slope`` come
+    too. ``nuts``/``advi``: the posterior draws; ``mle``: draws from the asymptotic normal
+    of the unconstrained parameters, mapped through the model's transforms; ``map``: the
+    point repeated (with a warning).
 
     Parameters
     ----------
@@ -98,7 +100,8 @@ def parameter_draws(fit: xr.DataTree, *, n_draws: int = 1000, seed: int = 0) -> 
     missing = [n for n in names if n not in post]
     if missing:
         raise BayesLslError(f"the fit's posterior lacks {missing} (a fit saved by an older version?)")
-    stacked = post[[*names, "alpha"]].stack(sample=SAMPLE_DIMS)
+    slopes = SLOPE_PARAMETERS if info.family_slopes else ()
+    stacked = post[[*names, "alpha", *slopes]].stack(sample=SAMPLE_DIMS)
     n_total = stacked.sizes["sample"]
     if n_total == 1:
         warnings.warn(
@@ -596,3 +599,51 @@ def family_effect_draws(
             draws = draw_family_effects(prior_chol, df, rng, (S, len(unscored)))
             out[:, np.asarray(laplace)[unscored]] = draws
     return out[:, group_of]
+
+
+def family_slope_draws(
+    fit: xr.DataTree,
+    params: xr.Dataset,
+    families: Sequence[str],
+    x: np.ndarray,
+    observed: np.ndarray,
+    *,
+    seed: np.random.SeedSequence | int = 0,
+) -> np.ndarray | None:
+    """Draws (sample, model, skill) of what the family slopes add to the skills of models of ``families``.
+
+    ``None`` for a fit without family slopes. A seen family takes its posterior draws of
+    ``family_slope``; a new family, per parameter draw, ``u ~ N(0, slope_sd^2)`` (its
+    slopes are unknown, so the spread grows with the distance of ``x`` from the
+    covariates' mean). Models of one family share a draw. ``x`` and ``observed`` are as
+    for :func:`family_effect_draws`.
+
+    Raises
+    ------
+    BayesLslError
+        Where ``observed`` holds scores: the conditional posterior of a family given new
+        scores (:func:`conditional_family_effects`) covers its intercepts only.
+    """
+    info = FitInfo.from_tree(fit)
+    if not info.family_slopes:
+        return None
+    groups = list(dict.fromkeys(families))
+    group_of = np.array([groups.index(f) for f in families])
+    if np.any(~np.isnan(observed)):
+        with_scores = sorted({families[i] for i in np.flatnonzero(np.any(~np.isnan(observed), axis=1))})
+        raise BayesLslError(
+            f"the fit has family slopes on {list(info.family_slopes)}: predictions given new scores (of families "
+            f"{with_scores}) would need the family's slopes conditioned on them, which is not supported; "
+            "predict without the new models' scores, or refit with them"
+        )
+    seen = {str(f) for f in fit["constant_data"]["family"].values}
+    sd = params["slope_sd"].transpose("sample", "slope_term", "skill").values
+    rng = np.random.default_rng(seed)
+    slopes = np.zeros((sd.shape[0], len(groups), *sd.shape[1:]))
+    for g, family in enumerate(groups):
+        if family in seen:
+            slopes[:, g] = params["family_slope"].sel(family=family).transpose("sample", "slope_term", "skill").values
+        else:
+            slopes[:, g] = sd * rng.standard_normal(sd.shape)
+    x_terms = np.asarray(x, float)[:, [info.covariates.index(t) for t in info.family_slopes]]
+    return family_slope_effect(x_terms, slopes[:, group_of])

@@ -12,6 +12,11 @@ For model :math:`i` of family :math:`l(i)` and benchmark :math:`j`:
 
 With ``family_effects="student-t"`` the family effects are multivariate t instead
 (:func:`family_effect_logp`, the one place their density is written).
+With ``family_slopes`` (random family slopes on chosen terms :math:`T` of the design),
+:math:`\theta_i = \alpha_{l(i)} + (\beta + u_{l(i)})^\top x_i` with :math:`u_{l,t,k} =
+\tau_{t,k} z_{l,t,k}`, :math:`z \sim N(0, 1)`, for :math:`t \in T` (zero elsewhere):
+:func:`family_slope_effect`.
+
 The first K benchmarks anchor the K skills: the K x K block of ``lam`` on them is
 diagonal and non-negative. This module is the only place the likelihood is written
 down: :func:`bayes_lsl.model.build_model` assembles the PyMC model from these pieces, and
@@ -128,6 +133,18 @@ def lkj_corr_z(name: str, K: int, eta: float, **kwargs) -> pt.TensorVariable:
         logp=lambda value, eta_, shapes: corr_z_logp(value, K, eta_),
         support_point=support_point, signature="(),(n)->(n)", **kwargs,
     )
+
+
+def family_slope_effect(x_terms, slopes):
+    r"""What the family slopes add to the skills: :math:`u_{l(i)}^\top x_{i,T}`, shape ``(..., model, skill)``.
+
+    ``x_terms`` (model, slope_term) are the models' covariates on the chosen terms,
+    ``slopes`` (..., model, slope_term, skill) each model's family slope (any leading
+    draw dims). Written with operations that numpy arrays and PyTensor tensors share, so
+    that the model (:func:`bayes_lsl.model.build_model`) and the predictions
+    (:mod:`bayes_lsl.parameters`) use the same formula.
+    """
+    return (x_terms[:, :, None] * slopes).sum(axis=-2)
 
 
 def beta_parameters(
