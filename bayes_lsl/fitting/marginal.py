@@ -690,7 +690,9 @@ def family_modes(
         curvature = nearest_positive_definite(-H)
         if fisher:
             concave = np.all(np.linalg.eigvalsh(-H) > 0, axis=-1)[:, None, None]
-            curvature = np.where(concave, curvature, fisher[0])
+            # Floored too: far out the t's curvature vanishes, and with a near-singular Sigma the
+            # scores' information plus it can be singular in floating point.
+            curvature = np.where(concave, curvature, nearest_positive_definite(fisher[0]))
         return h, g, curvature, H
 
     def converged(old, new, _moved):
