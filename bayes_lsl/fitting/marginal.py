@@ -751,7 +751,7 @@ def damped_newton(
     state = evaluate(x)
     for _ in range(max_iter):
         h, g, curvature = state[:3]
-        step = np.linalg.solve(curvature, g[..., None])[..., 0]
+        step = _newton_step(curvature, g)
         t = np.ones(h.shape)
         for _ in range(30):
             trial = x + t[..., None] * step
@@ -765,6 +765,17 @@ def damped_newton(
         if (converged(before, state, moved) if converged else moved < tol):
             break
     return x, state
+
+
+def _newton_step(curvature: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``curvature^-1 g``, batched; on the spectrum floored relative to its largest eigenvalue where
+    the curvature is singular in floating point (a near-singular Sigma at a trial point)."""
+    try:
+        return np.linalg.solve(curvature, g[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        w, V = np.linalg.eigh(0.5 * (curvature + np.swapaxes(curvature, -1, -2)))
+        w = np.maximum(w, 1e-12 * np.maximum(np.abs(w).max(axis=-1, keepdims=True), 1e-300))
+        return np.einsum("...kl,...l->...k", V, np.einsum("...lk,...l->...k", V, g) / w)
 
 
 def natural_map(model: pm.Model, names) -> tuple[list[str], object]:
