@@ -438,7 +438,13 @@ def conditional_family_effects(
     ok = np.all(np.linalg.eigvalsh(curvature) > 0, axis=-1)
     curvature = np.where(ok[..., None, None], curvature, fisher)
     cov = np.linalg.inv(curvature)
-    return alpha, np.linalg.cholesky(0.5 * (cov + np.swapaxes(cov, -1, -2)))
+    cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    try:
+        return alpha, np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        # A draw's correlation at +-1 (a fit at that boundary) leaves some inverse curvatures
+        # indefinite in floating point: their nearest positive-definite matrix instead.
+        return alpha, np.linalg.cholesky(nearest_positive_definite(cov, floor=1e-10))
 
 
 def _family_log_posterior(params: xr.Dataset, cells: Cells, n_groups: int, floors: np.ndarray,
