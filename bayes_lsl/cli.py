@@ -134,6 +134,14 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         options["covariates"] = _covariates_option(args.covariates)
     if args.by_kind:
         options["by_kind"] = True
+    # The family effects' distribution (issue 14), only where given.
+    if args.family_effects != "normal":
+        options["family_effects"] = args.family_effects
+    if args.family_df is not None:
+        options["priors"] = {"family_df": args.family_df}
+    # Random family slopes (issue 14), only where given.
+    if args.family_slopes is not None:
+        options["family_slopes"] = [t.strip() for t in args.family_slopes.split(",")]
     result = fit(data, K=args.K, method=args.method, seed=args.seed, progress=not args.quiet, **options)
     save_fit(result, out)
     attrs = result.attrs
@@ -311,6 +319,14 @@ def _parser() -> argparse.ArgumentParser:
                         "(e.g. log_size,log_compute)")  # fmt: skip
     p.add_argument("--by-kind", action="store_true",
                    help="base and tuned models get their own intercepts and slopes (needs a 'kind' column)")
+    p.add_argument("--family-effects", default="normal", choices=["normal", "student-t"],
+                   help="distribution of the family effects: normal (default, the paper's) or student-t "
+                        "(multivariate t, heavier tails)")  # fmt: skip
+    p.add_argument("--family-df", type=float, default=None,
+                   help="student-t: its degrees of freedom (default 4)")
+    p.add_argument("--family-slopes", default=None, metavar="TERM[,TERM]",
+                   help="random family slopes of the skills on these terms of the design (e.g. log_size); "
+                        "map, advi, nuts only")  # fmt: skip
     p.add_argument("--out", default="fit.nc", help="output file (default fit.nc)")
 
     p = command("select-k", _cmd_select_k, "information criteria (AIC, BIC) of mle fits for several K",

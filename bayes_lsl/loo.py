@@ -25,6 +25,8 @@ Fits: ``nuts`` and ``advi`` (their posterior draws; an ``advi`` posterior is an
 approximation, which the Pareto k judges) and ``mle``, whose draws from the asymptotic
 normal (with Laplace family effects) stand in for posterior draws: a flat-prior,
 large-sample approximation, again judged by k. A ``map`` fit is a point and is refused.
+A fit with family slopes takes ``"cell"`` and ``"model"`` (its families of one model
+aside): the family quantity's quadrature integrates the intercepts only, so it is refused.
 """
 
 from __future__ import annotations
@@ -157,6 +159,13 @@ def loo(
     rep = replicates if replicates is not None else posterior_predictive(fit, n_draws=n_draws, seed=seed)
     S, chains = rep.sizes["sample"], int(rep.attrs["chains"])
     labels, integrated = _group_labels(rep, group)
+    if integrated and info.family_slopes:
+        raise BayesLslError(
+            f"loo(group={group!r}) integrates families out by the marginal likelihood's quadrature, which covers "
+            f"the family intercepts only, and this fit has family slopes on {list(info.family_slopes)} "
+            f"(families left out: {[str(f) for f in integrated.values()][:3]}...); use group='cell', or 'model' where "
+            "every family has two models or more"
+        )
     names = list(dict.fromkeys(labels))
     index = np.array([names.index(g) for g in labels])
     log_lik = np.zeros((S, len(names)))
@@ -179,7 +188,9 @@ def loo(
         # Plain values (FitInfo holds a mappingproxy, which worker processes cannot receive).
         centered = {"non-centered": False, "centered": True}.get(info.parameterization, info.parameterization)
         spec = {"method": info.method, "K": info.K, "priors": dict(info.priors), "dispersion": info.dispersion,
-                "centered": centered, "covariates": list(info.covariates)}  # fmt: skip
+                "centered": centered, "covariates": list(info.covariates),
+                "family_effects": info.family_effects,
+                "family_slopes": None if info.family_slopes is None else list(info.family_slopes)}  # fmt: skip
         task = partial(_refit_group, _fit_data(fit), spec, group, seed=seed, n_draws=n_draws or 1000, nodes=nodes,
                        fit_options=fit_options)  # fmt: skip
         exact = run_tasks(task, [names[i] for i in redo], n_jobs, progress=progress, desc="loo refits")
@@ -254,7 +265,7 @@ def integrated_loglik(fit: xr.DataTree, params: xr.Dataset, data: ScalingData, *
     from bayes_lsl.model import build_model
 
     info = FitInfo.from_tree(fit)
-    model = build_model(data, info.K, info.priors, dispersion=info.dispersion, centered=False)
+    model = build_model(data, info.K, centered=False, **info.build_options)  # its family effects' prior too
     ml = MarginalLikelihood(model, data, nodes)
     per_family = ml.per_family(nodes)
     thetas = _unconstrained(ml, params, info.K)
@@ -310,7 +321,9 @@ def _refit_group(data: ScalingData, spec: dict, group: str, label: str, *, seed:
 
     train, held = _held_out(data, group, label)
     options = {"check_draws": 0} if spec["method"] == "mle" else {}  # the refit's optimum is what is needed
-    options |= {key: spec[key] for key in ("priors", "dispersion", "centered", "covariates") if key in spec}
+    options |= {key: spec[key] for key in ("priors", "dispersion", "centered", "covariates", "family_effects",
+                                                "family_slopes")
+                if key in spec}
     refit = fit_model(train, K=spec["K"], method=spec["method"], seed=seed, progress=False, **(options | fit_options))
     rows = np.flatnonzero(held.any(axis=1))
     family = str(data.model_family[rows[0]])

@@ -11,7 +11,8 @@ uncertainty of the parameters the same way, whatever the fitting method:
 
 A family's effect ``alpha_l`` is then drawn, for each parameter draw, from its
 conditional posterior given the family's scores (and optionally new scores), by a
-Laplace approximation at the conditional mode; a family never seen gets ``N(0, corr)``.
+Laplace approximation at the conditional mode; a family never seen gets ``N(0, corr)``
+(with ``family_effects="student-t"``, the prior's multivariate t, drawn exactly).
 The score density, its derivatives and the link all come from :mod:`bayes_lsl.model`.
 """
 
@@ -31,8 +32,16 @@ import xarray as xr
 from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError, FitFileError
 from bayes_lsl.fitting.marginal import compile_function, damped_newton, natural_map, nearest_positive_definite
-from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS, VAR_DIMS, FitInfo
-from bayes_lsl.model.likelihood import beta_parameters, score_information, score_logp
+from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS, SLOPE_PARAMETERS, VAR_DIMS, FitInfo
+from bayes_lsl.model.likelihood import (
+    beta_parameters,
+    draw_family_effects,
+    family_effect_logp,
+    family_effect_prior_derivatives,
+    family_slope_effect,
+    score_information,
+    score_logp,
+)
 
 
 def cell_precision(params: xr.Dataset, x: np.ndarray, benchmark: np.ndarray) -> np.ndarray:
@@ -47,9 +56,10 @@ def parameter_draws(fit: xr.DataTree, *, n_draws: int = 1000, seed: int = 0) -> 
     """Draws of ``beta``, ``lam``, ``b``, ``phi``, ``corr`` (and ``alpha`` for draw-based fits).
 
     With ``dispersion="covariates"``, ``phi_a`` and ``phi_s`` replace ``phi`` (see
-    :func:`cell_precision`). ``nuts``/``advi``: the posterior draws; ``mle``: draws from the
-    asymptotic normal of the unconstrained parameters, mapped through the model's
-    transforms; ``map``: the point repeated (with a warning).
+    :func:`cell_precision`); with family slopes, ``slope_sd`` and ``family_slope`` come
+    too. ``nuts``/``advi``: the posterior draws; ``mle``: draws from the asymptotic normal
+    of the unconstrained parameters, mapped through the model's transforms; ``map``: the
+    point repeated (with a warning).
 
     Parameters
     ----------
@@ -90,7 +100,8 @@ def parameter_draws(fit: xr.DataTree, *, n_draws: int = 1000, seed: int = 0) -> 
     missing = [n for n in names if n not in post]
     if missing:
         raise BayesLslError(f"the fit's posterior lacks {missing} (a fit saved by an older version?)")
-    stacked = post[[*names, "alpha"]].stack(sample=SAMPLE_DIMS)
+    slopes = SLOPE_PARAMETERS if info.family_slopes else ()
+    stacked = post[[*names, "alpha", *slopes]].stack(sample=SAMPLE_DIMS)
     n_total = stacked.sizes["sample"]
     if n_total == 1:
         warnings.warn(
@@ -294,11 +305,11 @@ def _natural_function(fit: xr.DataTree, info: FitInfo, labels: tuple[str, ...]):
     """The map from an ``mle`` fit's unconstrained vector (its ``mle.param`` layout) to its
     parameters (:attr:`FitInfo.parameters`), derived from the graph of the model rebuilt on
     the fit's data (:func:`bayes_lsl.fitting.marginal.natural_map`)."""
-    key = (info.K, info.benchmarks, info.dispersion, info.covariates, labels)
+    key = (info.K, info.benchmarks, info.dispersion, info.covariates, info.family_effects, labels)
     if key not in _NATURAL_MAPS:
         from bayes_lsl.model import build_model
 
-        model = build_model(_fit_data(fit), info.K, info.priors, dispersion=info.dispersion, centered=False)
+        model = build_model(_fit_data(fit), info.K, centered=False, **info.build_options)
         model_labels, function = natural_map(model, info.parameters)
         if tuple(model_labels) != labels:
             raise FitFileError(
@@ -394,13 +405,16 @@ def conditional_family_effects(
     floors: np.ndarray,
     max_iter: int = 50,
     tol: float = 1e-6,
+    df: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Laplace approximation of ``p(alpha_g | scores, parameters)`` for every draw.
 
     Damped Newton steps on the log-density (scores' log-likelihood plus the
-    ``N(0, corr)`` prior), vectorized over draws and groups (Fisher scoring where the
-    log-density is not locally concave); the covariance is the inverse observed curvature
-    at the mode, or the inverse Fisher information where that is not positive definite.
+    ``N(0, corr)`` prior, or the multivariate t with ``df`` degrees of freedom), vectorized
+    over draws and groups (Fisher scoring where the log-density is not locally concave;
+    the t prior's curvature there is its Fisher-type ``(df + K) / (df + q) corr^-1``); the
+    covariance is the inverse observed curvature at the mode, or the inverse Fisher
+    information where that is not positive definite.
 
     Returns
     -------
@@ -408,7 +422,7 @@ def conditional_family_effects(
     chol : ndarray (sample, group, skill, skill)
         Cholesky factor of the approximate posterior covariance.
     """
-    log_posterior = _family_log_posterior(params, cells, n_groups, floors)
+    log_posterior = _family_log_posterior(params, cells, n_groups, floors, df)
 
     def evaluate(alpha):
         h, grad, fisher, hess = log_posterior(alpha)
@@ -424,13 +438,21 @@ def conditional_family_effects(
     ok = np.all(np.linalg.eigvalsh(curvature) > 0, axis=-1)
     curvature = np.where(ok[..., None, None], curvature, fisher)
     cov = np.linalg.inv(curvature)
-    return alpha, np.linalg.cholesky(0.5 * (cov + np.swapaxes(cov, -1, -2)))
+    cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    try:
+        return alpha, np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        # A draw's correlation at +-1 (a fit at that boundary) leaves some inverse curvatures
+        # indefinite in floating point: their nearest positive-definite matrix instead.
+        return alpha, np.linalg.cholesky(nearest_positive_definite(cov, floor=1e-10))
 
 
-def _family_log_posterior(params: xr.Dataset, cells: Cells, n_groups: int, floors: np.ndarray):
-    """``alpha (S, G, K) -> (log density, gradient, Fisher information + prior precision,
+def _family_log_posterior(params: xr.Dataset, cells: Cells, n_groups: int, floors: np.ndarray,
+                          df: float | None = None):  # fmt: skip
+    """``alpha (S, G, K) -> (log density, gradient, Fisher information + prior curvature,
     Hessian)`` of each group's effect given its scores: the scores' log-likelihood plus the
-    ``N(0, corr)`` prior (up to a constant), for every parameter draw."""
+    ``N(0, corr)`` prior (up to a constant), or the multivariate t with ``df`` degrees of
+    freedom (:func:`~bayes_lsl.model.likelihood.family_effect_logp`), for every parameter draw."""
     beta, lam, b = (params[n].values for n in ("beta", "lam", "b"))
     corr = params["corr"].values
     S, K = beta.shape[0], beta.shape[-1]
@@ -456,12 +478,16 @@ def _family_log_posterior(params: xr.Dataset, cells: Cells, n_groups: int, floor
     def evaluate(alpha):
         eta = offset + (alpha[:, cells.group] * lam_c).sum(-1)
         logp, d1, d2, info = derivs(y, eta, floor, phi_c)
-        prior_grad = np.einsum("skl,sgl->sgk", prec, alpha)
-        h = logp @ onehot - 0.5 * (alpha * prior_grad).sum(-1)
-        grad = per_group(d1[..., None] * lam_c) - prior_grad
-        fisher = per_group(info[..., None] * outer).reshape(S, G, K, K) + prec[:, None]
-        hess = per_group(d2[..., None] * outer).reshape(S, G, K, K) - prec[:, None]
-        return h, grad, fisher, hess
+        fisher = per_group(info[..., None] * outer).reshape(S, G, K, K)
+        hess = per_group(d2[..., None] * outer).reshape(S, G, K, K)
+        if df is None:  # the normal prior, as it always was (bit for bit)
+            prior_grad = np.einsum("skl,sgl->sgk", prec, alpha)
+            h = logp @ onehot - 0.5 * (alpha * prior_grad).sum(-1)
+            return h, per_group(d1[..., None] * lam_c) - prior_grad, fisher + prec[:, None], hess - prec[:, None]
+        prior_grad, prior_curvature, prior_hess = family_effect_prior_derivatives(alpha, prec[:, None], df)
+        q = np.einsum("sgk,skl,sgl->sg", alpha, prec, alpha)
+        h = logp @ onehot + family_effect_logp(q, 0.0, K, df)  # up to log det corr, constant per draw
+        return h, per_group(d1[..., None] * lam_c) + prior_grad, fisher + prior_curvature, hess + prior_hess
 
     return evaluate
 
@@ -476,6 +502,7 @@ def importance_family_effects(
     seed: int = 0,
     df: float = 5.0,
     batch: int = 2000,
+    prior_df: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and covariance of ``p(alpha_g | scores, parameters)`` by importance sampling: the
     exact reference that :func:`conditional_family_effects`' Laplace approximation is checked
@@ -484,7 +511,9 @@ def importance_family_effects(
     Self-normalized, with a multivariate t proposal (``df`` degrees of freedom) centred at
     the Laplace mode, its shape 1.5 times the Laplace covariance (heavier tails than the
     target, so the weights have finite variance); ``n_draws`` per draw of the parameters
-    and group.
+    and group. ``prior_df``: the family effects' prior is the multivariate t with these
+    degrees of freedom (a ``family_effects="student-t"`` fit, :attr:`FitInfo.family_df`);
+    None, the normal.
 
     Returns
     -------
@@ -494,7 +523,7 @@ def importance_family_effects(
         Kish's effective sample size of the weights: the reference is trustworthy where it
         is a good fraction of ``n_draws``.
     """
-    mode, chol = conditional_family_effects(params, cells, n_groups, floors)
+    mode, chol = conditional_family_effects(params, cells, n_groups, floors, df=prior_df)
     S, G, K = mode.shape
     rng = np.random.default_rng(seed)
     scale = np.sqrt(1.5) * chol
@@ -504,7 +533,7 @@ def importance_family_effects(
         for start in range(0, n_draws, batch):
             n = min(batch, n_draws - start)
             # The parameter draw repeated n times: evaluate is vectorized over its sample axis.
-            evaluate = _family_log_posterior(params.isel(sample=np.full(n, s)), cells, G, floors)
+            evaluate = _family_log_posterior(params.isel(sample=np.full(n, s)), cells, G, floors, prior_df)
             u = rng.standard_normal((n, G, K)) / np.sqrt(rng.chisquare(df, (n, G, 1)) / df)
             alpha = mode[s] + np.einsum("gkl,ngl->ngk", scale[s], u)
             log_q = scipy.stats.multivariate_t.logpdf(u.reshape(-1, K), shape=np.eye(K), df=df).reshape(n, G)
@@ -537,7 +566,9 @@ def family_effect_draws(
     Posterior draws of ``alpha`` are used as they are for seen families without new
     scores (draw-based fits); otherwise the conditional posterior given the family's
     scores and the new scores is approximated per draw
-    (:func:`bayes_lsl.parameters.conditional_family_effects`).
+    (:func:`bayes_lsl.parameters.conditional_family_effects`), with the fit's prior of the
+    family effects (:attr:`FitInfo.family_df`); a ``family_effects="student-t"`` fit draws a
+    family without any scores exactly from its multivariate t prior.
     """
     seen = [str(f) for f in fit["constant_data"]["family"].values]
     groups = list(dict.fromkeys(families))
@@ -561,9 +592,64 @@ def family_effect_draws(
         rows, cols = rows[keep], cols[keep]
         position = {g: i for i, g in enumerate(laplace)}
         extra = Cells(np.array([position[g] for g in group_of[rows]], dtype=int), x[rows], cols, observed[rows, cols])
-        mode, chol = conditional_family_effects(
-            params, Cells.concat([cells, extra]), len(laplace), info.floors
-        )
-        z = np.random.default_rng(seed).standard_normal(mode.shape)
+        df = info.family_df
+        every = Cells.concat([cells, extra])
+        mode, chol = conditional_family_effects(params, every, len(laplace), info.floors, df=df)
+        rng = np.random.default_rng(seed)
+        z = rng.standard_normal(mode.shape)
         out[:, laplace] = mode + np.einsum("sgkl,sgl->sgk", chol, z)
+        unscored = np.setdiff1d(np.arange(len(laplace)), every.group)
+        if df is not None and len(unscored):
+            # Nothing to condition on: the prior itself, not a Laplace approximation of it at 0.
+            prior_chol = np.linalg.cholesky(params["corr"].values)[:, None]  # (S, 1, K, K)
+            draws = draw_family_effects(prior_chol, df, rng, (S, len(unscored)))
+            out[:, np.asarray(laplace)[unscored]] = draws
     return out[:, group_of]
+
+
+def family_slope_draws(
+    fit: xr.DataTree,
+    params: xr.Dataset,
+    families: Sequence[str],
+    x: np.ndarray,
+    observed: np.ndarray,
+    *,
+    seed: np.random.SeedSequence | int = 0,
+) -> np.ndarray | None:
+    """Draws (sample, model, skill) of what the family slopes add to the skills of models of ``families``.
+
+    ``None`` for a fit without family slopes. A seen family takes its posterior draws of
+    ``family_slope``; a new family, per parameter draw, ``u ~ N(0, slope_sd^2)`` (its
+    slopes are unknown, so the spread grows with the distance of ``x`` from the
+    covariates' mean). Models of one family share a draw. ``x`` and ``observed`` are as
+    for :func:`family_effect_draws`.
+
+    Raises
+    ------
+    BayesLslError
+        Where ``observed`` holds scores: the conditional posterior of a family given new
+        scores (:func:`conditional_family_effects`) covers its intercepts only.
+    """
+    info = FitInfo.from_tree(fit)
+    if not info.family_slopes:
+        return None
+    groups = list(dict.fromkeys(families))
+    group_of = np.array([groups.index(f) for f in families])
+    if np.any(~np.isnan(observed)):
+        with_scores = sorted({families[i] for i in np.flatnonzero(np.any(~np.isnan(observed), axis=1))})
+        raise BayesLslError(
+            f"the fit has family slopes on {list(info.family_slopes)}: predictions given new scores (of families "
+            f"{with_scores}) would need the family's slopes conditioned on them, which is not supported; "
+            "predict without the new models' scores, or refit with them"
+        )
+    seen = {str(f) for f in fit["constant_data"]["family"].values}
+    sd = params["slope_sd"].transpose("sample", "slope_term", "skill").values
+    rng = np.random.default_rng(seed)
+    slopes = np.zeros((sd.shape[0], len(groups), *sd.shape[1:]))
+    for g, family in enumerate(groups):
+        if family in seen:
+            slopes[:, g] = params["family_slope"].sel(family=family).transpose("sample", "slope_term", "skill").values
+        else:
+            slopes[:, g] = sd * rng.standard_normal(sd.shape)
+    x_terms = np.asarray(x, float)[:, [info.covariates.index(t) for t in info.family_slopes]]
+    return family_slope_effect(x_terms, slopes[:, group_of])

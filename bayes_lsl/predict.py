@@ -5,7 +5,11 @@ family effect is drawn from its conditional posterior given the family's scores 
 fit and the new model's own scores, if any (a family never seen: ``N(0, corr)``); then
 ``theta = alpha + beta' x``, ``mu = C + (1 - C) sigmoid(lam' theta + b)`` and a Beta
 score. With an ``mle`` fit this is the plug-in recipe with the parameters' sampling
-uncertainty added; with ``nuts``/``advi`` fits it is the posterior predictive.
+uncertainty added; with ``nuts``/``advi`` fits it is the posterior predictive. With family
+slopes (``fit(..., family_slopes=...)``) ``theta`` adds the family's slopes times the
+model's covariates on those terms: a seen family's posterior draws, a new family's drawn
+from ``N(0, slope_sd^2)`` (:func:`bayes_lsl.parameters.family_slope_draws`); predictions
+given new scores are refused for such fits.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from bayes_lsl.data import DataError, validate_models
 from bayes_lsl.design import new_model_kinds
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.result import FitInfo
-from bayes_lsl.parameters import beta_shapes, cell_precision, family_effect_draws, parameter_draws
+from bayes_lsl.parameters import beta_shapes, cell_precision, family_effect_draws, family_slope_draws, parameter_draws
 from bayes_lsl.ranges import check_range
 
 KINDS = ("score", "mu", "theta")
@@ -252,15 +256,20 @@ def score_distribution(
         gives the same scores whoever draws them).
     """
     info = FitInfo.from_tree(fit)
-    seeds = np.random.SeedSequence(seed).spawn(3)
+    seeds = np.random.SeedSequence(seed).spawn(4)  # the 4th (family slopes) leaves the first three as they were
     params = parameter_draws(fit, n_draws=n_draws, seed=int(seeds[0].generate_state(1)[0]))
     S = params.sizes["sample"]
     models = frame["model"].astype(str).tolist()
     x = info.standardize(frame["size"], frame["tokens"], new_model_kinds(frame, info.covariates), models)
-    alpha = family_effect_draws(fit, params, frame["family"].astype(str).tolist(), x, observed, seed=seeds[1])
+    families = frame["family"].astype(str).tolist()
+    # Family slopes (None without them) first: they refuse new scores before any Laplace work.
+    slopes = family_slope_draws(fit, params, families, x, observed, seed=seeds[3])
+    alpha = family_effect_draws(fit, params, families, x, observed, seed=seeds[1])
 
     beta, lam, b = (params[n].values for n in ("beta", "lam", "b"))
     theta = alpha + np.einsum("mp,spk->smk", x, beta)
+    if slopes is not None:
+        theta = theta + slopes
     eta = np.einsum("smk,skj->smj", theta, lam) + b[:, None, :]
     J = len(info.benchmarks)
     phi = cell_precision(params, np.repeat(x, J, axis=0), np.tile(np.arange(J), len(frame)))  # (S, model*J)

@@ -271,6 +271,11 @@ def model_trace(fit: xr.DataTree, model: pm.Model) -> xr.DataTree:
     else:  # alpha = alpha_z L' (see build_model)
         chol = np.linalg.cholesky(flat).reshape(corr.shape)
         out["alpha_z"] = np.linalg.solve(chol[:, :, None], alpha[..., None])[..., 0]
+        if "alpha_w" in model.named_vars:  # Student-t effects, alpha_z L' / sqrt(alpha_w): unit weights give alpha
+            out["alpha_w"] = np.ones(alpha.shape[:-1])
+    if "slope_z" in model.named_vars and "family_slope" in post:  # family_slope = slope_sd * slope_z
+        out["slope_sd"] = post["slope_sd"].values
+        out["slope_z"] = post["family_slope"].values / out["slope_sd"][:, :, None]
     missing = {rv.name for rv in model.free_RVs} - set(out)
     if missing:
         raise BayesLslError(f"model has free variable(s) {sorted(missing)} that the fit cannot give")
@@ -311,8 +316,7 @@ def log_prior(fit: xr.DataTree, data: ScalingData) -> xr.Dataset:
         that ``arviz_stats.psense`` reads.
     """
     info = FitInfo.from_tree(fit)
-    model = build_model(data, info.K, priors=info.priors, dispersion=info.dispersion, centered=False,
-                        covariates=info.covariates)
+    model = build_model(data, info.K, centered=False, covariates=info.covariates, **info.build_options)
     post = model_trace(fit, model)["posterior"].to_dataset()
     free = {rv.name for rv in model.free_RVs}
     terms = {name: [v for v in rvs if v in free] for name, rvs in PRIOR_TERMS.items()}

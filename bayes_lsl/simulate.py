@@ -77,6 +77,9 @@ def simulate(
     eps: float | None = None,
     covariates: str | Sequence[str] | None = None,
     by_kind: bool = False,
+    family_effects: str = "normal",
+    family_df: float | None = None,
+    family_slopes: str | Sequence[str] | None = None,
 ) -> tuple[ScalingData, dict[str, np.ndarray]]:
     """Draw scores from the model.
 
@@ -105,13 +108,23 @@ def simulate(
         smaller value keeps more draws exactly as the model made them (for calibration).
     covariates, by_kind
         The design (:meth:`bayes_lsl.ScalingData.with_covariates`; default the paper's).
+    family_effects : {"normal", "student-t"}
+        The family effects' distribution (:func:`bayes_lsl.build_model`): ``N(0, corr)``
+        or the multivariate t with ``family_df`` degrees of freedom and scale ``corr``.
+    family_df : float, optional
+        Degrees of freedom of ``"student-t"`` (default ``DEFAULT_PRIORS["family_df"]``, 4).
+    family_slopes : str or list of str, optional
+        Terms with random family slopes (as for :func:`bayes_lsl.build_model`); then
+        ``params`` carries ``slope_sd`` (slope_term, skill), and each family's slopes are
+        drawn ``N(0, slope_sd^2)`` (after the family effects).
 
     Returns
     -------
     data : ScalingData
         With the design it was drawn from (``data.terms``), standardized over its models.
     truth : dict
-        The parameters and the drawn ``alpha`` (family, skill).
+        The parameters and the drawn ``alpha`` (family, skill) (and ``family_slope``
+        (family, slope_term, skill) with family slopes).
     """
     lam = np.asarray(params["lam"], float)
     K, J = lam.shape
@@ -121,10 +134,20 @@ def simulate(
             f"params['beta'] has shape {np.shape(params['beta'])}; the design {list(data.terms)} needs "
             f"({len(data.terms)}, {K})"
         )
+    if family_df is not None and family_effects != "student-t":
+        raise BayesLslError(f"family_df={family_df!r} is for family_effects='student-t', not {family_effects!r}")
     rng = np.random.default_rng(seed)
-    model = build_model(data, K=K)
+    model = build_model(data, K=K, family_effects=family_effects, family_slopes=family_slopes,
+                        priors=None if family_df is None else {"family_df": family_df})  # fmt: skip
     fixed = pm.do(model, free_values(params) | ({} if alpha is None else {"alpha": np.asarray(alpha, float)}))
-    alpha, y = pm.draw([fixed["alpha"], fixed["y"]], random_seed=rng)
+    names = ["alpha", "y"]
+    if family_slopes is not None:
+        fixed = pm.do(fixed, {"slope_sd": _slope_sd(params, fixed)})
+        names.insert(1, "family_slope")
+    elif "slope_sd" in params:
+        raise BayesLslError("params has 'slope_sd': say which terms have family slopes (family_slopes=...)")
+    drawn = dict(zip(names, pm.draw([fixed[n] for n in names], random_seed=rng), strict=True))
+    alpha, y = drawn.pop("alpha"), drawn.pop("y")
     scores = np.clip(y.reshape(data.n_models, J), data.eps, 1 - data.eps)
     drop = rng.random(scores.shape) < missing
     drop[np.arange(data.n_models), rng.integers(J, size=data.n_models)] = False
@@ -132,8 +155,23 @@ def simulate(
     frame = data.to_frame()
     frame[benchmarks] = scores
     out = ScalingData.from_frame(frame, floors=floors, anchors=benchmarks, eps=data.eps).with_covariates(data.terms)
-    truth = {k: np.asarray(v, float) for k, v in params.items()} | {"alpha": alpha}
+    truth = {k: np.asarray(v, float) for k, v in params.items()} | {"alpha": alpha} | drawn
     return out, truth
+
+
+def _slope_sd(params: Mapping[str, np.ndarray], model: pm.Model) -> np.ndarray:
+    """``params['slope_sd']``, validated against ``model``'s slope terms and skills."""
+    if "slope_sd" not in params:
+        raise BayesLslError("simulate(family_slopes=...) needs params['slope_sd'] (slope_term, skill)")
+    sd = np.asarray(params["slope_sd"], float)
+    terms = list(model.coords["slope_term"])
+    expected = (len(terms), len(model.coords["skill"]))
+    if sd.shape != expected or np.any(sd < 0):
+        raise BayesLslError(
+            f"params['slope_sd'] must be non-negative with shape {expected} (slope_term {terms} x skill), "
+            f"got shape {sd.shape}"
+        )
+    return sd
 
 
 def _template(

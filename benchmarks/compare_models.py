@@ -31,6 +31,10 @@ CONFIGS = {
     "compute": {"covariates": "compute"},
     "by-kind": {"by_kind": True},
     "extended+covariates": {"model": "extended", "dispersion": "covariates"},
+    "student-t": {"family_effects": "student-t"},
+    "extended+student-t": {"model": "extended", "family_effects": "student-t"},
+    # Family slopes are not in the marginal likelihood: these fit by NUTS (slow: minutes per fit).
+    "extended+slopes": {"model": "extended", "family_slopes": "log_size", "method": "nuts"},
 }
 
 

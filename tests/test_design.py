@@ -16,7 +16,7 @@ from bayes_lsl.cli import main
 from bayes_lsl.data import COVARIATES
 from bayes_lsl.design import COVARIATE_SETS, TERMS, covariate_terms, design_matrix
 from bayes_lsl.errors import BayesLslError, DataError
-from bayes_lsl.fitting.result import FitInfo
+from bayes_lsl.fitting.result import FORMAT_VERSION, FitInfo
 from bayes_lsl.model import n_params
 from bayes_lsl.simulate import random_design, random_parameters, simulate
 
@@ -178,7 +178,7 @@ def test_predictions_by_kind(by_kind_mle, tmp_path):
     data, _, fit = by_kind_mle
     bl.save_fit(fit, tmp_path / "fit.nc")
     loaded = bl.load_fit(tmp_path / "fit.nc")
-    assert FitInfo.from_tree(loaded).covariates == data.terms and loaded.attrs["format_version"] == 3
+    assert FitInfo.from_tree(loaded).covariates == data.terms and loaded.attrs["format_version"] == FORMAT_VERSION
     family = data.families[0]
     new = pd.DataFrame({"model": ["n-7b-chat", "n-7b-base"], "family": "new", "size": 7.0, "tokens": 2.0})
     table = bl.predict(loaded, new, kind="theta", n_draws=200, seed=1)

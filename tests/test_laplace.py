@@ -98,3 +98,22 @@ def test_damped_newton_finds_the_modes_of_a_batch():
     x, state = damped_newton(evaluate, np.zeros((3, 2)), tol=1e-10)
     np.testing.assert_allclose(x, centers, atol=1e-8)
     assert state[3] == "extra" and np.allclose(state[0], 0.0)
+
+
+def test_newton_step_survives_a_curvature_singular_in_floating_point():
+    """A near-singular Sigma makes the family-mode curvature singular to LAPACK: the step stays finite."""
+    from bayes_lsl.fitting.marginal import _newton_step
+
+    rng = np.random.default_rng(0)
+    regular = np.eye(3)[None] * 2.0 + 0.1
+    g = rng.standard_normal((2, 3))
+    v = np.array([1.0, 1.0, 0.0])
+    singular = np.outer(v, v) + np.diag([0.0, 0.0, 1.0])  # rank 2: solve raises
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.solve(np.stack([regular[0], singular]), g[..., None])
+    step = _newton_step(np.stack([regular[0], singular]), g)
+    assert np.all(np.isfinite(step))
+    # Where solve works, the step is exactly solve's.
+    np.testing.assert_array_equal(_newton_step(regular, g[:1]), np.linalg.solve(regular, g[:1, :, None])[..., 0])
+    # In the well-determined direction the floored step is the Newton one.
+    assert step[1, 2] == pytest.approx(g[1, 2])

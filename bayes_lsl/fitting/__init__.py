@@ -20,6 +20,7 @@ from bayes_lsl.fitting.mle import fit_mle
 from bayes_lsl.fitting.nuts import NAMED_INITS, check_sampler, fit_nuts, named_init
 from bayes_lsl.fitting.result import FitInfo, FitResult, assemble
 from bayes_lsl.model import build_model
+from bayes_lsl.model.build import slope_terms
 
 #: The fitting methods, by name.
 METHODS = {"mle": fit_mle, "map": fit_map, "advi": fit_advi, "nuts": fit_nuts}
@@ -48,6 +49,8 @@ def fit(
     covariates: str | Sequence[str] | None = None,
     by_kind: bool = False,
     model: str | None = None,
+    family_effects: str = "normal",
+    family_slopes: str | Sequence[str] | None = None,
     progress: bool = True,
     **options,
 ) -> xr.DataTree:
@@ -87,10 +90,25 @@ def fit(
         of setting them: ``"paper"`` is the paper's model (the default); ``"extended"``,
         ``covariates="no-interaction", by_kind=True``, the configuration recommended for
         predicting a larger model of a seen family (README, "Extrapolating to larger models").
+    family_effects : {"normal", "student-t"}
+        The family effects' distribution: ``"normal"``, ``N(0, corr)`` (the paper's model);
+        ``"student-t"``, a multivariate t with ``priors["family_df"]`` degrees of freedom
+        (fixed; default 4, e.g. ``priors={"family_df": 7}``), location 0 and scale matrix
+        ``corr``: heavier tails for families far from the rest. Every method supports it
+        (``mle`` integrates the t prior out; predictions for new families draw from it).
     centered : bool or "partial", optional
         How the family effects are parameterized (see :func:`bayes_lsl.build_model`); the
         model is the same. Default: ``"partial"`` for ``nuts`` (it mixes best),
+        ``False`` otherwise; with ``family_effects="student-t"``, ``False`` for every
+        method (``"partial"`` is built for the normal prior only).
         ``False`` otherwise.
+    family_slopes : str or list of str, optional
+        Random family slopes on these terms of the design (e.g. ``"log_size"``; see
+        :func:`bayes_lsl.build_model`), for ``nuts``, ``advi`` and ``map``; ``mle``
+        integrates only the family intercepts and cannot take them. With ``nuts`` the
+        default start fits the MLE of the model without family slopes; each chain's
+        slopes start at their own draw of ``z`` with a small sd (see
+        :class:`bayes_lsl.fitting.nuts.DispersedStarts`).
     progress : bool
         Show progress bars.
     **options
@@ -130,6 +148,12 @@ def fit(
         covariates, by_kind = PRESETS[model]["covariates"], PRESETS[model]["by_kind"]
     # The design is applied once, here: the model, the method and the fit's FitInfo all read data.terms.
     data = data.with_covariates(covariates, by_kind)
+    family_slopes = slope_terms(data.terms, family_slopes)
+    if family_slopes and method == "mle":
+        raise BayesLslError(
+            "family_slopes: method='mle' integrates out only the K family intercepts, and family slopes add "
+            f"{len(family_slopes)} x K dimensions per family to that integral; use method='nuts', 'advi' or 'map'"
+        )
     if method == "nuts":
         check_sampler(options.get("sampler", "nutpie"))  # before the MLE below, not after it
         options.setdefault("init", NAMED_INITS[0])
@@ -140,12 +164,17 @@ def fit(
         if init == "default":
             options["init"] = None
         else:
-            # The MLE's neighbourhood is the posterior's main mode (see nuts.fit_nuts).
+            # The MLE's neighbourhood is the posterior's main mode (see nuts.fit_nuts); with family
+            # slopes, that of the model without them (the slopes start near zero, DispersedStarts).
             options["init"] = fit(data, K, "mle", seed, priors=priors, dispersion=dispersion, progress=progress,
+                                  family_effects=family_effects,
                                   check_draws=0)  # only the optimum and its covariance are needed
             options["init_spread"] = init.removeprefix("mle-")
     if centered is None:
-        centered = "partial" if method == "nuts" else False
-    model = build_model(data, K=K, priors=priors, dispersion=dispersion, centered=centered)
+        # "partial" holds the normal prior's density of the informed effects (see parameterization).
+        centered = "partial" if method == "nuts" and family_effects == "normal" else False
+    model = build_model(data, K=K, priors=priors, dispersion=dispersion, centered=centered,
+                        family_effects=family_effects, family_slopes=family_slopes)
     groups, attrs = METHODS[method](model, data, seed=seed, progress=progress, **options)
-    return assemble(data, K, method, seed, groups, attrs, dispersion=dispersion, centered=centered, priors=priors)
+    return assemble(data, K, method, seed, groups, attrs, dispersion=dispersion, centered=centered, priors=priors,
+                    family_effects=family_effects, family_slopes=family_slopes)

@@ -15,7 +15,7 @@ import pymc as pm
 import xarray as xr
 
 from bayes_lsl.errors import BayesLslError
-from bayes_lsl.fitting.result import DISPERSION_PARAMETERS, POSTERIOR_VARS, posterior_mean
+from bayes_lsl.fitting.result import DISPERSION_PARAMETERS, POSTERIOR_VARS, SLOPE_PARAMETERS, posterior_mean
 from bayes_lsl.model.likelihood import corr_to_z
 
 
@@ -26,7 +26,8 @@ def _plain_coords(ds: xr.Dataset) -> xr.Dataset:
 
 
 def posterior_group(draws: xr.Dataset) -> xr.Dataset:
-    """The ``posterior`` group from a sampler's draws: :data:`POSTERIOR_VARS` (and :data:`DISPERSION_PARAMETERS`).
+    """The ``posterior`` group from a sampler's draws: :data:`POSTERIOR_VARS` (and :data:`DISPERSION_PARAMETERS`,
+    :data:`SLOPE_PARAMETERS` where the model has them).
 
     Internal variables (``alpha_z``, ``corr_z``, ``lam_anchor``, ``lam_free``, transformed
     values) are dropped so that every method's posterior has the same variables; the
@@ -35,7 +36,8 @@ def posterior_group(draws: xr.Dataset) -> xr.Dataset:
     missing = [v for v in POSTERIOR_VARS if v not in draws]
     if missing:
         raise RuntimeError(f"the draws lack variable(s) {missing}")
-    ds = _plain_coords(draws[[*POSTERIOR_VARS, *(v for v in DISPERSION_PARAMETERS if v in draws)]])
+    extra = (v for v in (*DISPERSION_PARAMETERS, *SLOPE_PARAMETERS) if v in draws)
+    ds = _plain_coords(draws[[*POSTERIOR_VARS, *extra]])
     return ds.drop_vars([c for c in ds.coords if c not in ds.dims])
 
 
@@ -67,8 +69,9 @@ def initial_values(model: pm.Model, init: Mapping[str, np.ndarray] | xr.DataTree
     init : dict or xarray.DataTree
         Values keyed by free variables (``beta``, ``lam_anchor``, ``lam_free``, ``b``,
         ``corr_z``, ``alpha_z``, ``phi`` ...) and/or by the reported ``lam``, ``corr``,
-        ``alpha``, which are converted; or a fit (e.g. ``fit(..., method="mle")``), whose
-        posterior mean is used. Variables left out start at the sampler's default.
+        ``alpha`` (and ``family_slope`` with ``slope_sd``), which are converted; or a fit
+        (e.g. ``fit(..., method="mle")``), whose posterior mean is used. Variables left
+        out start at the sampler's default.
 
     Returns
     -------
@@ -93,6 +96,13 @@ def initial_values(model: pm.Model, init: Mapping[str, np.ndarray] | xr.DataTree
         corr = values.get("corr")
         L = np.linalg.cholesky(corr) if corr is not None else np.eye(K)
         out["alpha_z"] = np.linalg.solve(L, values["alpha"].T).T
+        if "alpha_w" in free and "alpha_w" not in out:
+            # Student-t family effects, alpha = alpha_z L' / sqrt(alpha_w): unit weights give alpha.
+            out["alpha_w"] = np.ones(len(values["alpha"]))
+    if "family_slope" in values and "slope_z" in free and "slope_z" not in out and "slope_sd" in values:
+        # family_slope = slope_sd * slope_z (see build_model); a zero sd leaves z at 0.
+        sd = np.maximum(values["slope_sd"], 1e-3)
+        out["slope_sd"], out["slope_z"] = sd, values["family_slope"] / sd
     derived = {d.name for d in model.deterministics}
     unknown = set(values) - free - derived
     if unknown and not from_fit:

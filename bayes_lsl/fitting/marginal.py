@@ -1,7 +1,9 @@
 r"""The marginal likelihood: family effects integrated out by adaptive Gauss-Hermite quadrature.
 
 For family :math:`l`, with :math:`h_l(\alpha) = \sum_{i \in l} \sum_j \log p(y_{ij} \mid \alpha
-+ \beta^\top x_i) + \log \mathcal N(\alpha; 0, \Sigma)`,
++ \beta^\top x_i) + \log p(\alpha)`, :math:`p(\alpha)` the family effects' prior
+(:math:`\mathcal N(0, \Sigma)`, or the multivariate t with ``family_effects="student-t"``,
+:func:`~bayes_lsl.model.likelihood.family_effect_logp`),
 
 .. math::
 
@@ -48,7 +50,14 @@ from pytensor.graph.replace import graph_replace
 
 from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
-from bayes_lsl.model.likelihood import corr_cholesky, score_information, score_logp
+from bayes_lsl.model.build import model_family_effects
+from bayes_lsl.model.likelihood import (
+    corr_cholesky,
+    family_effect_logp,
+    family_effect_weight,
+    score_information,
+    score_logp,
+)
 
 #: The rule named by a string instead of a number of nodes per dimension.
 CUBATURE = "cubature"
@@ -287,6 +296,11 @@ def fork_map(func, items: list, n_jobs: int | None = None, on_done=None) -> list
     return out
 
 
+#: The free variables of the family effects (any parameterization, any distribution):
+#: what the marginal likelihood integrates out.
+FAMILY_EFFECT_VARIABLES: tuple[str, ...] = ("alpha_z", "alpha", "alpha_w")
+
+
 def theta_pieces(model: pm.Model) -> tuple[pt.TensorVariable, dict, list[str]]:
     """The unconstrained parameter vector ``theta``, each value variable as a piece of it, and its labels.
 
@@ -298,7 +312,7 @@ def theta_pieces(model: pm.Model) -> tuple[pt.TensorVariable, dict, list[str]]:
     point = model.initial_point()
     theta, pieces, labels, k = pt.vector("theta"), {}, [], 0
     for v in model.value_vars:
-        if v.name in ("alpha_z", "alpha"):
+        if model.values_to_rvs[v].name in FAMILY_EFFECT_VARIABLES:
             continue
         shape = tuple(int(d) for d in point[v.name].shape)
         n = int(np.prod(shape, dtype=int))
@@ -329,6 +343,8 @@ class MarginalLikelihood:
         K = self.K = len(model.coords["skill"])
         F = self.n_families = len(data.families)
         self.n_nodes = n_nodes
+        #: The family effects' degrees of freedom (None: normal), as the model was built.
+        self.df = df = model_family_effects(model)[1]
         #: Processes for the importance-sampling batches and the Hessian's columns
         #: (:func:`fork_map`; None: :func:`default_jobs`).
         self.n_jobs: int | None = None
@@ -367,12 +383,15 @@ class MarginalLikelihood:
             """log p(Y_l | alpha_l) at alpha (..., F, K): the scores' log-likelihood per family."""
             return per_family_sum(score_logp(y, linear_predictor(alpha), floor, phi_cell))
 
-        def family_logdensity(alpha):
-            """h_l at alpha (..., F, K): data log-likelihood per family plus the N(0, Sigma) prior."""
-            loglik = family_loglik(alpha)
+        def mahalanobis(alpha):
+            """alpha' Sigma^-1 alpha at alpha (..., F, K)."""
             white = alpha @ chol_inv.T  # one K x K inverse, not a batched solve per node
+            return (white**2).sum(axis=-1)
+
+        def family_logdensity(alpha):
+            """h_l at alpha (..., F, K): data log-likelihood per family plus the family effects' prior."""
             log_det = pt.log(pt.diagonal(chol)).sum()
-            return loglik - 0.5 * (white**2).sum(axis=-1) - log_det - 0.5 * K * np.log(2 * np.pi)
+            return family_loglik(alpha) + family_effect_logp(mahalanobis(alpha), log_det, K, df)
 
         # Adaptive quadrature around modes found at a nearby theta. The Newton step from
         # those modes and the curvature there are computed inside the graph, so that the
@@ -381,12 +400,22 @@ class MarginalLikelihood:
         # posteriors, over-estimating the log-likelihood by tens of units on the paper data.
         modes = self._modes = pt.matrix("modes")  # (F, K)
         # The curvature is the Fisher information plus the prior's precision: positive
-        # definite for every theta, unlike the observed Hessian far from the optimum.
+        # definite for every theta, unlike the observed Hessian far from the optimum. (For
+        # the t prior, its Fisher-type curvature (nu + K) / (nu + q) Sigma^-1 at the modes,
+        # positive definite where the t's own Hessian need not be.)
         g0 = pt.grad(family_logdensity(modes).sum(), modes)  # (F, K)
-        w = score_information(linear_predictor(modes), floor, phi_cell)  # (cells,)
         lam_cells = lam.T[cols]  # (cells, K)
-        outer = w[:, None, None] * lam_cells[:, :, None] * lam_cells[:, None, :]
-        info = per_family_sum(pt.moveaxis(outer, 0, -1)).transpose(2, 0, 1) + chol_inv.T @ chol_inv
+
+        def fisher_curvature(alpha):
+            """The scores' Fisher information plus the prior's (Fisher-type) curvature at alpha (F, K)."""
+            w = score_information(linear_predictor(alpha), floor, phi_cell)  # (cells,)
+            outer = w[:, None, None] * lam_cells[:, :, None] * lam_cells[:, None, :]
+            prior_precision = chol_inv.T @ chol_inv
+            if df is not None:
+                prior_precision = family_effect_weight(mahalanobis(alpha), K, df)[:, None, None] * prior_precision
+            return per_family_sum(pt.moveaxis(outer, 0, -1)).transpose(2, 0, 1) + prior_precision
+
+        info = fisher_curvature(modes)
         # info = R R' (R lower); S = R'^{-1} then satisfies S S' = info^{-1}.
         self._R = _batched_cholesky(info, K)
         step = _solve_upper_t(self._R, _solve_lower(self._R, [g0[:, k] for k in range(K)]))
@@ -400,7 +429,10 @@ class MarginalLikelihood:
         h = family_logdensity(alpha)
         g = pt.grad(h.sum(), alpha)
         H = pt.stack([pt.grad(g[:, j].sum(), alpha) for j in range(K)], axis=1)  # (F, K, K)
-        self.family_curvature = compile_function([alpha, theta], [h, g, H], "family_curvature")
+        # With the t prior also the Fisher-type curvature, for the steps where h_l is not
+        # locally concave (see family_modes).
+        outputs = [h, g, H] if df is None else [h, g, H, fisher_curvature(alpha)]
+        self.family_curvature = compile_function([alpha, theta], outputs, "family_curvature")
 
     def _log_integrand(self, z: pt.TensorVariable) -> pt.TensorVariable:
         """log of h_l's exponential at ``center + R'^{-1} z`` times the scale's Jacobian.
@@ -467,8 +499,9 @@ class MarginalLikelihood:
         """log p(Y_l) per family by plain Monte Carlo over the prior (the authors' estimator).
 
         The log of the mean of ``p(Y_l | alpha)`` over ``n_draws`` draws ``alpha ~ N(0, Sigma)``
-        per family (independent draws for each family). Unbiased for ``p(Y_l)`` but, by
-        Jensen's inequality, biased *low* for its log, the more so the narrower a family's
+        per family (independent draws for each family; from the t with
+        ``family_effects="student-t"``). Unbiased for ``p(Y_l)`` but, by Jensen's
+        inequality, biased *low* for its log, the more so the narrower a family's
         posterior is against the prior (most draws miss it): a check of how the authors'
         Monte Carlo objective reads at a given ``theta``, not a reference value (that is
         :meth:`importance`).
@@ -488,7 +521,10 @@ class MarginalLikelihood:
         # 100,000 draws x 170 families x 4 skills would not fit in memory as one array.
         log_sum, log_sq = np.full(self.n_families, -np.inf), np.full(self.n_families, -np.inf)
         for start in range(0, n_draws, batch):
-            loglik = fn(theta, rng.standard_normal((min(batch, n_draws - start), self.n_families, self.K)))
+            z = rng.standard_normal((min(batch, n_draws - start), self.n_families, self.K))
+            if self.df is not None:  # the t as a scale mixture of normals
+                z = z / np.sqrt(rng.gamma(self.df / 2, 2 / self.df, size=(*z.shape[:2], 1)))
+            loglik = fn(theta, z)
             log_sum = np.logaddexp(log_sum, scipy.special.logsumexp(loglik, axis=0))
             log_sq = np.logaddexp(log_sq, scipy.special.logsumexp(2 * loglik, axis=0))
         estimate = log_sum - np.log(n_draws)
@@ -641,13 +677,23 @@ def family_modes(
     """Each family's mode of ``h_l`` and ``S`` with ``S S' = (-H)^{-1}`` (H the Hessian there).
 
     Damped Newton, all families at once; a family's step is halved until its ``h_l``
-    does not decrease.
+    does not decrease. With Student-t family effects, Fisher scoring (the scores' Fisher
+    information plus the t's curvature ``(nu + K) / (nu + q) Sigma^-1``) where ``h_l`` is not
+    locally concave: the t's density flattens far out (and the scores' likelihood is flat
+    beyond the link's bound), where a floored ``-H`` would step to a spurious, flat "mode"
+    millions of units away.
     """
     F, K = parts.n_families, parts.K
 
     def evaluate(a):
-        h, g, H = parts.family_curvature(a, theta)
-        return h, g, nearest_positive_definite(-H), H
+        h, g, H, *fisher = parts.family_curvature(a, theta)
+        curvature = nearest_positive_definite(-H)
+        if fisher:
+            concave = np.all(np.linalg.eigvalsh(-H) > 0, axis=-1)[:, None, None]
+            # Floored too: far out the t's curvature vanishes, and with a near-singular Sigma the
+            # scores' information plus it can be singular in floating point.
+            curvature = np.where(concave, curvature, nearest_positive_definite(fisher[0]))
+        return h, g, curvature, H
 
     def converged(old, new, _moved):
         return np.abs(new[0] - old[0]).max() < tol and np.abs(new[1]).max() < 1e-5
@@ -705,7 +751,7 @@ def damped_newton(
     state = evaluate(x)
     for _ in range(max_iter):
         h, g, curvature = state[:3]
-        step = np.linalg.solve(curvature, g[..., None])[..., 0]
+        step = _newton_step(curvature, g)
         t = np.ones(h.shape)
         for _ in range(30):
             trial = x + t[..., None] * step
@@ -719,6 +765,17 @@ def damped_newton(
         if (converged(before, state, moved) if converged else moved < tol):
             break
     return x, state
+
+
+def _newton_step(curvature: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``curvature^-1 g``, batched; on the spectrum floored relative to its largest eigenvalue where
+    the curvature is singular in floating point (a near-singular Sigma at a trial point)."""
+    try:
+        return np.linalg.solve(curvature, g[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        w, V = np.linalg.eigh(0.5 * (curvature + np.swapaxes(curvature, -1, -2)))
+        w = np.maximum(w, 1e-12 * np.maximum(np.abs(w).max(axis=-1, keepdims=True), 1e-300))
+        return np.einsum("...kl,...l->...k", V, np.einsum("...lk,...l->...k", V, g) / w)
 
 
 def natural_map(model: pm.Model, names) -> tuple[list[str], object]:

@@ -41,6 +41,11 @@ SPREADS = ("dispersed", "point")
 #: The canonical partial correlations of a dispersed start are kept within tanh(3) = 0.995
 #: of +-1: a start is a guess, and one at a singular correlation has no finite log density.
 _Z_START_MAX = 3.0
+#: With family slopes, a dispersed start puts their sd at this fraction of its prior scale
+#: (times a seeded log-normal factor) and draws each chain's standardized slopes ``z`` from
+#: their N(0, 1) prior: the slopes start near zero, near the MLE of the model without them
+#: (which the MLE fitted), and the chains start apart in ``z``.
+_SLOPE_SD_START = 0.1
 
 
 def named_init(init: str) -> str:
@@ -167,7 +172,9 @@ class DispersedStarts:
     inverse), each family's effect from its empirical-Bayes normal (``alpha_cov``) around
     its mode. The draws are as spread as the posterior of the main mode, so chains start
     apart, inside that mode: R-hat compares chains that had to travel, and the minor
-    modes stay out of reach.
+    modes stay out of reach. With family slopes (the MLE is that of the model without
+    them), each chain's ``slope_z`` is drawn from its N(0, 1) prior and ``slope_sd`` starts
+    small (:data:`_SLOPE_SD_START`).
 
     Parameters
     ----------
@@ -201,7 +208,7 @@ class DispersedStarts:
         self.corr_z = np.array([label.startswith("corr_z") for label in self.labels])
         # The map from theta to the parameters is that of the non-centered model the MLE
         # was fitted on (its theta layout), whatever the parameterization sampled.
-        plain = build_model(data, K, priors=info.priors, dispersion=info.dispersion, centered=False)
+        plain = build_model(data, K, centered=False, **info.build_options)
         self.names = tuple(info.parameters)
         labels, self.natural = natural_map(plain, self.names)
         if list(labels) != self.labels:
@@ -210,6 +217,7 @@ class DispersedStarts:
         self.alpha = post["alpha"].isel(chain=0, draw=0).transpose("family", "skill").values
         self.alpha_chol = np.linalg.cholesky(nearest_positive_definite(mle["alpha_cov"].values, floor=1e-12))
         self.model, self.data = model, data
+        self.slope_sd_sigma = float(info.priors.get("slope_sd_sigma", 0.3))
         self._lock = threading.Lock()  # nutpie asks from one thread per chain
 
     def draw(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -219,6 +227,11 @@ class DispersedStarts:
         values = dict(zip(self.names, self.natural(theta), strict=True))
         noise = rng.standard_normal(self.alpha.shape)
         values["alpha"] = self.alpha + np.einsum("fij,fj->fi", self.alpha_chol, noise)
+        if "slope_z" in self.model.named_vars:
+            shape = tuple(len(self.model.coords[d]) for d in ("family", "slope_term", "skill"))
+            values["slope_z"] = rng.standard_normal(shape)
+            sd = _SLOPE_SD_START * self.slope_sd_sigma * np.exp(0.3 * rng.standard_normal(shape[1:]))
+            values["slope_sd"] = sd
         return _initial_values(self.model, self.data, values)
 
     def unconstrained(self, seed) -> np.ndarray:
@@ -432,7 +445,7 @@ def fit_nuts(
             "the default), or weigh the modes with bayes_lsl.modes.",
             stacklevel=3,
         )
-    convergence = convergence_summary(groups["posterior"])
+    convergence = convergence_summary(groups["posterior"], (*PARAMETERS, "slope_sd"))  # slope_sd: family slopes
     problems = _warn_if_unconverged(convergence, n_div, chains=chains, draws=draws, init_name=init_name)
     attrs = {
         **convergence,

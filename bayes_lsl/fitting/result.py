@@ -30,19 +30,24 @@ from bayes_lsl._version import __version__
 from bayes_lsl.data import COVARIATES, ScalingData
 from bayes_lsl.design import design_matrix, needs_kind
 from bayes_lsl.errors import BayesLslError, FitFileError
+from bayes_lsl.model.likelihood import family_effects_df
 from bayes_lsl.model.parameterization import parameterization
-from bayes_lsl.model.priors import PRIORS_BEFORE_ISSUE_13, merge_priors
+from bayes_lsl.model.priors import DEFAULT_PRIORS, PRIORS_BEFORE_ISSUE_13, merge_priors
 
 #: Version of the layout below; :meth:`FitInfo.from_tree` reads this and every older one.
 #: 1: before FitInfo (priors as a repr of the overrides, ``centered`` as given).
 #: 2: before designs other than the paper's covariates (``covariates`` always the paper's).
 #: 3: ``covariates`` names the design's terms (:mod:`bayes_lsl.design`), which may need kinds.
-FORMAT_VERSION = 3
+#: 4: ``family_effects`` (``"normal"`` or ``"student-t"``); older files are ``"normal"``.
+#: 5: ``family_slopes`` (the terms with random family slopes, or None; older files: None).
+FORMAT_VERSION = 5
 
 #: The model's structural parameters: what predictions need besides the family effects.
 PARAMETERS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr")
 #: With ``dispersion="covariates"`` the precision is ``exp(phi_a + x' phi_s)`` per model.
 DISPERSION_PARAMETERS: tuple[str, ...] = ("phi_a", "phi_s")
+#: With ``family_slopes``: the slopes' sd per term and skill, and each family's slope.
+SLOPE_PARAMETERS: tuple[str, ...] = ("slope_sd", "family_slope")
 #: Variables every fit's ``posterior`` group carries, whatever the method.
 POSTERIOR_VARS: tuple[str, ...] = (*PARAMETERS, "alpha", "theta")
 #: Dims of each variable after ``chain, draw`` (``phi`` is (model, benchmark) with
@@ -57,6 +62,8 @@ VAR_DIMS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "theta": ("model", "skill"),
     "phi_a": ("benchmark",),
     "phi_s": ("covariate", "benchmark"),
+    "slope_sd": ("slope_term", "skill"),
+    "family_slope": ("family", "slope_term", "skill"),
 })  # fmt: skip
 SAMPLE_DIMS: tuple[str, str] = ("chain", "draw")
 
@@ -102,6 +109,12 @@ class FitInfo:
     covariates : tuple of str
         The design's terms (:mod:`bayes_lsl.design`; the paper's log size, log tokens and
         their product by default), the ``covariate`` coordinate of ``beta``.
+    family_effects : str
+        The family effects' distribution, ``"normal"`` (files before format 4) or
+        ``"student-t"`` (degrees of freedom ``priors["family_df"]``, :attr:`family_df`).
+    family_slopes : tuple of str or None
+        The terms with random family slopes (``fit(..., family_slopes=...)``), or ``None``
+        for the paper's model (and fits saved before the option).
     format_version : int
     """
 
@@ -120,6 +133,8 @@ class FitInfo:
     n_chains: int = 1
     n_draws: int = 1
     covariates: tuple[str, ...] = COVARIATES
+    family_effects: str = "normal"
+    family_slopes: tuple[str, ...] | None = None
     format_version: int = FORMAT_VERSION
 
     def __eq__(self, other: object) -> bool:
@@ -149,6 +164,17 @@ class FitInfo:
         if self.dispersion == "covariates":
             return ("beta", "lam", "b", *DISPERSION_PARAMETERS, "corr")
         return PARAMETERS
+
+    @property
+    def family_df(self) -> float | None:
+        """The family effects' degrees of freedom: None for normal ones."""
+        return family_effects_df(self.family_effects, {**DEFAULT_PRIORS, **self.priors})
+
+    @property
+    def build_options(self) -> dict:
+        """The options of :func:`bayes_lsl.build_model` that rebuild this fit's model (but ``centered``)."""
+        return {"priors": dict(self.priors), "dispersion": self.dispersion, "family_effects": self.family_effects,
+                "family_slopes": self.family_slopes}
 
     @property
     def by_kind(self) -> bool:
@@ -207,7 +233,11 @@ class FitInfo:
             what = f"attrs {missing}" if missing else "a posterior group"
             raise FitFileError(f"not a fit: it lacks {what}")
         post = tree["posterior"]
-        absent = [v for v in POSTERIOR_VARS if v not in post.data_vars]
+        family_slopes = attrs.get("family_slopes")
+        if family_slopes is not None:
+            family_slopes = tuple(str(t) for t in np.atleast_1d(family_slopes))
+        wanted = [*POSTERIOR_VARS, *(SLOPE_PARAMETERS if family_slopes else ())]
+        absent = [v for v in wanted if v not in post.data_vars]
         if absent:
             raise FitFileError(f"not a fit: its posterior lacks {absent}")
         covariates = tuple(str(c) for c in np.atleast_1d(attrs.get("covariates", COVARIATES)))
@@ -232,6 +262,8 @@ class FitInfo:
             n_chains=int(post.sizes.get("chain", 1)),
             n_draws=int(post.sizes.get("draw", 1)),
             covariates=covariates,
+            family_effects=str(attrs.get("family_effects", "normal")),
+            family_slopes=family_slopes,
             format_version=FORMAT_VERSION,
         )
 
@@ -277,6 +309,8 @@ def assemble(
     dispersion: str,
     centered: bool | str,
     priors: Mapping[str, float] | None,
+    family_effects: str = "normal",
+    family_slopes: Sequence[str] | None = None,
 ) -> xr.DataTree:
     """Put a method's groups together with the data and the :class:`FitInfo` every fit carries."""
     posterior = groups["posterior"]
@@ -299,6 +333,8 @@ def assemble(
         n_chains=int(posterior.sizes.get("chain", 1)),
         n_draws=int(posterior.sizes.get("draw", 1)),
         covariates=tuple(data.terms),
+        family_effects=family_effects,
+        family_slopes=None if family_slopes is None else tuple(family_slopes),
     )
     tree = xr.DataTree.from_dict({name: ds for name, ds in groups.items()} | {"constant_data": constant_data(data)})
     tree.attrs = {**info.attrs(), "bayes_lsl_version": __version__, "pymc_version": pm.__version__, **attrs}
@@ -307,7 +343,7 @@ def assemble(
 
 def point_posterior(values: Mapping[str, np.ndarray], model: pm.Model) -> xr.Dataset:
     """A one-chain, one-draw ``posterior`` group from point values of the model's variables."""
-    names = [*POSTERIOR_VARS, *(n for n in DISPERSION_PARAMETERS if n in values)]
+    names = [*POSTERIOR_VARS, *(n for n in (*DISPERSION_PARAMETERS, *SLOPE_PARAMETERS) if n in values)]
     dims = {name: model.named_vars_to_dims.get(name, ()) for name in names}
     coords = {d: list(model.coords[d]) for ds in dims.values() for d in ds}
     return xr.Dataset(

@@ -10,7 +10,14 @@ import pytensor.tensor as pt
 
 from bayes_lsl.data import COVARIATES, ScalingData
 from bayes_lsl.errors import BayesLslError, DataError
-from bayes_lsl.model.likelihood import beta_parameters, corr_cholesky, lkj_corr_z, loadings
+from bayes_lsl.model.likelihood import (
+    beta_parameters,
+    corr_cholesky,
+    family_effects_df,
+    family_slope_effect,
+    lkj_corr_z,
+    loadings,
+)
 from bayes_lsl.model.parameterization import (
     FamilyLayout,
     parameterization,
@@ -45,6 +52,50 @@ def check_K(data: ScalingData, K: int) -> int:
 
 
 
+#: Attribute of a model from :func:`build_model` holding ``(family_effects, df)``.
+_FAMILY_EFFECTS_ATTRIBUTE = "bayes_lsl_family_effects"
+
+
+def model_family_effects(model: pm.Model) -> tuple[str, float | None]:
+    """``(family_effects, df)`` that :func:`build_model` recorded on ``model`` (``df`` None for ``"normal"``)."""
+    value = getattr(model, _FAMILY_EFFECTS_ATTRIBUTE, None)
+    if value is None:
+        raise BayesLslError("the model was not built by bayes_lsl.build_model (or was copied): the distribution "
+                            "of its family effects is unknown")  # fmt: skip
+    return value
+
+
+def _student_t_family_effects(chol: pt.TensorVariable, K: int, df: float, mode: str) -> pt.TensorVariable:
+    """Multivariate t family effects, scale matrix ``chol chol'``, ``df`` degrees of freedom.
+
+    Non-centered as a scale mixture of normals: ``alpha_l = z_l L' / sqrt(w_l)``,
+    ``z_l ~ N(0, I)`` (``alpha_z``), ``w_l ~ Gamma(df/2, rate df/2)`` (``alpha_w``), whose
+    marginal is the t; centered, ``pm.MvStudentT`` directly.
+    """
+    if mode == "centered":
+        return pm.MvStudentT("alpha", nu=df, mu=np.zeros(K), chol=chol, dims=("family", "skill"))
+    alpha_z = pm.Normal("alpha_z", 0.0, 1.0, dims=("family", "skill"))
+    alpha_w = pm.Gamma("alpha_w", alpha=df / 2, beta=df / 2, dims="family")
+    return pm.Deterministic("alpha", (alpha_z @ chol.T) / pt.sqrt(alpha_w)[:, None], dims=("family", "skill"))
+def slope_terms(terms: Sequence[str], family_slopes: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """The validated terms with family slopes (``build_model(family_slopes=...)``), in the design's order.
+
+    ``None`` (no family slopes) stays ``None``; a term not among ``terms`` (the design's,
+    ``data.terms``) is an error naming it and the available ones.
+    """
+    if family_slopes is None:
+        return None
+    chosen = [family_slopes] if isinstance(family_slopes, str) else list(family_slopes)
+    if not chosen or not all(isinstance(t, str) for t in chosen):
+        raise BayesLslError(f"family_slopes must be a term name or a list of them, got {family_slopes!r}")
+    unknown = [t for t in chosen if t not in terms]
+    if unknown:
+        raise BayesLslError(
+            f"family_slopes: term(s) {unknown} are not in the fit's design; its terms are {list(terms)}"
+        )
+    return tuple(t for t in terms if t in chosen)
+
+
 # --------------------------------------------------------------------- the model
 def build_model(
     data: ScalingData,
@@ -55,6 +106,8 @@ def build_model(
     *,
     covariates: str | Sequence[str] | None = None,
     by_kind: bool = False,
+    family_effects: str = "normal",
+    family_slopes: str | Sequence[str] | None = None,
 ) -> pm.Model:
     """Build the PyMC model of the latent-skill scaling law.
 
@@ -85,6 +138,18 @@ def build_model(
         (``"paper"``, ``"no-interaction"``, ``"compute"``) or a list of terms, and whether
         base and tuned models get their own intercepts and slopes. Default: the data's
         terms (the paper's [log N, log D, log N log D]).
+    family_effects : {"normal", "student-t"}
+        The family effects' distribution (:data:`~bayes_lsl.model.likelihood.FAMILY_EFFECTS`):
+        ``"normal"``, ``alpha_l ~ N(0, corr)`` (the paper's model, the default);
+        ``"student-t"``, a multivariate t with ``priors["family_df"]`` degrees of freedom
+        (fixed, default 4), location 0 and scale matrix ``corr``, for
+        heavier-tailed families. Non-centered it adds ``alpha_w`` (family), the scale
+        mixture's weights; ``centered="partial"`` is built for the normal prior only.
+    family_slopes : str or list of str, optional
+        Random family slopes on these terms of the design (e.g. ``"log_size"``): each
+        family's slope of each skill on a chosen term is the common ``beta`` plus
+        ``u = slope_sd * z``, ``z ~ N(0, 1)`` (non-centered), ``slope_sd ~
+        HalfNormal(slope_sd_sigma)`` per term and skill. Default ``None``: the paper's model.
 
     Returns
     -------
@@ -93,14 +158,22 @@ def build_model(
         ``cell`` (the observed scores, flattened). Variables ``beta`` (covariate, skill),
         ``lam`` (skill, benchmark), ``b`` (benchmark), ``phi`` (benchmark, or model x
         benchmark), ``corr`` (skill, skill), ``alpha`` (family, skill) and the observed
-        ``y`` (cell). Missing scores are left out of the likelihood, not imputed.
+        ``y`` (cell). Missing scores are left out of the likelihood, not imputed. With
+        ``family_slopes``, a coordinate ``slope_term`` and variables ``slope_sd``
+        (slope_term, skill), ``slope_z`` and the deterministic ``family_slope`` (family,
+        slope_term, skill).
     """
     data = data.with_covariates(covariates, by_kind)
+    chosen = slope_terms(data.terms, family_slopes)
     K = check_K(data, K)
     if dispersion not in ("benchmark", "covariates"):
         raise BayesLslError(f"dispersion must be 'benchmark' or 'covariates', got {dispersion!r}")
     mode = parameterization(centered)
     pr = merge_priors(priors)
+    df = family_effects_df(family_effects, pr)
+    if df is not None and mode == "partial":
+        raise BayesLslError("centered='partial' is built for normal family effects: with "
+                            "family_effects='student-t' use centered=False (or True)")  # fmt: skip
     skills = [f"skill_{k + 1}" for k in range(K)]
     rows, cols = np.nonzero(data.observed)
     coords = {
@@ -115,6 +188,8 @@ def build_model(
         "cell": [f"{data.models[r]}|{data.benchmarks[c]}" for r, c in zip(rows, cols, strict=True)],
         "skill_other": skills,
     }
+    if chosen:
+        coords["slope_term"] = list(chosen)
     with pm.Model(coords=coords) as model:
         x = pm.Data("x", data.x, dims=("model", "covariate"))
         family = pm.Data("family_index", data.family_index, dims="model")
@@ -138,7 +213,9 @@ def build_model(
         chol, _ = corr_cholesky(corr_z, K)
         pm.Deterministic("corr", chol @ chol.T, dims=("skill", "skill_other"))
 
-        if mode == "partial":
+        if df is not None:
+            alpha = _student_t_family_effects(chol, K, df, mode)
+        elif mode == "partial":
             layout = FamilyLayout.from_data(data, K)
             alpha, b = partially_centered_family_effects(chol, lam, lam_anchor, beta, layout, pr["b_sigma"])
         elif mode == "centered":
@@ -156,10 +233,18 @@ def build_model(
             phi = pm.Deterministic("phi", pt.exp(phi_a + x @ phi_s), dims=("model", "benchmark"))
             phi_cell = phi[cell_model, cell_benchmark]
 
-        theta = pm.Deterministic("theta", alpha[family] + x @ beta, dims=("model", "skill"))
+        theta = alpha[family] + x @ beta
+        if chosen:
+            slope_sd = pm.HalfNormal("slope_sd", pr["slope_sd_sigma"], dims=("slope_term", "skill"))
+            slope_z = pm.Normal("slope_z", 0.0, 1.0, dims=("family", "slope_term", "skill"))
+            slope = pm.Deterministic("family_slope", slope_sd * slope_z, dims=("family", "slope_term", "skill"))
+            x_terms = x[:, [data.terms.index(t) for t in chosen]]
+            theta = theta + family_slope_effect(x_terms, slope[family])
+        theta = pm.Deterministic("theta", theta, dims=("model", "skill"))
         eta = (theta[cell_model] * lam.T[cell_benchmark]).sum(axis=-1) + b[cell_benchmark]
         a_shape, b_shape = beta_parameters(eta, floor[cell_benchmark], phi_cell)
         pm.Beta("y", alpha=a_shape, beta=b_shape, observed=data.scores[rows, cols], dims="cell")
     record_parameterization(model, mode)
+    setattr(model, _FAMILY_EFFECTS_ATTRIBUTE, (family_effects, df))
     return model
 

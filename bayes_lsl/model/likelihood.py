@@ -10,6 +10,13 @@ For model :math:`i` of family :math:`l(i)` and benchmark :math:`j`:
     \mu_{ij} &= C_j + (1 - C_j)\,\sigma(\eta_{ij}) \\
     Y_{ij} &\sim \mathrm{Beta}(\phi_j \mu_{ij},\ \phi_j (1 - \mu_{ij}))
 
+With ``family_effects="student-t"`` the family effects are multivariate t instead
+(:func:`family_effect_logp`, the one place their density is written).
+With ``family_slopes`` (random family slopes on chosen terms :math:`T` of the design),
+:math:`\theta_i = \alpha_{l(i)} + (\beta + u_{l(i)})^\top x_i` with :math:`u_{l,t,k} =
+\tau_{t,k} z_{l,t,k}`, :math:`z \sim N(0, 1)`, for :math:`t \in T` (zero elsewhere):
+:func:`family_slope_effect`.
+
 The first K benchmarks anchor the K skills: the K x K block of ``lam`` on them is
 diagonal and non-negative. This module is the only place the likelihood is written
 down: :func:`bayes_lsl.model.build_model` assembles the PyMC model from these pieces, and
@@ -23,7 +30,11 @@ from __future__ import annotations
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+import scipy.special
 from pymc.distributions.shape_utils import rv_size_is_none
+from pytensor.graph.basic import Variable
+
+from bayes_lsl.errors import BayesLslError
 
 #: Bound on the linear predictor inside the sigmoid: keeps mu strictly inside (0, 1) in
 #: floating point (sigmoid(-30) ~ 1e-13) without ever binding at plausible values.
@@ -124,6 +135,18 @@ def lkj_corr_z(name: str, K: int, eta: float, **kwargs) -> pt.TensorVariable:
     )
 
 
+def family_slope_effect(x_terms, slopes):
+    r"""What the family slopes add to the skills: :math:`u_{l(i)}^\top x_{i,T}`, shape ``(..., model, skill)``.
+
+    ``x_terms`` (model, slope_term) are the models' covariates on the chosen terms,
+    ``slopes`` (..., model, slope_term, skill) each model's family slope (any leading
+    draw dims). Written with operations that numpy arrays and PyTensor tensors share, so
+    that the model (:func:`bayes_lsl.model.build_model`) and the predictions
+    (:mod:`bayes_lsl.parameters`) use the same formula.
+    """
+    return (x_terms[:, :, None] * slopes).sum(axis=-2)
+
+
 def beta_parameters(
     eta: pt.TensorVariable, floor: pt.TensorVariable, phi: pt.TensorVariable
 ) -> tuple[pt.TensorVariable, pt.TensorVariable]:
@@ -159,6 +182,92 @@ def score_information(eta, floor, phi) -> pt.TensorVariable:
 def loadings(lam_anchor: pt.TensorVariable, lam_free: pt.TensorVariable) -> pt.TensorVariable:
     """The K x J loading matrix: a diagonal anchor block, then the free columns."""
     return pt.concatenate([pt.diag(lam_anchor), lam_free], axis=1)
+
+
+# ------------------------------------------------------------------ family effects
+#: The distributions of the family effects (``build_model(family_effects=...)``).
+FAMILY_EFFECTS: dict[str, str] = {
+    "normal": "alpha_l ~ N(0, corr) (the paper's model, the default)",
+    "student-t": "alpha_l ~ multivariate t(nu, 0, corr), nu = priors['family_df'] (heavier tails)",
+}
+
+
+def family_effects_df(family_effects: str, priors) -> float | None:
+    """The family effects' degrees of freedom: ``None`` for ``"normal"``, ``priors["family_df"]`` for ``"student-t"``.
+
+    Validates both: an unknown ``family_effects`` or a ``family_df`` that is not a positive
+    number is an error naming the argument.
+    """
+    if family_effects not in FAMILY_EFFECTS:
+        raise BayesLslError(f"family_effects must be one of {sorted(FAMILY_EFFECTS)}, got {family_effects!r}")
+    if family_effects == "normal":
+        return None
+    df = float(priors["family_df"])
+    if not (np.isfinite(df) and df > 0):
+        raise BayesLslError(f"priors['family_df'] (the family effects' degrees of freedom) must be a positive "
+                            f"number, got {priors['family_df']!r}")  # fmt: skip
+    return df
+
+
+def family_effect_logp(q, log_det, K: int, df: float | None):
+    r"""Log-density of a family effect :math:`\alpha` (K skills), from :math:`q = \alpha^\top \Sigma^{-1} \alpha`.
+
+    ``log_det`` is :math:`\tfrac12 \log\det\Sigma` (the log-diagonal sum of its Cholesky
+    factor). ``df=None``: the normal :math:`\mathcal N(0, \Sigma)`; otherwise the
+    multivariate t with ``df`` degrees of freedom, location 0 and scale matrix
+    :math:`\Sigma`, :math:`\log\Gamma(\frac{\nu+K}2) - \log\Gamma(\frac\nu2) - \frac K2
+    \log(\nu\pi) - \tfrac12\log\det\Sigma - \frac{\nu+K}2 \log(1 + q/\nu)`. The one place the
+    family effects' density is written: the marginal likelihood and the conditional family
+    effects use it. PyTensor tensors or numpy arrays alike.
+    """
+    if df is None:
+        return -0.5 * q - log_det - 0.5 * K * np.log(2 * np.pi)
+    const = scipy.special.gammaln((df + K) / 2) - scipy.special.gammaln(df / 2) - 0.5 * K * np.log(df * np.pi)
+    log1p = pt.log1p if isinstance(q, Variable) else np.log1p
+    return const - log_det - 0.5 * (df + K) * log1p(q / df)
+
+
+def family_effect_weight(q, K: int, df: float | None):
+    r"""``-2 d log p / d q`` of :func:`family_effect_logp`: 1 (normal) or :math:`(\nu + K) / (\nu + q)` (t).
+
+    The prior's gradient in :math:`\alpha` is :math:`-w\,\Sigma^{-1}\alpha`, and
+    :math:`w\,\Sigma^{-1}` is a positive-definite (Fisher-type) curvature of its negative
+    log-density, where the t's exact Hessian need not be.
+    """
+    return 1.0 if df is None else (df + K) / (df + q)
+
+
+def family_effect_prior_derivatives(alpha: np.ndarray, prec: np.ndarray, df: float | None):
+    r"""Gradient, Fisher-type curvature and Hessian of :func:`family_effect_logp` in :math:`\alpha`.
+
+    ``alpha`` (..., K) and ``prec`` :math:`\Sigma^{-1}` (..., K, K), broadcast against each
+    other (numpy). The curvature is :math:`w\Sigma^{-1}` (:func:`family_effect_weight`);
+    the Hessian :math:`-w\Sigma^{-1} + \frac{2w}{\nu + q} (\Sigma^{-1}\alpha)(\Sigma^{-1}\alpha)^\top`
+    for the t, :math:`-\Sigma^{-1}` for the normal.
+    """
+    K = alpha.shape[-1]
+    p_alpha = np.einsum("...kl,...l->...k", prec, alpha)
+    if df is None:
+        return -p_alpha, np.broadcast_to(prec, (*p_alpha.shape, K)), -np.broadcast_to(prec, (*p_alpha.shape, K))
+    q = (alpha * p_alpha).sum(-1)
+    w = family_effect_weight(q, K, df)[..., None, None]
+    curvature = w * prec
+    outer = p_alpha[..., :, None] * p_alpha[..., None, :]
+    return -w[..., 0] * p_alpha, curvature, -curvature + 2 * w / (df + q)[..., None, None] * outer
+
+
+def draw_family_effects(chol: np.ndarray, df: float | None, rng: np.random.Generator, size: tuple[int, ...]):
+    """Exact prior draws (``size + (K,)``) of family effects with scale factor ``chol`` (..., K, K).
+
+    ``z L'``, divided by ``sqrt(w)``, ``w ~ Gamma(df/2, rate df/2)``, for the t: its scale
+    mixture. ``chol`` broadcasts against ``size``'s leading dims.
+    """
+    K = chol.shape[-1]
+    z = rng.standard_normal((*size, K))
+    alpha = np.einsum("...kl,...l->...k", chol, z)
+    if df is None:
+        return alpha
+    return alpha / np.sqrt(rng.gamma(df / 2, 2 / df, size=(*size, 1)))
 
 
 def corr_to_z(corr: np.ndarray) -> np.ndarray:

@@ -22,6 +22,12 @@ DEFAULT_PRIORS: dict[str, float] = {
     "log_phi_sigma": 1.5,  # ... within a factor ~20 either way
     "phi_slope_sigma": 0.5,  # dispersion="covariates": slopes of log phi
     "lkj_eta": 2.0,  # LKJ shape of the skill correlation
+    "family_df": 4.0,  # family_effects="student-t": degrees of freedom of the family effects' t (fixed)
+    # family_slopes: half-normal scale of the sd of a family's slope around the common one.
+    # Slopes are in family-sd units per covariate sd, with beta ~ N(0, 0.7): 0.3 puts the
+    # prior median sd at 0.2 (a family's slope within about +-0.4 of the common one), and
+    # a family slope of half the size of a typical common slope still in the bulk.
+    "slope_sd_sigma": 0.3,
 }
 
 #: The defaults before issue 13 (fits saved then store every setting in their attrs, and
