@@ -12,6 +12,7 @@ below :data:`BOUND_MARGIN` or above ``1 - BOUND_MARGIN``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -359,6 +360,7 @@ def prior_sensitivity(fit: xr.DataTree, data: ScalingData, **options) -> pd.Data
         One row per parameter entry: ``prior`` and ``likelihood`` sensitivity and the
         diagnosis (``"prior-data conflict"`` where both exceed the threshold, 0.05,
         ``"strong prior / weak likelihood"`` where only the prior does, ``"-"`` otherwise).
+        Structural constants (the anchor block's zeros, the diagonal of ``corr``) are left out.
     """
     from arviz_stats import psense_summary
 
@@ -370,4 +372,9 @@ def prior_sensitivity(fit: xr.DataTree, data: ScalingData, **options) -> pd.Data
         "log_prior": log_prior(fit, data),
     })  # fmt: skip
     options.setdefault("var_names", list(PARAMETERS))
-    return psense_summary(tree, **options)
+    with warnings.catch_warnings():
+        # Structural constants (the anchor block's zeros, corr's diagonal) have no spread,
+        # so their sensitivity is 0 / 0; they are dropped below.
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        table = psense_summary(tree, **options)
+    return table.dropna(subset=["prior", "likelihood"], how="all")

@@ -108,3 +108,6 @@ def test_log_prior_and_sensitivity(nuts_fit, small_sim):
     table = prior_sensitivity(nuts_fit, data)
     assert {"prior", "likelihood"} <= set(table.columns)
     assert table.loc["b[math]", ["prior", "likelihood"]].notna().all()
+    # Structural constants have no spread to scale: left out rather than reported as NaN.
+    assert "corr[skill_1, skill_1]" not in table.index
+    assert table[["prior", "likelihood"]].notna().all(axis=None)
