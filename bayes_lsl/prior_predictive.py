@@ -23,6 +23,7 @@ import xarray as xr
 
 from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
+from bayes_lsl.fitting.nuts import structural_constants
 from bayes_lsl.fitting.result import DISPERSION_PARAMETERS, PARAMETERS, SAMPLE_DIMS, FitInfo
 from bayes_lsl.model import build_model, merge_priors
 from bayes_lsl.model.likelihood import corr_to_z
@@ -360,7 +361,8 @@ def prior_sensitivity(fit: xr.DataTree, data: ScalingData, **options) -> pd.Data
         One row per parameter entry: ``prior`` and ``likelihood`` sensitivity and the
         diagnosis (``"prior-data conflict"`` where both exceed the threshold, 0.05,
         ``"strong prior / weak likelihood"`` where only the prior does, ``"-"`` otherwise).
-        Structural constants (the anchor block's zeros, the diagonal of ``corr``) are left out.
+        Structural constants (the anchor block's zeros, the diagonal of ``corr``) and the upper
+        triangle of ``corr`` (a repeat of the lower) are left out.
     """
     from arviz_stats import psense_summary
 
@@ -374,7 +376,23 @@ def prior_sensitivity(fit: xr.DataTree, data: ScalingData, **options) -> pd.Data
     options.setdefault("var_names", list(PARAMETERS))
     with warnings.catch_warnings():
         # Structural constants (the anchor block's zeros, corr's diagonal) have no spread,
-        # so their sensitivity is 0 / 0; they are dropped below.
+        # so their sensitivity is 0 / 0 or rounding noise; they are dropped below.
         warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
         table = psense_summary(tree, **options)
-    return table.dropna(subset=["prior", "likelihood"], how="all")
+    return table.drop(index=_constant_labels(tree["posterior"].to_dataset()), errors="ignore")
+
+
+def _constant_labels(posterior: xr.Dataset) -> list[str]:
+    """``name[coord, ...]`` labels, as ArviZ's summaries write them, of the structural constants
+    (:func:`~bayes_lsl.fitting.nuts.structural_constants`: the anchor block's zeros, the
+    diagonal and the repeated upper triangle of ``corr``)."""
+    labels = []
+    for name, da in posterior.data_vars.items():
+        constant = structural_constants(da)
+        if not constant.any():
+            continue
+        dims = [d for d in da.dims if d not in SAMPLE_DIMS]
+        for idx in np.argwhere(constant.transpose(*dims).values):
+            coords = [str(da[d].values[i]) for d, i in zip(dims, idx, strict=True)]
+            labels.append(f"{name}[{', '.join(coords)}]")
+    return labels

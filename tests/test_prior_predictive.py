@@ -109,5 +109,6 @@ def test_log_prior_and_sensitivity(nuts_fit, small_sim):
     assert {"prior", "likelihood"} <= set(table.columns)
     assert table.loc["b[math]", ["prior", "likelihood"]].notna().all()
     # Structural constants have no spread to scale: left out rather than reported as NaN.
-    assert "corr[skill_1, skill_1]" not in table.index
+    assert "corr[skill_1, skill_1]" not in table.index and "corr[skill_2, skill_2]" not in table.index
+    assert "corr[skill_2, skill_1]" in table.index and "corr[skill_1, skill_2]" not in table.index
     assert table[["prior", "likelihood"]].notna().all(axis=None)
