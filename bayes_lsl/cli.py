@@ -309,7 +309,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="nuts: parameterization of the family effects (default partial; see build_model)")  # fmt: skip
     p.add_argument("--chains", type=int, default=None, help="nuts: chains (default: fit's, 4)")
     p.add_argument("--tune", type=int, default=None, help="nuts: tuning steps per chain (default: fit's, 1000)")
-    p.add_argument("--draws", type=int, default=None, help="nuts: kept draws per chain (default: fit's, 3000)")
+    p.add_argument("--draws", type=int, default=None, help="nuts: kept draws per chain (default: fit's, 5000)")
     p.add_argument("--model", default=None, choices=sorted(PRESETS),
                    help="a named configuration: paper (the default: the paper's model) or extended (base and "
                         "tuned models apart, no size x tokens interaction: for predicting larger models)")
