@@ -383,7 +383,8 @@ def fit_mle(
     bar.set_description(f"mle K={K}")
     bar.close()
     k = n_params(K, data.n_benchmarks, p=len(data.terms),
-                 dispersion="covariates" if "phi_a" in parts.names else "benchmark")
+                 dispersion="covariates" if "phi_a" in parts.names else "benchmark",
+                 scores="beta" if parts.kappa is None else "beta-mixture")
     n_obs = int(data.observed.sum())
     attrs = {
         "marginal_loglik": loglik,
@@ -526,7 +527,7 @@ def _mle_groups(
     jac = parts.natural_jacobian(theta)
     nat_var = np.einsum("ij,jk,ik->i", jac, cov, jac)
     se, k = {}, 0
-    for name in ("beta", "lam", "b", "phi", "corr"):
+    for name in parts.natural(theta):  # beta, lam, b, phi, corr (and score_eps): natural_jacobian's order
         shape = natural[name].shape
         n = int(np.prod(shape))
         se[name] = np.sqrt(np.clip(nat_var[k : k + n], 0, None)).reshape(shape)
