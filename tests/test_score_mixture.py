@@ -83,6 +83,14 @@ def test_draws_are_the_mixture():
     assert scipy.stats.kstest(y, cdf).pvalue > LEVEL
     assert scipy.stats.kstest(y, scipy.stats.beta(12, 28).cdf).pvalue < 1e-6  # the negative control
     assert abs(y.mean() - 0.3) < 4 * y.std() / np.sqrt(len(y))  # the same mean
+    # The held-out scores' log predictive density (cross_validate's) takes the same mixture.
+    shapes = np.random.default_rng(3).uniform(1, 50, size=(2, 30, 4))  # 30 draws of 4 cells
+    weight = np.linspace(0.05, 0.3, 30)[:, None]
+    observed = np.array([0.02, 0.3, 0.6, 0.97])
+    density = (1 - weight) * scipy.stats.beta.pdf(observed, *shapes) + weight * scipy.stats.beta.pdf(
+        observed, KAPPA * shapes[0], KAPPA * shapes[1])
+    np.testing.assert_allclose(bl.log_predictive_density(*shapes, observed, score_eps=weight, score_kappa=KAPPA),
+                               np.log(density.mean(axis=0)), rtol=1e-10)  # fmt: skip
 
 
 # ------------------------------------------------------------------ the options
