@@ -238,11 +238,12 @@ def test_predicted_scores_have_heavier_tails(mixture_mles):
 # --------------------------------------------------------- the other methods
 @pytest.mark.slow  # a map fit and NUTS after the MLE it starts from: a few minutes
 def test_nuts_and_map_agree_with_the_mle(mixture_mles):
-    """NUTS (and map) on the mixture: eps and beta near the MLE, within a few MLE standard errors.
+    """NUTS on the mixture: eps and beta near the MLE, within a few MLE standard errors (map: eps).
 
     The posterior pulls eps toward the Beta(1, 9) prior's mean 0.1 (the truth here) and the
     other parameters toward their priors, so agreement is asked within 2.5 standard errors,
-    not one; the map fit's log-likelihood group is the mixture's, as its replicates are.
+    not one (measured, seed 0: eps -0.06, beta at most 0.36). The map fit's log-likelihood
+    group is the mixture's, as its replicates are.
     """
     data, _, mle, _ = mixture_mles
     with warnings.catch_warnings():
@@ -251,13 +252,19 @@ def test_nuts_and_map_agree_with_the_mle(mixture_mles):
                       draws=300)  # fmt: skip
         map_fit = bl.fit(data, K=K, method="map", seed=0, progress=False, scores="beta-mixture")
     eps_mle, eps_se = float(mle.posterior["score_eps"].values.squeeze()), float(mle.mle["score_eps_se"])
-    for fit in (nuts, map_fit):
+    found = {}
+    for name, fit in (("nuts", nuts), ("map", map_fit)):
         assert FitInfo.from_tree(fit).scores == "beta-mixture"
         eps = float(fit.posterior["score_eps"].mean(("chain", "draw")))
-        assert abs(eps - eps_mle) < 2.5 * eps_se, (fit.attrs.get("method"), eps, eps_mle, eps_se)
         z = (fit.posterior["beta"].mean(("chain", "draw")) - mle.posterior["beta"].isel(chain=0, draw=0))
-        z = z / mle.mle["beta_se"]
-        assert float(np.abs(z).max()) < 2.5, z.values
+        found[name] = ((eps - eps_mle) / eps_se, float(np.abs(z / mle.mle["beta_se"]).max()))
+    print("z of eps, largest |z| of beta, against the MLE:", found)
+    for name, (z_eps, _) in found.items():
+        assert abs(z_eps) < 2.5, (name, z_eps)
+    # beta: NUTS's posterior mean only. map is the *joint* mode over the parameters and the 40
+    # families' effects, not the marginal one: its slopes move with the effects' shrinkage
+    # (measured: NUTS 0.36, map 3.9 MLE standard errors at most).
+    assert found["nuts"][1] < 2.5, found
     # At the map point, the model's pointwise log-likelihood (PyMC's, the CustomDist) equals the
     # replicates' (numpy's) formula for every seen cell.
     pp = posterior_predictive(map_fit, n_draws=1, seed=0)
