@@ -32,7 +32,7 @@ import xarray as xr
 from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError, FitFileError
 from bayes_lsl.fitting.marginal import compile_function, damped_newton, natural_map, nearest_positive_definite
-from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS, SLOPE_PARAMETERS, VAR_DIMS, FitInfo
+from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS, SCORE_PARAMETERS, SLOPE_PARAMETERS, VAR_DIMS, FitInfo
 from bayes_lsl.model.likelihood import (
     beta_parameters,
     draw_family_effects,
@@ -135,7 +135,9 @@ def parameter_intervals(
     fit : xarray.DataTree
         From :func:`bayes_lsl.fit`.
     names : sequence of str
-        Posterior variables, among ``beta``, ``lam``, ``b``, ``phi``, ``corr``.
+        Posterior variables, among ``beta``, ``lam``, ``b``, ``phi``, ``corr`` (and
+        ``score_eps`` for a ``scores="beta-mixture"`` fit: its Wald interval is built on
+        the logit scale).
     level : float
         Probability of the intervals.
     n_draws, seed : int
@@ -161,9 +163,10 @@ def parameter_intervals(
     if not 0 < level < 1:
         raise BayesLslError(f"level must be in (0, 1), got {level}")
     info = FitInfo.from_tree(fit)
-    unknown = [n for n in names if n not in PARAMETERS]
+    known = [*PARAMETERS, *(SCORE_PARAMETERS if info.scores == "beta-mixture" else ())]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise BayesLslError(f"names must be among {list(PARAMETERS)}, got {unknown}")
+        raise BayesLslError(f"names must be among {known}, got {unknown}")
     post = fit["posterior"].to_dataset()
     if info.method == "mle":
         wald, kind = mle_intervals(fit, level=level, n_draws=n_draws, seed=seed), "wald"
@@ -228,7 +231,7 @@ def mle_intervals(
         raise BayesLslError(f"Wald intervals need an mle fit, not {info.method!r}")
     post = fit["posterior"].to_dataset().isel(chain=0, draw=0, drop=True)
     if not np.isfinite(fit["mle"]["theta_cov"].values).all():
-        nan = {name: post[name] * np.nan for name in PARAMETERS}
+        nan = {name: post[name] * np.nan for name in (*PARAMETERS, *(n for n in SCORE_PARAMETERS if n in post))}
         return {name: (da, da) for name, da in nan.items()}
     with warnings.catch_warnings():
         # Clipped boundary draws (a correlation near +-1) only move the interval's far end.
@@ -240,7 +243,7 @@ def mle_intervals(
         draws["phi"] = (("sample", *post["phi"].dims), phi)
     tail = (1 - level) / 2
     out = {}
-    for name in PARAMETERS:
+    for name in (*PARAMETERS, *(n for n in SCORE_PARAMETERS if n in draws)):
         q = draws[name].quantile([tail, 1 - tail], dim="sample").drop_vars("quantile")
         q = q.transpose("quantile", *post[name].dims).assign_coords({d: post[name][d] for d in post[name].dims})
         out[name] = (q[0], q[1])

@@ -177,6 +177,9 @@ def test_mle_recovers_the_mixture(mixture_mles, tmp_path):
     eps_hat = float(fit.posterior["score_eps"].values.squeeze())
     assert lower < EPS < upper, (eps_hat, lower, upper)
     assert lower < eps_hat < upper and float(fit.mle["score_eps_se"]) > 0
+    # parameter_intervals gives the same interval (from draws of the asymptotic normal, mapped back).
+    table = bl.parameter_intervals(fit, ["score_eps"], level=1 - LEVEL, n_draws=4000, seed=0)
+    np.testing.assert_allclose(table[["lower", "upper"]].to_numpy()[0], [lower, upper], rtol=0.1)
     statistic = controls.wald_statistic(fit, truth)
     assert statistic[1] == n_params(K, J) + 1
     stats = controls.assert_wald_calibrated([statistic])
