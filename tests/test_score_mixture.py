@@ -233,6 +233,9 @@ def test_predicted_scores_have_heavier_tails(mixture_mles):
     np.testing.assert_array_equal(wide.draws["y"].values, again.draws["y"].values)
     pd.testing.assert_frame_equal(wide.table, again.table)
     assert np.abs(wide.table["mean"] - narrow.table["mean"]).max() < 0.05
+    # The draws carry the mixture, so that held-out scoring (holdout.cell_scores) uses its density.
+    assert wide.draws["score_eps"].dims == ("sample",) and wide.draws.attrs["score_kappa"] == KAPPA
+    assert "score_eps" not in narrow.draws
     # Replicates of the fitted scores use the mixture too: their log density is the mixture's.
     pp = posterior_predictive(mixture, n_draws=20, seed=0)
     assert np.isfinite(pp["log_lik"].values).all() and ((pp["y_rep"] > 0) & (pp["y_rep"] < 1)).all()
