@@ -125,7 +125,7 @@ def warm_start(fit: xr.DataTree, data: ScalingData, K: int, parts: MarginalLikel
     """A start (flat theta) from a fit with ``K0 <= K`` skills, e.g. the previous K's optimum in a sweep.
 
     The fit's values are kept for its ``K0`` skills (slopes, loadings on the benchmarks
-    still free, correlations), its intercepts and precisions; skill ``K0 + 1 ...``, anchored
+    still free, correlations), its intercepts and precisions (and a score mixture's weight); skill ``K0 + 1 ...``, anchored
     on benchmark ``K0 + 1 ...`` (whose loadings on the earlier skills become structural
     zeros), starts from ``base`` (the anchored factor-analysis start), uncorrelated with
     the others.
@@ -146,6 +146,8 @@ def warm_start(fit: xr.DataTree, data: ScalingData, K: int, parts: MarginalLikel
     values["b"] = prev["b"]
     if "phi" in values and prev["phi"].ndim == 1:
         values["phi"] = prev["phi"]
+    if "score_eps" in values and "score_eps" in fit["posterior"]:  # a score mixture's weight, kept too
+        values["score_eps"] = np.clip(posterior_mean(fit, ["score_eps"])["score_eps"], 1e-4, 1 - 1e-4)
     z = np.zeros(K * (K - 1) // 2)
     z[: K0 * (K0 - 1) // 2] = corr_to_z(prev["corr"])  # the new rows of the Cholesky factor: independent
     values["corr_z"] = z
