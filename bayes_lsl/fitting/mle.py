@@ -125,8 +125,8 @@ def warm_start(fit: xr.DataTree, data: ScalingData, K: int, parts: MarginalLikel
     """A start (flat theta) from a fit with ``K0 <= K`` skills, e.g. the previous K's optimum in a sweep.
 
     The fit's values are kept for its ``K0`` skills (slopes, loadings on the benchmarks
-    still free, correlations), its intercepts and precisions (and a score mixture's weight); skill ``K0 + 1 ...``, anchored
-    on benchmark ``K0 + 1 ...`` (whose loadings on the earlier skills become structural
+    still free, correlations), its intercepts and precisions (and a score mixture's weight);
+    skill ``K0 + 1 ...``, anchored on benchmark ``K0 + 1 ...`` (whose loadings on the earlier skills become structural
     zeros), starts from ``base`` (the anchored factor-analysis start), uncorrelated with
     the others.
     """
