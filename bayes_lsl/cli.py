@@ -142,6 +142,11 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     # Random family slopes (issue 14), only where given.
     if args.family_slopes is not None:
         options["family_slopes"] = [t.strip() for t in args.family_slopes.split(",")]
+    # Heavier-tailed scores (issue 14), only where given.
+    if args.scores != "beta":
+        options["scores"] = args.scores
+    if args.score_kappa is not None:
+        options["priors"] = {**options.get("priors", {}), "score_kappa": args.score_kappa}
     result = fit(data, K=args.K, method=args.method, seed=args.seed, progress=not args.quiet, **options)
     save_fit(result, out)
     attrs = result.attrs
@@ -327,6 +332,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--family-slopes", default=None, metavar="TERM[,TERM]",
                    help="random family slopes of the skills on these terms of the design (e.g. log_size); "
                         "map, advi, nuts only")  # fmt: skip
+    p.add_argument("--scores", default="beta", choices=["beta", "beta-mixture"],
+                   help="likelihood of the scores: beta (default, the paper's) or beta-mixture (a mixture of two "
+                        "Betas with the same mean, the second wider: heavier tails; its weight is estimated)")
+    p.add_argument("--score-kappa", type=float, default=None,
+                   help="beta-mixture: the wide component's share of the precision, in (0, 1) (default 0.1)")
     p.add_argument("--out", default="fit.nc", help="output file (default fit.nc)")
 
     p = command("select-k", _cmd_select_k, "information criteria (AIC, BIC) of mle fits for several K",

@@ -262,7 +262,8 @@ def cell_scores(
     DataFrame
         ``table`` with ``crps`` (from the draws of ``y``), ``interval_score`` (of
         ``[lower, upper]``) and ``log_density`` (log of the mean over draws of the Beta
-        density with shapes ``mu phi`` and ``(1 - mu) phi``).
+        density with shapes ``mu phi`` and ``(1 - mu) phi``, or of the mixture where the draws
+        carry ``score_eps``, see :func:`bayes_lsl.scores.log_predictive_density`).
     """
     model = pd.Index(draws["model"].values.astype(str)).get_indexer(table["model"].astype(str))
     bench = pd.Index(draws["benchmark"].values.astype(str)).get_indexer(table["benchmark"].astype(str))
@@ -272,10 +273,14 @@ def cell_scores(
     order = ("sample", "model", "benchmark")
     pick = {v: draws[v].transpose(*order).values[:, model, bench] for v in ("y", "mu", "phi")}  # (sample, row)
     a = pick["mu"] * pick["phi"]
+    # A scores="beta-mixture" fit's draws carry the mixture's weight (per sample) and factor.
+    mixture = {}
+    if "score_eps" in draws:
+        mixture = {"score_eps": draws["score_eps"].values[:, None], "score_kappa": draws.attrs["score_kappa"]}
     return table.assign(
         crps=crps(pick["y"], y),
         interval_score=interval_score(table["lower"], table["upper"], y, alpha=1 - level),
-        log_density=log_predictive_density(a, pick["phi"] - a, y, eps=eps),
+        log_density=log_predictive_density(a, pick["phi"] - a, y, eps=eps, **mixture),
     )
 
 

@@ -38,16 +38,16 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import scipy.special
-import scipy.stats
 import xarray as xr
 
 from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.result import FitInfo
+from bayes_lsl.model.likelihood import score_logp_shapes
 from bayes_lsl.parallel import run_tasks
 from bayes_lsl.parameters import _fit_data, parameter_draws
 from bayes_lsl.posterior_predictive import posterior_predictive
-from bayes_lsl.predict import score_distribution
+from bayes_lsl.predict import score_distribution, score_mixture
 
 GROUPS = ("model", "family", "cell")
 
@@ -189,7 +189,7 @@ def loo(
         centered = {"non-centered": False, "centered": True}.get(info.parameterization, info.parameterization)
         spec = {"method": info.method, "K": info.K, "priors": dict(info.priors), "dispersion": info.dispersion,
                 "centered": centered, "covariates": list(info.covariates),
-                "family_effects": info.family_effects,
+                "family_effects": info.family_effects, "scores": info.scores,
                 "family_slopes": None if info.family_slopes is None else list(info.family_slopes)}  # fmt: skip
         task = partial(_refit_group, _fit_data(fit), spec, group, seed=seed, n_draws=n_draws or 1000, nodes=nodes,
                        fit_options=fit_options)  # fmt: skip
@@ -283,10 +283,12 @@ def _unconstrained(ml, params: xr.Dataset, K: int) -> np.ndarray:
     free = free_variables({name: params[name].values for name in params.data_vars}, K)
     pieces = []
     for name in ml.names:
-        base = name.removesuffix("_log__")
+        base = name.removesuffix("_log__").removesuffix("_logodds__")
         if base not in free:
             raise BayesLslError(f"cannot map the fit's draws to the model's variable {name!r}")
         value = np.log(free[base]) if name.endswith("_log__") else free[base]
+        if name.endswith("_logodds__"):  # score_eps, in (0, 1)
+            value = scipy.special.logit(free[base])
         pieces.append(value.reshape(len(value), -1))
     return np.concatenate(pieces, axis=1)
 
@@ -322,7 +324,7 @@ def _refit_group(data: ScalingData, spec: dict, group: str, label: str, *, seed:
     train, held = _held_out(data, group, label)
     options = {"check_draws": 0} if spec["method"] == "mle" else {}  # the refit's optimum is what is needed
     options |= {key: spec[key] for key in ("priors", "dispersion", "centered", "covariates", "family_effects",
-                                                "family_slopes")
+                                                "family_slopes", "scores")
                 if key in spec}
     refit = fit_model(train, K=spec["K"], method=spec["method"], seed=seed, progress=False, **(options | fit_options))
     rows = np.flatnonzero(held.any(axis=1))
@@ -343,5 +345,6 @@ def _refit_group(data: ScalingData, spec: dict, group: str, label: str, *, seed:
                                       n_draws=n_draws, seed=seed)  # fmt: skip
         r, c = np.nonzero(held[rows])
         a, b = draws["shape_a"].values[:, r, c], draws["shape_b"].values[:, r, c]
-        ll = scipy.stats.beta.logpdf(data.scores[rows][r, c], a, b).sum(axis=1)
+        eps, kappa = score_mixture(draws)
+        ll = score_logp_shapes(data.scores[rows][r, c], a, b, None if eps is None else eps[:, 0], kappa).sum(axis=1)
     return float(scipy.special.logsumexp(ll) - np.log(len(ll)))

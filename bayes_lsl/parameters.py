@@ -32,7 +32,7 @@ import xarray as xr
 from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError, FitFileError
 from bayes_lsl.fitting.marginal import compile_function, damped_newton, natural_map, nearest_positive_definite
-from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS, SLOPE_PARAMETERS, VAR_DIMS, FitInfo
+from bayes_lsl.fitting.result import PARAMETERS, SAMPLE_DIMS, SCORE_PARAMETERS, SLOPE_PARAMETERS, VAR_DIMS, FitInfo
 from bayes_lsl.model.likelihood import (
     beta_parameters,
     draw_family_effects,
@@ -135,7 +135,9 @@ def parameter_intervals(
     fit : xarray.DataTree
         From :func:`bayes_lsl.fit`.
     names : sequence of str
-        Posterior variables, among ``beta``, ``lam``, ``b``, ``phi``, ``corr``.
+        Posterior variables, among ``beta``, ``lam``, ``b``, ``phi``, ``corr`` (and
+        ``score_eps`` for a ``scores="beta-mixture"`` fit: its Wald interval is built on
+        the logit scale).
     level : float
         Probability of the intervals.
     n_draws, seed : int
@@ -161,9 +163,10 @@ def parameter_intervals(
     if not 0 < level < 1:
         raise BayesLslError(f"level must be in (0, 1), got {level}")
     info = FitInfo.from_tree(fit)
-    unknown = [n for n in names if n not in PARAMETERS]
+    known = [*PARAMETERS, *(SCORE_PARAMETERS if info.scores == "beta-mixture" else ())]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise BayesLslError(f"names must be among {list(PARAMETERS)}, got {unknown}")
+        raise BayesLslError(f"names must be among {known}, got {unknown}")
     post = fit["posterior"].to_dataset()
     if info.method == "mle":
         wald, kind = mle_intervals(fit, level=level, n_draws=n_draws, seed=seed), "wald"
@@ -228,7 +231,7 @@ def mle_intervals(
         raise BayesLslError(f"Wald intervals need an mle fit, not {info.method!r}")
     post = fit["posterior"].to_dataset().isel(chain=0, draw=0, drop=True)
     if not np.isfinite(fit["mle"]["theta_cov"].values).all():
-        nan = {name: post[name] * np.nan for name in PARAMETERS}
+        nan = {name: post[name] * np.nan for name in (*PARAMETERS, *(n for n in SCORE_PARAMETERS if n in post))}
         return {name: (da, da) for name, da in nan.items()}
     with warnings.catch_warnings():
         # Clipped boundary draws (a correlation near +-1) only move the interval's far end.
@@ -240,7 +243,7 @@ def mle_intervals(
         draws["phi"] = (("sample", *post["phi"].dims), phi)
     tail = (1 - level) / 2
     out = {}
-    for name in PARAMETERS:
+    for name in (*PARAMETERS, *(n for n in SCORE_PARAMETERS if n in draws)):
         q = draws[name].quantile([tail, 1 - tail], dim="sample").drop_vars("quantile")
         q = q.transpose("quantile", *post[name].dims).assign_coords({d: post[name][d] for d in post[name].dims})
         out[name] = (q[0], q[1])
@@ -305,7 +308,7 @@ def _natural_function(fit: xr.DataTree, info: FitInfo, labels: tuple[str, ...]):
     """The map from an ``mle`` fit's unconstrained vector (its ``mle.param`` layout) to its
     parameters (:attr:`FitInfo.parameters`), derived from the graph of the model rebuilt on
     the fit's data (:func:`bayes_lsl.fitting.marginal.natural_map`)."""
-    key = (info.K, info.benchmarks, info.dispersion, info.covariates, info.family_effects, labels)
+    key = (info.K, info.benchmarks, info.dispersion, info.covariates, info.family_effects, info.scores, labels)
     if key not in _NATURAL_MAPS:
         from bayes_lsl.model import build_model
 
@@ -343,22 +346,25 @@ def _fit_data(fit: xr.DataTree) -> ScalingData:
 
 # ------------------------------------------------------------ family effects
 @cache
-def _cell_functions():
+def _cell_functions(kappa: float | None = None):
     """Compiled element-wise score log-density, its first two eta-derivatives, the Fisher
-    information, and the Beta shapes, all from :mod:`bayes_lsl.model`."""
+    information, and the Beta shapes, all from :mod:`bayes_lsl.model`. With ``kappa`` (the
+    score mixture), the derivatives take the mixing weight of each sample, ``eps`` (sample, 1)."""
     y, eta, floor, phi = pt.matrix("y"), pt.matrix("eta"), pt.vector("floor"), pt.matrix("phi")
-    logp = score_logp(y, eta, floor, phi)
+    eps = pt.matrix("eps") if kappa is not None else None
+    logp = score_logp(y, eta, floor, phi, eps, kappa)
     d1 = pt.grad(logp.sum(), eta)
     d2 = pt.grad(d1.sum(), eta)
-    info = score_information(eta, floor, phi)
-    derivs = compile_function([y, eta, floor, phi], [logp, d1, d2, info])
+    info = score_information(eta, floor, phi, eps, kappa)
+    derivs = compile_function([y, eta, floor, phi, *([eps] if eps is not None else [])], [logp, d1, d2, info])
     a, b = beta_parameters(eta, floor, phi)
     shapes = compile_function([eta, floor, phi], [a, b])
     return derivs, shapes
 
 
 def beta_shapes(eta: np.ndarray, floor: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Beta shape parameters of scores with linear predictor ``eta`` (sample, cell)."""
+    """Beta shape parameters of scores with linear predictor ``eta`` (sample, cell): the main
+    component's, with ``scores="beta-mixture"`` (the wide one's are ``kappa`` times these)."""
     _, shapes = _cell_functions()
     return shapes(np.asarray(eta, float), np.asarray(floor, float), np.asarray(phi, float))
 
@@ -406,6 +412,7 @@ def conditional_family_effects(
     max_iter: int = 50,
     tol: float = 1e-6,
     df: float | None = None,
+    kappa: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Laplace approximation of ``p(alpha_g | scores, parameters)`` for every draw.
 
@@ -414,7 +421,8 @@ def conditional_family_effects(
     over draws and groups (Fisher scoring where the log-density is not locally concave;
     the t prior's curvature there is its Fisher-type ``(df + K) / (df + q) corr^-1``); the
     covariance is the inverse observed curvature at the mode, or the inverse Fisher
-    information where that is not positive definite.
+    information where that is not positive definite. ``kappa``: the scores are the
+    mixture of ``scores="beta-mixture"`` with this precision factor and ``params["score_eps"]``.
 
     Returns
     -------
@@ -422,7 +430,7 @@ def conditional_family_effects(
     chol : ndarray (sample, group, skill, skill)
         Cholesky factor of the approximate posterior covariance.
     """
-    log_posterior = _family_log_posterior(params, cells, n_groups, floors, df)
+    log_posterior = _family_log_posterior(params, cells, n_groups, floors, df, kappa)
 
     def evaluate(alpha):
         h, grad, fisher, hess = log_posterior(alpha)
@@ -448,7 +456,7 @@ def conditional_family_effects(
 
 
 def _family_log_posterior(params: xr.Dataset, cells: Cells, n_groups: int, floors: np.ndarray,
-                          df: float | None = None):  # fmt: skip
+                          df: float | None = None, kappa: float | None = None):  # fmt: skip
     """``alpha (S, G, K) -> (log density, gradient, Fisher information + prior curvature,
     Hessian)`` of each group's effect given its scores: the scores' log-likelihood plus the
     ``N(0, corr)`` prior (up to a constant), or the multivariate t with ``df`` degrees of
@@ -466,7 +474,9 @@ def _family_log_posterior(params: xr.Dataset, cells: Cells, n_groups: int, floor
     y = np.broadcast_to(cells.y, offset.shape)
     onehot = np.eye(G)[cells.group] if len(cells.group) else np.zeros((0, G))  # (C, G)
     outer = (lam_c[..., :, None] * lam_c[..., None, :]).reshape(S, -1, K * K)  # (S, C, K*K)
-    derivs, _ = _cell_functions()
+    derivs, _ = _cell_functions(kappa)
+    # The score mixture's weight per sample (scores="beta-mixture"), broadcast over the cells.
+    mixture = () if kappa is None else (np.broadcast_to(params["score_eps"].values[:, None], offset.shape),)
 
     def per_group(values):
         """Sum (S, C, ...) cell values into (S, G, ...) groups (a matmul: BLAS, not einsum's loops)."""
@@ -477,7 +487,7 @@ def _family_log_posterior(params: xr.Dataset, cells: Cells, n_groups: int, floor
 
     def evaluate(alpha):
         eta = offset + (alpha[:, cells.group] * lam_c).sum(-1)
-        logp, d1, d2, info = derivs(y, eta, floor, phi_c)
+        logp, d1, d2, info = derivs(y, eta, floor, phi_c, *mixture)
         fisher = per_group(info[..., None] * outer).reshape(S, G, K, K)
         hess = per_group(d2[..., None] * outer).reshape(S, G, K, K)
         if df is None:  # the normal prior, as it always was (bit for bit)
@@ -503,6 +513,7 @@ def importance_family_effects(
     df: float = 5.0,
     batch: int = 2000,
     prior_df: float | None = None,
+    kappa: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and covariance of ``p(alpha_g | scores, parameters)`` by importance sampling: the
     exact reference that :func:`conditional_family_effects`' Laplace approximation is checked
@@ -513,7 +524,7 @@ def importance_family_effects(
     target, so the weights have finite variance); ``n_draws`` per draw of the parameters
     and group. ``prior_df``: the family effects' prior is the multivariate t with these
     degrees of freedom (a ``family_effects="student-t"`` fit, :attr:`FitInfo.family_df`);
-    None, the normal.
+    None, the normal. ``kappa``: the scores' mixture, as for :func:`conditional_family_effects`.
 
     Returns
     -------
@@ -523,7 +534,7 @@ def importance_family_effects(
         Kish's effective sample size of the weights: the reference is trustworthy where it
         is a good fraction of ``n_draws``.
     """
-    mode, chol = conditional_family_effects(params, cells, n_groups, floors, df=prior_df)
+    mode, chol = conditional_family_effects(params, cells, n_groups, floors, df=prior_df, kappa=kappa)
     S, G, K = mode.shape
     rng = np.random.default_rng(seed)
     scale = np.sqrt(1.5) * chol
@@ -533,7 +544,7 @@ def importance_family_effects(
         for start in range(0, n_draws, batch):
             n = min(batch, n_draws - start)
             # The parameter draw repeated n times: evaluate is vectorized over its sample axis.
-            evaluate = _family_log_posterior(params.isel(sample=np.full(n, s)), cells, G, floors, prior_df)
+            evaluate = _family_log_posterior(params.isel(sample=np.full(n, s)), cells, G, floors, prior_df, kappa)
             u = rng.standard_normal((n, G, K)) / np.sqrt(rng.chisquare(df, (n, G, 1)) / df)
             alpha = mode[s] + np.einsum("gkl,ngl->ngk", scale[s], u)
             log_q = scipy.stats.multivariate_t.logpdf(u.reshape(-1, K), shape=np.eye(K), df=df).reshape(n, G)
@@ -594,7 +605,8 @@ def family_effect_draws(
         extra = Cells(np.array([position[g] for g in group_of[rows]], dtype=int), x[rows], cols, observed[rows, cols])
         df = info.family_df
         every = Cells.concat([cells, extra])
-        mode, chol = conditional_family_effects(params, every, len(laplace), info.floors, df=df)
+        mode, chol = conditional_family_effects(params, every, len(laplace), info.floors, df=df,
+                                                kappa=info.score_kappa)
         rng = np.random.default_rng(seed)
         z = rng.standard_normal(mode.shape)
         out[:, laplace] = mode + np.einsum("sgkl,sgl->sgk", chol, z)

@@ -34,13 +34,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 import xarray as xr
 
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.result import FitInfo
 from bayes_lsl.kinds import kind_from_name
-from bayes_lsl.predict import score_distribution
+from bayes_lsl.model.likelihood import draw_scores, score_logp_shapes
+from bayes_lsl.predict import score_distribution, score_mixture
 
 #: What the checks can group cells by.
 GROUPINGS = ("benchmark", "size_bin", "kind", "family", "model")
@@ -135,6 +135,8 @@ def posterior_predictive(
     rows, cols = np.nonzero(~np.isnan(scores))
     a = draws["shape_a"].values[:, rows, cols]
     b = draws["shape_b"].values[:, rows, cols]
+    eps, kappa = score_mixture(draws)
+    eps = None if eps is None else eps[:, 0]  # (sample, 1) against the (sample, cell) shapes
     y = scores[rows, cols]
     models, families = frame["model"].to_numpy()[rows], frame["family"].to_numpy()[rows]
     fitted = cd["kind"].values.astype(str) if "kind" in cd else None
@@ -150,8 +152,8 @@ def posterior_predictive(
     return xr.Dataset(
         {
             # Clipped as the data were (ScalingData's eps), so that replicates and scores compare like with like.
-            "y_rep": (("sample", "cell"), np.clip(rng.beta(a, b), info.eps, 1 - info.eps)),
-            "log_lik": (("sample", "cell"), scipy.stats.beta.logpdf(y, a, b)),
+            "y_rep": (("sample", "cell"), np.clip(draw_scores(a, b, rng, eps, kappa), info.eps, 1 - info.eps)),
+            "log_lik": (("sample", "cell"), score_logp_shapes(y, a, b, eps, kappa)),
             "y": ("cell", y),
         },
         coords=coords,

@@ -24,6 +24,7 @@ from bayes_lsl.data import DataError, validate_models
 from bayes_lsl.design import new_model_kinds
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.result import FitInfo
+from bayes_lsl.model.likelihood import draw_scores
 from bayes_lsl.parameters import beta_shapes, cell_precision, family_effect_draws, family_slope_draws, parameter_draws
 from bayes_lsl.ranges import check_range
 
@@ -237,8 +238,18 @@ def predictive_draws(
     shape_a, shape_b = draws["shape_a"].values, draws["shape_b"].values
     draws["phi"] = draws["shape_a"] + draws["shape_b"]
     draws["mu"] = draws["shape_a"] / draws["phi"]
-    draws["y"] = (draws["mu"].dims, rng.beta(shape_a, shape_b))
-    return draws[["y", "mu", "phi", "theta", "alpha", "x"]]
+    eps, kappa = score_mixture(draws)
+    draws["y"] = (draws["mu"].dims, draw_scores(shape_a, shape_b, rng, eps, kappa))
+    return draws[["y", "mu", "phi", "theta", "alpha", "x", *(["score_eps"] if "score_eps" in draws else [])]]
+
+
+def score_mixture(draws: xr.Dataset) -> tuple[np.ndarray | None, float | None]:
+    """``(eps, kappa)`` of :func:`score_distribution`'s draws: the mixture's weight per sample,
+    shaped (sample, 1, 1) to broadcast against the shapes, and its precision factor; ``(None,
+    None)`` for the paper's Beta scores."""
+    if "score_eps" not in draws:
+        return None, None
+    return draws["score_eps"].values[:, None, None], float(draws.attrs["score_kappa"])
 
 
 def score_distribution(
@@ -249,7 +260,9 @@ def score_distribution(
     Returns
     -------
     draws : xarray.Dataset
-        ``shape_a``, ``shape_b`` (sample, model, benchmark): the scores' Beta shapes;
+        ``shape_a``, ``shape_b`` (sample, model, benchmark): the scores' Beta shapes
+        (the main component's with ``scores="beta-mixture"``, then with ``score_eps``
+        (sample) and ``attrs["score_kappa"]``: see :func:`score_mixture`);
         ``theta``, ``alpha`` (sample, model, skill); ``x`` (model, covariate).
     rng : numpy.random.Generator
         The generator :func:`predictive_draws` draws the scores with (so that a seed
@@ -292,4 +305,7 @@ def score_distribution(
         },
         coords=coords,
     )
+    if info.score_kappa is not None:
+        draws["score_eps"] = ("sample", params["score_eps"].values)
+        draws.attrs["score_kappa"] = info.score_kappa
     return draws, np.random.default_rng(seeds[2])

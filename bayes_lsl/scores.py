@@ -21,9 +21,10 @@ too wide here and too narrow there).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import betaln, logsumexp, xlog1py, xlogy
+from scipy.special import logsumexp
 
 from bayes_lsl.errors import BayesLslError
+from bayes_lsl.model.likelihood import score_logp_shapes
 
 #: The model clips scores into ``[eps, 1 - eps]`` before its Beta likelihood (``ScalingData.eps``).
 DEFAULT_EPS = 1e-3
@@ -96,7 +97,7 @@ def interval_score(
 
 def log_predictive_density(
     shape_a: np.ndarray, shape_b: np.ndarray, observed: np.ndarray | float, *, axis: int = 0,
-    eps: float = DEFAULT_EPS,
+    eps: float = DEFAULT_EPS, score_eps: np.ndarray | float | None = None, score_kappa: float | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Log of the predictive density at the observed score: ``log mean_s Beta(y | a_s, b_s)``.
 
@@ -114,6 +115,10 @@ def log_predictive_density(
         model clips them before its likelihood (``ScalingData.eps``, 1e-3 by default): a
         score of exactly 0 or 1, impossible under a Beta, is scored as the model saw it
         in training. Use the fit's ``eps`` (``FitInfo.eps``) to match its likelihood.
+    score_eps, score_kappa : optional
+        A ``scores="beta-mixture"`` fit's mixture: its weight per draw (broadcasting
+        against the shapes, draws along ``axis``) and its precision factor; the density is
+        then the mixture's (:func:`bayes_lsl.model.likelihood.score_logp_shapes`).
 
     Returns
     -------
@@ -132,5 +137,7 @@ def log_predictive_density(
     a = np.moveaxis(np.asarray(shape_a, float), axis, 0)
     b = np.moveaxis(np.asarray(shape_b, float), axis, 0)
     y = np.clip(np.asarray(observed, float), eps, 1.0 - eps)
-    logpdf = xlogy(a - 1.0, y) + xlog1py(b - 1.0, -y) - betaln(a, b)
+    if score_eps is not None:
+        score_eps = np.moveaxis(np.broadcast_to(np.asarray(score_eps, float), np.shape(shape_a)), axis, 0)
+    logpdf = score_logp_shapes(y, a, b, score_eps, score_kappa)
     return logsumexp(logpdf, axis=0) - np.log(a.shape[0])

@@ -80,6 +80,8 @@ def simulate(
     family_effects: str = "normal",
     family_df: float | None = None,
     family_slopes: str | Sequence[str] | None = None,
+    scores: str = "beta",
+    score_kappa: float | None = None,
 ) -> tuple[ScalingData, dict[str, np.ndarray]]:
     """Draw scores from the model.
 
@@ -117,6 +119,11 @@ def simulate(
         Terms with random family slopes (as for :func:`bayes_lsl.build_model`); then
         ``params`` carries ``slope_sd`` (slope_term, skill), and each family's slopes are
         drawn ``N(0, slope_sd^2)`` (after the family effects).
+    scores : {"beta", "beta-mixture"}
+        The scores' likelihood (:func:`bayes_lsl.build_model`); the mixture needs the true
+        weight ``params["score_eps"]`` (in [0, 1)).
+    score_kappa : float, optional
+        The mixture's precision factor (default ``DEFAULT_PRIORS["score_kappa"]``, 0.1).
 
     Returns
     -------
@@ -136,9 +143,19 @@ def simulate(
         )
     if family_df is not None and family_effects != "student-t":
         raise BayesLslError(f"family_df={family_df!r} is for family_effects='student-t', not {family_effects!r}")
+    if score_kappa is not None and scores != "beta-mixture":
+        raise BayesLslError(f"score_kappa={score_kappa!r} is for scores='beta-mixture', not {scores!r}")
+    if scores == "beta-mixture" and "score_eps" not in params:
+        raise BayesLslError("simulate(scores='beta-mixture') needs the true weight params['score_eps']")
+    if "score_eps" in params and scores != "beta-mixture":
+        raise BayesLslError("params has 'score_eps': say that the scores are the mixture (scores='beta-mixture')")
+    if "score_eps" in params and not 0 <= float(params["score_eps"]) < 1:
+        raise BayesLslError(f"params['score_eps'] must be in [0, 1), got {params['score_eps']!r}")
     rng = np.random.default_rng(seed)
-    model = build_model(data, K=K, family_effects=family_effects, family_slopes=family_slopes,
-                        priors=None if family_df is None else {"family_df": family_df})  # fmt: skip
+    priors = ({} if family_df is None else {"family_df": family_df}) | (
+        {} if score_kappa is None else {"score_kappa": score_kappa})
+    model = build_model(data, K=K, family_effects=family_effects, family_slopes=family_slopes, scores=scores,
+                        priors=priors or None)  # fmt: skip
     fixed = pm.do(model, free_values(params) | ({} if alpha is None else {"alpha": np.asarray(alpha, float)}))
     names = ["alpha", "y"]
     if family_slopes is not None:
@@ -196,10 +213,11 @@ def _template(
 
 def free_values(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The free variables of ``build_model`` (non-centered) that the natural parameters
-    ``beta``, ``lam``, ``b``, ``phi``, ``corr`` give (what ``pm.do`` fixes)."""
+    ``beta``, ``lam``, ``b``, ``phi``, ``corr`` (and ``score_eps``) give (what ``pm.do`` fixes)."""
     lam = np.asarray(params["lam"], float)
     K = lam.shape[0]
-    return {
+    mixture = {"score_eps": np.asarray(params["score_eps"], float)} if "score_eps" in params else {}
+    return mixture | {
         "beta": np.asarray(params["beta"], float),
         "lam_anchor": np.diag(lam[:, :K]),
         "lam_free": lam[:, K:],

@@ -33,6 +33,8 @@ CONFIGS = {
     "extended+covariates": {"model": "extended", "dispersion": "covariates"},
     "student-t": {"family_effects": "student-t"},
     "extended+student-t": {"model": "extended", "family_effects": "student-t"},
+    # Heavier-tailed scores: a scale mixture of two Betas with the same mean (issue 14).
+    "extended+mixture": {"model": "extended", "scores": "beta-mixture"},
     # Family slopes are not in the marginal likelihood: these fit by NUTS (slow: minutes per fit).
     "extended+slopes": {"model": "extended", "family_slopes": "log_size", "method": "nuts"},
 }

@@ -250,13 +250,16 @@ def unconstrained_truth(fit: xr.DataTree, truth: dict) -> np.ndarray:
     """The true parameters on the MLE's unconstrained scale, in the order of ``fit.mle.param``.
 
     The transforms are the model's: log for the anchor loadings and ``phi``, the canonical
-    partial correlations (the package's :func:`~bayes_lsl.simulate.corr_to_z`) for ``corr``;
+    partial correlations (the package's :func:`~bayes_lsl.simulate.corr_to_z`) for ``corr``,
+    logit for the score mixture's ``score_eps``;
     blocks are flattened row-major, as the fit does.
     """
     K = truth["lam"].shape[0]
     blocks = {"beta": truth["beta"].ravel(), "lam_anchor_log__": np.log(np.diag(truth["lam"][:, :K])),
               "lam_free": truth["lam"][:, K:].ravel(), "b": truth["b"], "phi_log__": np.log(truth["phi"]),
               "corr_z": corr_to_z(truth["corr"])}  # fmt: skip
+    if "score_eps" in truth:  # scores="beta-mixture": its weight, on the logit scale
+        blocks["score_eps_logodds__"] = np.atleast_1d(scipy.special.logit(truth["score_eps"]))
     out = []
     for name in map(str, fit.mle["param"].values):
         block, index = name.removesuffix("]").split("[")

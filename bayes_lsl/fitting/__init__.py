@@ -51,6 +51,7 @@ def fit(
     model: str | None = None,
     family_effects: str = "normal",
     family_slopes: str | Sequence[str] | None = None,
+    scores: str = "beta",
     progress: bool = True,
     **options,
 ) -> xr.DataTree:
@@ -109,6 +110,13 @@ def fit(
         default start fits the MLE of the model without family slopes; each chain's
         slopes start at their own draw of ``z`` with a small sd (see
         :class:`bayes_lsl.fitting.nuts.DispersedStarts`).
+    scores : {"beta", "beta-mixture"}
+        The scores' likelihood (see :func:`bayes_lsl.build_model`): ``"beta"``, the paper's
+        Beta; ``"beta-mixture"``, heavier tails with the same mean: ``(1 - eps) Beta(phi mu,
+        phi (1 - mu)) + eps Beta(kappa phi mu, kappa phi (1 - mu))``, ``eps`` (``score_eps``)
+        a free parameter (prior Beta(1, 9); for ``mle`` one more parameter of the marginal
+        likelihood, on the logit scale), ``kappa = priors["score_kappa"]`` fixed (0.1).
+        Every method supports it.
     progress : bool
         Show progress bars.
     **options
@@ -167,14 +175,14 @@ def fit(
             # The MLE's neighbourhood is the posterior's main mode (see nuts.fit_nuts); with family
             # slopes, that of the model without them (the slopes start near zero, DispersedStarts).
             options["init"] = fit(data, K, "mle", seed, priors=priors, dispersion=dispersion, progress=progress,
-                                  family_effects=family_effects,
+                                  family_effects=family_effects, scores=scores,
                                   check_draws=0)  # only the optimum and its covariance are needed
             options["init_spread"] = init.removeprefix("mle-")
     if centered is None:
         # "partial" holds the normal prior's density of the informed effects (see parameterization).
         centered = "partial" if method == "nuts" and family_effects == "normal" else False
     model = build_model(data, K=K, priors=priors, dispersion=dispersion, centered=centered,
-                        family_effects=family_effects, family_slopes=family_slopes)
+                        family_effects=family_effects, family_slopes=family_slopes, scores=scores)
     groups, attrs = METHODS[method](model, data, seed=seed, progress=progress, **options)
     return assemble(data, K, method, seed, groups, attrs, dispersion=dispersion, centered=centered, priors=priors,
-                    family_effects=family_effects, family_slopes=family_slopes)
+                    family_effects=family_effects, family_slopes=family_slopes, scores=scores)

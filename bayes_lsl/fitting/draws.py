@@ -15,7 +15,13 @@ import pymc as pm
 import xarray as xr
 
 from bayes_lsl.errors import BayesLslError
-from bayes_lsl.fitting.result import DISPERSION_PARAMETERS, POSTERIOR_VARS, SLOPE_PARAMETERS, posterior_mean
+from bayes_lsl.fitting.result import (
+    DISPERSION_PARAMETERS,
+    POSTERIOR_VARS,
+    SCORE_PARAMETERS,
+    SLOPE_PARAMETERS,
+    posterior_mean,
+)
 from bayes_lsl.model.likelihood import corr_to_z
 
 
@@ -27,7 +33,7 @@ def _plain_coords(ds: xr.Dataset) -> xr.Dataset:
 
 def posterior_group(draws: xr.Dataset) -> xr.Dataset:
     """The ``posterior`` group from a sampler's draws: :data:`POSTERIOR_VARS` (and :data:`DISPERSION_PARAMETERS`,
-    :data:`SLOPE_PARAMETERS` where the model has them).
+    :data:`SLOPE_PARAMETERS`, :data:`SCORE_PARAMETERS` where the model has them).
 
     Internal variables (``alpha_z``, ``corr_z``, ``lam_anchor``, ``lam_free``, transformed
     values) are dropped so that every method's posterior has the same variables; the
@@ -36,7 +42,7 @@ def posterior_group(draws: xr.Dataset) -> xr.Dataset:
     missing = [v for v in POSTERIOR_VARS if v not in draws]
     if missing:
         raise RuntimeError(f"the draws lack variable(s) {missing}")
-    extra = (v for v in (*DISPERSION_PARAMETERS, *SLOPE_PARAMETERS) if v in draws)
+    extra = (v for v in (*DISPERSION_PARAMETERS, *SLOPE_PARAMETERS, *SCORE_PARAMETERS) if v in draws)
     ds = _plain_coords(draws[[*POSTERIOR_VARS, *extra]])
     return ds.drop_vars([c for c in ds.coords if c not in ds.dims])
 

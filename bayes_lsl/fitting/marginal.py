@@ -50,7 +50,7 @@ from pytensor.graph.replace import graph_replace
 
 from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
-from bayes_lsl.model.build import model_family_effects
+from bayes_lsl.model.build import model_family_effects, model_scores
 from bayes_lsl.model.likelihood import (
     corr_cholesky,
     family_effect_logp,
@@ -345,6 +345,8 @@ class MarginalLikelihood:
         self.n_nodes = n_nodes
         #: The family effects' degrees of freedom (None: normal), as the model was built.
         self.df = df = model_family_effects(model)[1]
+        #: The mixture's precision factor (None: the paper's Beta scores), as the model was built.
+        self.kappa = kappa = model_scores(model)[1]
         #: Processes for the importance-sampling batches and the Hessian's columns
         #: (:func:`fork_map`; None: :func:`default_jobs`).
         self.n_jobs: int | None = None
@@ -360,6 +362,10 @@ class MarginalLikelihood:
         beta, lam, b, phi = graph_replace(exprs, pieces, strict=False)
         chol, _ = corr_cholesky(pieces[model.rvs_to_values[model["corr_z"]]], K)
         self._natural = {"beta": beta, "lam": lam, "b": b, "phi": phi, "corr": chol @ chol.T}
+        eps = None
+        if kappa is not None:  # the mixing weight: one more parameter, on the logit scale in theta
+            (eps,) = graph_replace(model.replace_rvs_by_values([model["score_eps"]]), pieces, strict=False)
+            self._natural["score_eps"] = eps
 
         rows, cols = np.nonzero(data.observed)
         y, floor = data.scores[rows, cols], data.floors[cols]
@@ -381,7 +387,7 @@ class MarginalLikelihood:
 
         def family_loglik(alpha):
             """log p(Y_l | alpha_l) at alpha (..., F, K): the scores' log-likelihood per family."""
-            return per_family_sum(score_logp(y, linear_predictor(alpha), floor, phi_cell))
+            return per_family_sum(score_logp(y, linear_predictor(alpha), floor, phi_cell, eps, kappa))
 
         def mahalanobis(alpha):
             """alpha' Sigma^-1 alpha at alpha (..., F, K)."""
@@ -408,7 +414,7 @@ class MarginalLikelihood:
 
         def fisher_curvature(alpha):
             """The scores' Fisher information plus the prior's (Fisher-type) curvature at alpha (F, K)."""
-            w = score_information(linear_predictor(alpha), floor, phi_cell)  # (cells,)
+            w = score_information(linear_predictor(alpha), floor, phi_cell, eps, kappa)  # (cells,)
             outer = w[:, None, None] * lam_cells[:, :, None] * lam_cells[:, None, :]
             prior_precision = chol_inv.T @ chol_inv
             if df is not None:
@@ -616,7 +622,7 @@ class MarginalLikelihood:
 
     @cached_property
     def natural(self):
-        """theta -> dict of ``beta``, ``lam``, ``b``, ``phi``, ``corr``."""
+        """theta -> dict of ``beta``, ``lam``, ``b``, ``phi``, ``corr`` (and ``score_eps`` for the mixture)."""
         fn = compile_function([self._theta], list(self._natural.values()), "natural")
         return lambda th: dict(zip(self._natural, fn(th), strict=True))
 

@@ -125,8 +125,8 @@ def warm_start(fit: xr.DataTree, data: ScalingData, K: int, parts: MarginalLikel
     """A start (flat theta) from a fit with ``K0 <= K`` skills, e.g. the previous K's optimum in a sweep.
 
     The fit's values are kept for its ``K0`` skills (slopes, loadings on the benchmarks
-    still free, correlations), its intercepts and precisions; skill ``K0 + 1 ...``, anchored
-    on benchmark ``K0 + 1 ...`` (whose loadings on the earlier skills become structural
+    still free, correlations), its intercepts and precisions (and a score mixture's weight);
+    skill ``K0 + 1 ...``, anchored on benchmark ``K0 + 1 ...`` (whose loadings on the earlier skills become structural
     zeros), starts from ``base`` (the anchored factor-analysis start), uncorrelated with
     the others.
     """
@@ -146,6 +146,8 @@ def warm_start(fit: xr.DataTree, data: ScalingData, K: int, parts: MarginalLikel
     values["b"] = prev["b"]
     if "phi" in values and prev["phi"].ndim == 1:
         values["phi"] = prev["phi"]
+    if "score_eps" in values and "score_eps" in fit["posterior"]:  # a score mixture's weight, kept too
+        values["score_eps"] = np.clip(posterior_mean(fit, ["score_eps"])["score_eps"], 1e-4, 1 - 1e-4)
     z = np.zeros(K * (K - 1) // 2)
     z[: K0 * (K0 - 1) // 2] = corr_to_z(prev["corr"])  # the new rows of the Cholesky factor: independent
     values["corr_z"] = z
@@ -383,7 +385,8 @@ def fit_mle(
     bar.set_description(f"mle K={K}")
     bar.close()
     k = n_params(K, data.n_benchmarks, p=len(data.terms),
-                 dispersion="covariates" if "phi_a" in parts.names else "benchmark")
+                 dispersion="covariates" if "phi_a" in parts.names else "benchmark",
+                 scores="beta" if parts.kappa is None else "beta-mixture")
     n_obs = int(data.observed.sum())
     attrs = {
         "marginal_loglik": loglik,
@@ -526,7 +529,7 @@ def _mle_groups(
     jac = parts.natural_jacobian(theta)
     nat_var = np.einsum("ij,jk,ik->i", jac, cov, jac)
     se, k = {}, 0
-    for name in ("beta", "lam", "b", "phi", "corr"):
+    for name in parts.natural(theta):  # beta, lam, b, phi, corr (and score_eps): natural_jacobian's order
         shape = natural[name].shape
         n = int(np.prod(shape))
         se[name] = np.sqrt(np.clip(nat_var[k : k + n], 0, None)).reshape(shape)

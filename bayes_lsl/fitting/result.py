@@ -30,7 +30,7 @@ from bayes_lsl._version import __version__
 from bayes_lsl.data import COVARIATES, ScalingData
 from bayes_lsl.design import design_matrix, needs_kind
 from bayes_lsl.errors import BayesLslError, FitFileError
-from bayes_lsl.model.likelihood import family_effects_df
+from bayes_lsl.model.likelihood import family_effects_df, score_mixture_kappa
 from bayes_lsl.model.parameterization import parameterization
 from bayes_lsl.model.priors import DEFAULT_PRIORS, PRIORS_BEFORE_ISSUE_13, merge_priors
 
@@ -40,7 +40,8 @@ from bayes_lsl.model.priors import DEFAULT_PRIORS, PRIORS_BEFORE_ISSUE_13, merge
 #: 3: ``covariates`` names the design's terms (:mod:`bayes_lsl.design`), which may need kinds.
 #: 4: ``family_effects`` (``"normal"`` or ``"student-t"``); older files are ``"normal"``.
 #: 5: ``family_slopes`` (the terms with random family slopes, or None; older files: None).
-FORMAT_VERSION = 5
+#: 6: ``scores`` (``"beta"`` or ``"beta-mixture"``, with ``score_eps`` in the posterior); older files: ``"beta"``.
+FORMAT_VERSION = 6
 
 #: The model's structural parameters: what predictions need besides the family effects.
 PARAMETERS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr")
@@ -48,6 +49,8 @@ PARAMETERS: tuple[str, ...] = ("beta", "lam", "b", "phi", "corr")
 DISPERSION_PARAMETERS: tuple[str, ...] = ("phi_a", "phi_s")
 #: With ``family_slopes``: the slopes' sd per term and skill, and each family's slope.
 SLOPE_PARAMETERS: tuple[str, ...] = ("slope_sd", "family_slope")
+#: With ``scores="beta-mixture"``: the wide component's weight.
+SCORE_PARAMETERS: tuple[str, ...] = ("score_eps",)
 #: Variables every fit's ``posterior`` group carries, whatever the method.
 POSTERIOR_VARS: tuple[str, ...] = (*PARAMETERS, "alpha", "theta")
 #: Dims of each variable after ``chain, draw`` (``phi`` is (model, benchmark) with
@@ -64,6 +67,7 @@ VAR_DIMS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "phi_s": ("covariate", "benchmark"),
     "slope_sd": ("slope_term", "skill"),
     "family_slope": ("family", "slope_term", "skill"),
+    "score_eps": (),
 })  # fmt: skip
 SAMPLE_DIMS: tuple[str, str] = ("chain", "draw")
 
@@ -115,6 +119,10 @@ class FitInfo:
     family_slopes : tuple of str or None
         The terms with random family slopes (``fit(..., family_slopes=...)``), or ``None``
         for the paper's model (and fits saved before the option).
+    scores : str
+        The scores' likelihood, ``"beta"`` (the paper's; files before format 6) or
+        ``"beta-mixture"`` (weight ``score_eps`` in the posterior, precision factor
+        ``priors["score_kappa"]``, :attr:`score_kappa`).
     format_version : int
     """
 
@@ -135,6 +143,7 @@ class FitInfo:
     covariates: tuple[str, ...] = COVARIATES
     family_effects: str = "normal"
     family_slopes: tuple[str, ...] | None = None
+    scores: str = "beta"
     format_version: int = FORMAT_VERSION
 
     def __eq__(self, other: object) -> bool:
@@ -160,10 +169,11 @@ class FitInfo:
     @property
     def parameters(self) -> tuple[str, ...]:
         """The structural parameters this fit's draws carry (``phi_a``, ``phi_s`` for ``phi``
-        when the precision depends on the covariates)."""
+        when the precision depends on the covariates, and ``score_eps`` with ``scores="beta-mixture"``)."""
+        mixture = SCORE_PARAMETERS if self.scores == "beta-mixture" else ()
         if self.dispersion == "covariates":
-            return ("beta", "lam", "b", *DISPERSION_PARAMETERS, "corr")
-        return PARAMETERS
+            return ("beta", "lam", "b", *DISPERSION_PARAMETERS, "corr", *mixture)
+        return (*PARAMETERS, *mixture)
 
     @property
     def family_df(self) -> float | None:
@@ -171,10 +181,15 @@ class FitInfo:
         return family_effects_df(self.family_effects, {**DEFAULT_PRIORS, **self.priors})
 
     @property
+    def score_kappa(self) -> float | None:
+        """The mixture's precision factor of its wide component: None for the Beta."""
+        return score_mixture_kappa(self.scores, {**DEFAULT_PRIORS, **self.priors})
+
+    @property
     def build_options(self) -> dict:
         """The options of :func:`bayes_lsl.build_model` that rebuild this fit's model (but ``centered``)."""
         return {"priors": dict(self.priors), "dispersion": self.dispersion, "family_effects": self.family_effects,
-                "family_slopes": self.family_slopes}
+                "family_slopes": self.family_slopes, "scores": self.scores}
 
     @property
     def by_kind(self) -> bool:
@@ -236,7 +251,9 @@ class FitInfo:
         family_slopes = attrs.get("family_slopes")
         if family_slopes is not None:
             family_slopes = tuple(str(t) for t in np.atleast_1d(family_slopes))
-        wanted = [*POSTERIOR_VARS, *(SLOPE_PARAMETERS if family_slopes else ())]
+        scores = str(attrs.get("scores", "beta"))
+        wanted = [*POSTERIOR_VARS, *(SLOPE_PARAMETERS if family_slopes else ()),
+                  *(SCORE_PARAMETERS if scores == "beta-mixture" else ())]
         absent = [v for v in wanted if v not in post.data_vars]
         if absent:
             raise FitFileError(f"not a fit: its posterior lacks {absent}")
@@ -264,6 +281,7 @@ class FitInfo:
             covariates=covariates,
             family_effects=str(attrs.get("family_effects", "normal")),
             family_slopes=family_slopes,
+            scores=scores,
             format_version=FORMAT_VERSION,
         )
 
@@ -311,6 +329,7 @@ def assemble(
     priors: Mapping[str, float] | None,
     family_effects: str = "normal",
     family_slopes: Sequence[str] | None = None,
+    scores: str = "beta",
 ) -> xr.DataTree:
     """Put a method's groups together with the data and the :class:`FitInfo` every fit carries."""
     posterior = groups["posterior"]
@@ -335,6 +354,7 @@ def assemble(
         covariates=tuple(data.terms),
         family_effects=family_effects,
         family_slopes=None if family_slopes is None else tuple(family_slopes),
+        scores=scores,
     )
     tree = xr.DataTree.from_dict({name: ds for name, ds in groups.items()} | {"constant_data": constant_data(data)})
     tree.attrs = {**info.attrs(), "bayes_lsl_version": __version__, "pymc_version": pm.__version__, **attrs}
@@ -343,7 +363,8 @@ def assemble(
 
 def point_posterior(values: Mapping[str, np.ndarray], model: pm.Model) -> xr.Dataset:
     """A one-chain, one-draw ``posterior`` group from point values of the model's variables."""
-    names = [*POSTERIOR_VARS, *(n for n in (*DISPERSION_PARAMETERS, *SLOPE_PARAMETERS) if n in values)]
+    names = [*POSTERIOR_VARS, *(n for n in (*DISPERSION_PARAMETERS, *SLOPE_PARAMETERS, *SCORE_PARAMETERS)
+                                if n in values)]
     dims = {name: model.named_vars_to_dims.get(name, ()) for name in names}
     coords = {d: list(model.coords[d]) for ds in dims.values() for d in ds}
     return xr.Dataset(

@@ -17,6 +17,8 @@ from bayes_lsl.model.likelihood import (
     family_slope_effect,
     lkj_corr_z,
     loadings,
+    score_mixture_dist,
+    score_mixture_kappa,
 )
 from bayes_lsl.model.parameterization import (
     FamilyLayout,
@@ -28,9 +30,10 @@ from bayes_lsl.model.parameterization import (
 from bayes_lsl.model.priors import merge_priors
 
 
-def n_params(K: int, J: int, p: int = len(COVARIATES), dispersion: str = "benchmark") -> int:
-    """Number of free parameters, counted as in the paper (78 at K=4, J=12, p=3 covariates)."""
-    extra = p * J if dispersion == "covariates" else 0
+def n_params(K: int, J: int, p: int = len(COVARIATES), dispersion: str = "benchmark", scores: str = "beta") -> int:
+    """Number of free parameters, counted as in the paper (78 at K=4, J=12, p=3 covariates);
+    ``scores="beta-mixture"`` adds its mixing weight ``score_eps``."""
+    extra = (p * J if dispersion == "covariates" else 0) + (scores == "beta-mixture")
     return p * K + K + K * (J - K) + 2 * J + K * (K - 1) // 2 + extra
 
 
@@ -63,6 +66,15 @@ def model_family_effects(model: pm.Model) -> tuple[str, float | None]:
         raise BayesLslError("the model was not built by bayes_lsl.build_model (or was copied): the distribution "
                             "of its family effects is unknown")  # fmt: skip
     return value
+
+
+#: Attribute of a model from :func:`build_model` holding ``(scores, kappa)``.
+_SCORES_ATTRIBUTE = "bayes_lsl_scores"
+
+
+def model_scores(model: pm.Model) -> tuple[str, float | None]:
+    """``(scores, kappa)`` that :func:`build_model` recorded on ``model`` (``kappa`` None for ``"beta"``)."""
+    return getattr(model, _SCORES_ATTRIBUTE, ("beta", None))
 
 
 def _student_t_family_effects(chol: pt.TensorVariable, K: int, df: float, mode: str) -> pt.TensorVariable:
@@ -108,6 +120,7 @@ def build_model(
     by_kind: bool = False,
     family_effects: str = "normal",
     family_slopes: str | Sequence[str] | None = None,
+    scores: str = "beta",
 ) -> pm.Model:
     """Build the PyMC model of the latent-skill scaling law.
 
@@ -150,6 +163,13 @@ def build_model(
         family's slope of each skill on a chosen term is the common ``beta`` plus
         ``u = slope_sd * z``, ``z ~ N(0, 1)`` (non-centered), ``slope_sd ~
         HalfNormal(slope_sd_sigma)`` per term and skill. Default ``None``: the paper's model.
+    scores : {"beta", "beta-mixture"}
+        The scores' likelihood (:data:`~bayes_lsl.model.likelihood.SCORE_LIKELIHOODS`):
+        ``"beta"``, the paper's Beta (the default); ``"beta-mixture"``, heavier tails: a
+        scale mixture of two Betas with the same mean, the second with ``kappa =
+        priors["score_kappa"]`` (fixed, default 0.1) times the precision, weight
+        ``score_eps ~ Beta(score_eps_alpha, score_eps_beta)`` (default Beta(1, 9)), one
+        for all benchmarks.
 
     Returns
     -------
@@ -161,7 +181,7 @@ def build_model(
         ``y`` (cell). Missing scores are left out of the likelihood, not imputed. With
         ``family_slopes``, a coordinate ``slope_term`` and variables ``slope_sd``
         (slope_term, skill), ``slope_z`` and the deterministic ``family_slope`` (family,
-        slope_term, skill).
+        slope_term, skill). With ``scores="beta-mixture"``, the scalar ``score_eps``.
     """
     data = data.with_covariates(covariates, by_kind)
     chosen = slope_terms(data.terms, family_slopes)
@@ -171,6 +191,7 @@ def build_model(
     mode = parameterization(centered)
     pr = merge_priors(priors)
     df = family_effects_df(family_effects, pr)
+    kappa = score_mixture_kappa(scores, pr)
     if df is not None and mode == "partial":
         raise BayesLslError("centered='partial' is built for normal family effects: with "
                             "family_effects='student-t' use centered=False (or True)")  # fmt: skip
@@ -243,8 +264,13 @@ def build_model(
         theta = pm.Deterministic("theta", theta, dims=("model", "skill"))
         eta = (theta[cell_model] * lam.T[cell_benchmark]).sum(axis=-1) + b[cell_benchmark]
         a_shape, b_shape = beta_parameters(eta, floor[cell_benchmark], phi_cell)
-        pm.Beta("y", alpha=a_shape, beta=b_shape, observed=data.scores[rows, cols], dims="cell")
+        if kappa is None:
+            pm.Beta("y", alpha=a_shape, beta=b_shape, observed=data.scores[rows, cols], dims="cell")
+        else:
+            score_eps = pm.Beta("score_eps", pr["score_eps_alpha"], pr["score_eps_beta"])
+            score_mixture_dist("y", a_shape, b_shape, score_eps, kappa, observed=data.scores[rows, cols], dims="cell")
     record_parameterization(model, mode)
     setattr(model, _FAMILY_EFFECTS_ATTRIBUTE, (family_effects, df))
+    setattr(model, _SCORES_ATTRIBUTE, (scores, kappa))
     return model
 

@@ -12,6 +12,10 @@ For model :math:`i` of family :math:`l(i)` and benchmark :math:`j`:
 
 With ``family_effects="student-t"`` the family effects are multivariate t instead
 (:func:`family_effect_logp`, the one place their density is written).
+With ``scores="beta-mixture"`` the scores are a scale mixture of two Betas with the same
+mean, :math:`(1 - \epsilon)\,\mathrm{Beta}(\phi_j \mu_{ij}, \phi_j (1 - \mu_{ij})) + \epsilon\,
+\mathrm{Beta}(\kappa \phi_j \mu_{ij}, \kappa \phi_j (1 - \mu_{ij}))` (heavier tails, the mean
+unchanged): :func:`score_logp_shapes`, :func:`draw_scores`.
 With ``family_slopes`` (random family slopes on chosen terms :math:`T` of the design),
 :math:`\theta_i = \alpha_{l(i)} + (\beta + u_{l(i)})^\top x_i` with :math:`u_{l,t,k} =
 \tau_{t,k} z_{l,t,k}`, :math:`z \sim N(0, 1)`, for :math:`t \in T` (zero elsewhere):
@@ -161,22 +165,139 @@ def beta_parameters(
     return phi * mu, phi * one_minus_mu
 
 
-def score_logp(y, eta, floor, phi) -> pt.TensorVariable:
-    """Element-wise Beta log-density of scores ``y`` given the linear predictor."""
-    a, b = beta_parameters(eta, floor, phi)
-    return pm.logp(pm.Beta.dist(alpha=a, beta=b), y)
+# ------------------------------------------------------------------ the scores' likelihood
+#: The scores' likelihoods (``build_model(scores=...)``).
+SCORE_LIKELIHOODS: dict[str, str] = {
+    "beta": "Y_ij ~ Beta(phi_j mu_ij, phi_j (1 - mu_ij)) (the paper's model, the default)",
+    "beta-mixture": "Y_ij ~ (1 - eps) Beta(phi_j mu_ij, phi_j (1 - mu_ij)) + eps Beta(kappa phi_j mu_ij, "
+                    "kappa phi_j (1 - mu_ij)), eps = score_eps (free), kappa = priors['score_kappa'] (fixed)",
+}
 
 
-def score_information(eta, floor, phi) -> pt.TensorVariable:
-    """Fisher information of one score about its linear predictor ``eta``.
+def score_mixture_kappa(scores: str, priors) -> float | None:
+    """The wide component's precision factor: ``None`` for ``"beta"``, ``priors["score_kappa"]`` for ``"beta-mixture"``.
 
-    ``phi^2 [psi'(phi mu) + psi'(phi (1 - mu))] (d mu / d eta)^2``: always positive, so
-    sums of it make positive-definite curvature for placing quadrature nodes.
+    Validates ``scores`` and, for the mixture, ``score_kappa`` (in (0, 1)) and the prior
+    settings of ``score_eps`` (``score_eps_alpha``, ``score_eps_beta``, positive): errors
+    name the offending argument.
     """
+    if scores not in SCORE_LIKELIHOODS:
+        raise BayesLslError(f"scores must be one of {sorted(SCORE_LIKELIHOODS)}, got {scores!r}")
+    if scores == "beta":
+        return None
+    kappa = float(priors["score_kappa"])
+    if not (np.isfinite(kappa) and 0 < kappa < 1):
+        raise BayesLslError(f"priors['score_kappa'] (the wide component's share of the precision) must be in "
+                            f"(0, 1), got {priors['score_kappa']!r}")  # fmt: skip
+    for key in ("score_eps_alpha", "score_eps_beta"):
+        value = float(priors[key])
+        if not (np.isfinite(value) and value > 0):
+            raise BayesLslError(f"priors[{key!r}] (of the Beta prior on score_eps) must be a positive number, "
+                                f"got {priors[key]!r}")  # fmt: skip
+    return kappa
+
+
+def beta_logpdf(y, a, b):
+    """Element-wise Beta(a, b) log-density at ``y``: PyTensor tensors or numpy arrays alike."""
+    if any(isinstance(v, Variable) for v in (y, a, b)):
+        return pm.logp(pm.Beta.dist(alpha=a, beta=b), y)
+    a, b, y = np.asarray(a, float), np.asarray(b, float), np.asarray(y, float)
+    return scipy.special.xlogy(a - 1.0, y) + scipy.special.xlog1py(b - 1.0, -y) - scipy.special.betaln(a, b)
+
+
+def score_logp_shapes(y, a, b, eps=None, kappa: float | None = None):
+    r"""Log-density of scores ``y`` given the main component's Beta shapes ``a``, ``b``.
+
+    ``eps=None`` (or ``kappa=None``): the Beta. Otherwise the scale mixture of two Betas
+    with the same mean,
+
+    .. math::
+
+        \log\left[(1 - \epsilon)\,\mathrm{Beta}(y \mid a, b)
+            + \epsilon\,\mathrm{Beta}(y \mid \kappa a, \kappa b)\right],
+
+    written as a log-sum-exp so that neither component under- or overflows. The one place
+    the mixture's density is written: PyTensor tensors or numpy arrays alike (``eps``
+    broadcasts against ``y``).
+    """
+    main = beta_logpdf(y, a, b)
+    if eps is None or kappa is None:
+        return main
+    wide = beta_logpdf(y, kappa * a, kappa * b)
+    if isinstance(main, Variable) or isinstance(eps, Variable):
+        return pt.logaddexp(pt.log1p(-eps) + main, pt.log(eps) + wide)
+    eps = np.asarray(eps, float)
+    with np.errstate(divide="ignore"):  # eps = 0 is the Beta: log(0) + wide is -inf, which logaddexp ignores
+        return np.logaddexp(np.log1p(-eps) + main, np.log(eps) + wide)
+
+
+def score_logp(y, eta, floor, phi, eps=None, kappa: float | None = None) -> pt.TensorVariable:
+    """Element-wise log-density of scores ``y`` given the linear predictor.
+
+    The Beta (``eps=None``), or with ``eps`` and ``kappa`` the mixture of
+    :func:`score_logp_shapes` (``scores="beta-mixture"``).
+    """
+    a, b = beta_parameters(eta, floor, phi)
+    return score_logp_shapes(y, a, b, eps, kappa)
+
+
+def _beta_information(eta, floor, phi) -> pt.TensorVariable:
     a, b = beta_parameters(eta, floor, phi)
     s = pt.sigmoid(pt.clip(eta, -ETA_BOUND, ETA_BOUND))
     dmu = (1.0 - floor) * s * (1.0 - s)
     return phi**2 * (pt.tri_gamma(a) + pt.tri_gamma(b)) * dmu**2
+
+
+def score_information(eta, floor, phi, eps=None, kappa: float | None = None) -> pt.TensorVariable:
+    """Fisher information of one score about its linear predictor ``eta``.
+
+    The Beta's: ``phi^2 [psi'(phi mu) + psi'(phi (1 - mu))] (d mu / d eta)^2``, always
+    positive, so sums of it make positive-definite curvature for placing quadrature nodes.
+    For the mixture (``eps``, ``kappa``), the components' informations weighted by the
+    mixing weights, ``(1 - eps) I(phi) + eps I(kappa phi)``: positive too, and an
+    approximation (an upper bound, Fisher information being convex in the density) of
+    the mixture's own, which has no closed form. It only places nodes and steps Newton's
+    method: the values integrated are :func:`score_logp`'s.
+    """
+    info = _beta_information(eta, floor, phi)
+    if eps is None or kappa is None:
+        return info
+    return (1.0 - eps) * info + eps * _beta_information(eta, floor, kappa * phi)
+
+
+def draw_scores(a, b, rng: np.random.Generator, eps=None, kappa: float | None = None) -> np.ndarray:
+    """Draws of scores given the main component's Beta shapes ``a``, ``b`` (numpy; any shape).
+
+    The Beta, or for the mixture (``eps`` broadcasting against ``a``, ``kappa``): the wide
+    component ``Beta(kappa a, kappa b)`` with probability ``eps``, else ``Beta(a, b)``. The
+    one place a score is drawn (predictions, replicates). With ``eps=None`` the draws are
+    ``rng.beta(a, b)`` exactly, as before the option.
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if eps is None or kappa is None:
+        return rng.beta(a, b)
+    wide = rng.random(a.shape) < np.broadcast_to(np.asarray(eps, float), a.shape)
+    scale = np.where(wide, kappa, 1.0)
+    return rng.beta(scale * a, scale * b)
+
+
+def score_mixture_dist(name: str, a, b, eps, kappa: float, **kwargs) -> pt.TensorVariable:
+    """The model's observed scores under ``scores="beta-mixture"``: a :class:`pymc.CustomDist`
+    whose log-density is :func:`score_logp_shapes` and whose draws pick the wide component
+    with probability ``eps`` (so that prior and posterior predictive draws work).
+    ``kwargs`` (``observed``, ``dims``) go to ``CustomDist``.
+    """
+    def draws(a_, b_, eps_, size):
+        shape = a_.shape if rv_size_is_none(size) else size
+        wide = pm.Bernoulli.dist(p=pt.broadcast_to(eps_, shape), shape=shape)
+        scale = pt.switch(pt.eq(wide, 1), kappa, 1.0)
+        return pm.Beta.dist(alpha=scale * a_, beta=scale * b_, shape=shape)
+
+    return pm.CustomDist(
+        name, a, b, eps, dist=draws,
+        logp=lambda value, a_, b_, eps_: score_logp_shapes(value, a_, b_, eps_, kappa),
+        **kwargs,
+    )
 
 
 def loadings(lam_anchor: pt.TensorVariable, lam_free: pt.TensorVariable) -> pt.TensorVariable:

@@ -257,7 +257,7 @@ def free_variables(values: Mapping[str, np.ndarray], K: int) -> dict[str, np.nda
 
     ``lam`` splits into ``lam_anchor`` (its anchor block's diagonal) and ``lam_free``;
     ``corr`` becomes ``corr_z`` (:func:`~bayes_lsl.model.likelihood.corr_to_z`); ``beta``,
-    ``b``, ``phi``, ``phi_a``, ``phi_s`` pass through where given. Values stay on their own
+    ``b``, ``phi``, ``phi_a``, ``phi_s``, ``score_eps`` pass through where given. Values stay on their own
     scale (the positive ones are not logged).
     """
     from bayes_lsl.model.likelihood import corr_to_z
@@ -265,7 +265,8 @@ def free_variables(values: Mapping[str, np.ndarray], K: int) -> dict[str, np.nda
     lam = np.asarray(values["lam"], float)
     corr = np.asarray(values["corr"], float)
     lead = corr.shape[:-2]
-    free = {k: np.asarray(values[k], float) for k in ("beta", "b", "phi", "phi_a", "phi_s") if k in values}
+    free = {k: np.asarray(values[k], float) for k in ("beta", "b", "phi", "phi_a", "phi_s", "score_eps")
+            if k in values}
     free["lam_anchor"] = np.diagonal(lam[..., :K], axis1=-2, axis2=-1)
     free["lam_free"] = lam[..., K:]
     free["corr_z"] = np.array([corr_to_z(c) for c in corr.reshape(-1, K, K)]).reshape(*lead, K * (K - 1) // 2)

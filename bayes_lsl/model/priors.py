@@ -28,6 +28,11 @@ DEFAULT_PRIORS: dict[str, float] = {
     # prior median sd at 0.2 (a family's slope within about +-0.4 of the common one), and
     # a family slope of half the size of a typical common slope still in the bulk.
     "slope_sd_sigma": 0.3,
+    # scores="beta-mixture": Beta(1, 9) prior on the wide component's weight score_eps (mean
+    # 0.1, 90% below 0.23), and that component's precision as a fixed share of phi_j.
+    "score_eps_alpha": 1.0,
+    "score_eps_beta": 9.0,
+    "score_kappa": 0.1,
 }
 
 #: The defaults before issue 13 (fits saved then store every setting in their attrs, and
