@@ -105,6 +105,32 @@ def map_fit(small_sim, tmp_path_factory):
     return shared_fit(tmp_path_factory, "map", lambda: fit(small_sim[0], K=FIT_K, method="map", seed=0, progress=False))
 
 
+@pytest.fixture
+def cli_fit_options(map_fit, tmp_path, monkeypatch):
+    """``options(args)``: the options that ``bayes-lsl fit --data example --K 2 --method map
+    *args`` passes to :func:`bayes_lsl.fit`, which is stubbed (it returns ``map_fit``): how
+    each model option's shell flags are checked without a fit."""
+    import bayes_lsl.fitting
+    from bayes_lsl.cli import main
+
+    given: dict = {}
+
+    def fake_fit(data, **options):
+        given.update(options)
+        return map_fit
+
+    monkeypatch.setattr(bayes_lsl.fitting, "fit", fake_fit)
+
+    def options(args: list[str]) -> dict:
+        given.clear()
+        out = tmp_path / f"fit{len(list(tmp_path.iterdir()))}.nc"
+        command = ["fit", "--data", "example", "--K", "2", "--method", "map", *args, "--out", str(out), "--quiet"]
+        assert main(command) == 0
+        return dict(given)
+
+    return options
+
+
 @pytest.fixture(scope="session")
 def advi_fit(small_sim, tmp_path_factory):
     from bayes_lsl import fit

@@ -220,23 +220,11 @@ def test_new_family_has_t_tails(t_mle):
 
 
 # --------------------------------------------------------- the other methods
-def test_cli_passes_the_option(map_fit, tmp_path, monkeypatch):
+def test_cli_passes_the_option(cli_fit_options):
     """``fit --family-effects student-t --family-df 7`` reaches :func:`bayes_lsl.fit` (stubbed: no fit made)."""
-    import bayes_lsl.fitting
-
-    given = {}
-
-    def fake_fit(data, **options):
-        given.update(options)
-        return map_fit
-
-    monkeypatch.setattr(bayes_lsl.fitting, "fit", fake_fit)
-    assert main(["fit", "--data", "example", "--K", "2", "--method", "map", "--family-effects", "student-t",
-                 "--family-df", "7", "--out", str(tmp_path / "t.nc"), "--quiet"]) == 0  # fmt: skip
+    given = cli_fit_options(["--family-effects", "student-t", "--family-df", "7"])
     assert given["family_effects"] == "student-t" and given["priors"] == {"family_df": 7.0}
-    given.clear()
-    assert main(["fit", "--data", "example", "--K", "2", "--method", "map", "--out", str(tmp_path / "n.nc"),
-                 "--quiet"]) == 0  # fmt: skip
+    given = cli_fit_options([])
     assert "family_effects" not in given and "priors" not in given  # the default call is unchanged
 
 

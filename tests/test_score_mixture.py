@@ -13,7 +13,6 @@ import scipy.special
 import scipy.stats
 
 import bayes_lsl as bl
-from bayes_lsl.cli import main
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.result import FitInfo
 from bayes_lsl.model import n_params
@@ -126,23 +125,11 @@ def test_default_model_is_unchanged(small_sim):
         simulate(random_parameters(K=K, J=J), random_design(5, 2), score_kappa=0.2)
 
 
-def test_cli_passes_the_option(map_fit, tmp_path, monkeypatch):
+def test_cli_passes_the_option(cli_fit_options):
     """``fit --scores beta-mixture --score-kappa 0.2`` reaches :func:`bayes_lsl.fit` (stubbed: no fit made)."""
-    import bayes_lsl.fitting
-
-    given = {}
-
-    def fake_fit(data, **options):
-        given.update(options)
-        return map_fit
-
-    monkeypatch.setattr(bayes_lsl.fitting, "fit", fake_fit)
-    assert main(["fit", "--data", "example", "--K", "2", "--method", "map", "--scores", "beta-mixture",
-                 "--score-kappa", "0.2", "--out", str(tmp_path / "m.nc"), "--quiet"]) == 0  # fmt: skip
+    given = cli_fit_options(["--scores", "beta-mixture", "--score-kappa", "0.2"])
     assert given["scores"] == "beta-mixture" and given["priors"] == {"score_kappa": 0.2}
-    given.clear()
-    assert main(["fit", "--data", "example", "--K", "2", "--method", "map", "--out", str(tmp_path / "n.nc"),
-                 "--quiet"]) == 0  # fmt: skip
+    given = cli_fit_options([])
     assert "scores" not in given and "priors" not in given  # the default call is unchanged
 
 
