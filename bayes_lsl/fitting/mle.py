@@ -525,6 +525,11 @@ def _mle_groups(
             "their standard errors, and predictions and allocations that depend on them, are wide by construction. "
             "Fit fewer skills (K), or method='nuts' for a posterior that the priors regularize."
         )
+        if any(name.startswith("score_eps") for name in flat):
+            # The usual cause is not too many skills: the mixture's weight ran to its boundary 0,
+            # where its gradient on the logit scale vanishes (README, "Heavier-tailed scores").
+            problem += (f" score_eps is {natural['score_eps']:.2g}: this optimum has no heavy tail. Start from another "
+                        "mixture fit (start_from=...) and compare, or fit scores='beta'.")  # fmt: skip
         warnings.warn(problem, stacklevel=3)
     jac = parts.natural_jacobian(theta)
     nat_var = np.einsum("ij,jk,ik->i", jac, cov, jac)
