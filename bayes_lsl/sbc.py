@@ -276,6 +276,13 @@ def run_sbc(
     return pd.DataFrame(rows, columns=[*INFO_COLUMNS, *parameter_names(design)])
 
 
+def failed_fits(table: pd.DataFrame) -> pd.Series:
+    """Replications whose fit raised (a non-empty ``error``; read back from a CSV, a column
+    without any error is all NaN, hence the ``notna``)."""
+    error = table["error"]
+    return error.notna() & (error.astype(str) != "")
+
+
 def rank_columns(table: pd.DataFrame) -> list[str]:
     """The parameter columns of a rank table."""
     return [c for c in table.columns if c not in INFO_COLUMNS]
@@ -351,7 +358,7 @@ def rank_uniformity(
     """
     if not 0 < level < 1:
         raise BayesLslError(f"level must be in (0, 1), got {level!r}")
-    ok = table[table["error"].fillna("") == ""]
+    ok = table[~failed_fits(table)]
     if ok.empty:
         raise BayesLslError("table: no replication without an error")
     n_draws = int(ok["n_draws"].iloc[0])

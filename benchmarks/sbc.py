@@ -34,6 +34,7 @@ from bayes_lsl.sbc import (
     SbcDesign,
     design_dict,
     ecdf_band,
+    failed_fits,
     rank_columns,
     rank_dispersion,
     rank_uniformity,
@@ -49,8 +50,9 @@ def _commit() -> str:
         return "?"
 
 
-def run(method: str, reps: int, seed: int, n_jobs: int, out: Path, design: SbcDesign, chunk: int) -> None:
-    """Replications ``0 .. reps - 1`` of ``method`` not yet in ``OUT/sbc_<method>.csv``, appended in chunks."""
+def run(method: str, reps: int, seed: int, n_jobs: int, out: Path, design: SbcDesign, chunk: int,
+        first: int = 0) -> None:
+    """Replications ``first .. reps - 1`` of ``method`` not yet in ``OUT/sbc_<method>.csv``, appended in chunks."""
     path = out / f"sbc_{method}.csv"
     meta_path = out / f"sbc_{method}.json"
     # The merged priors, not only the overrides: a run resumed after the defaults changed
@@ -63,7 +65,7 @@ def run(method: str, reps: int, seed: int, n_jobs: int, out: Path, design: SbcDe
         done = set(pd.read_csv(path, usecols=["rep"])["rep"])
     else:
         done = set()
-    todo = [r for r in range(reps) if r not in done]
+    todo = [r for r in range(first, reps) if r not in done]
     print(f"{method}: {len(done)} replication(s) in {path}, {len(todo)} to run", flush=True)
     for start in range(0, len(todo), chunk):
         tic = time.perf_counter()
@@ -72,7 +74,7 @@ def run(method: str, reps: int, seed: int, n_jobs: int, out: Path, design: SbcDe
         meta |= {"commit": _commit(), "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
                  "n_jobs": n_jobs, "updated_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
         meta_path.write_text(json.dumps(meta, indent=1))
-        failed = int((table["error"].fillna("") != "").sum())
+        failed = int(failed_fits(table).sum())
         print(f"{method}: +{len(table)} replications ({failed} failed) in {time.perf_counter() - tic:.0f} s, "
               f"median {table['wall_s'].median():.0f} s each", flush=True)  # fmt: skip
 
@@ -81,7 +83,7 @@ def plot(table: pd.DataFrame, title: str, path: Path, level: float = 0.95) -> No
     """Rank ECDF minus the uniform CDF per parameter, with the simultaneous ``level`` band."""
     import matplotlib.pyplot as plt
 
-    ok = table[table["error"].fillna("") == ""]
+    ok = table[~failed_fits(table)]
     names = rank_columns(ok)
     n_draws = int(ok["n_draws"].iloc[0])
     band = ecdf_band(len(ok), n_draws, level=level)
@@ -116,11 +118,10 @@ def summarize(out: Path, level: float) -> None:
     for path in sorted(out.glob("sbc_*.csv")):
         method = path.stem.removeprefix("sbc_")
         table = pd.read_csv(path, keep_default_na=False, na_values=[""]).drop_duplicates("rep", keep="last")
-        table["error"] = table["error"].fillna("")
-        failed = int((table["error"] != "").sum())
+        failed = int(failed_fits(table).sum())
         result = rank_uniformity(table, level=level)
         plot(table, method, out / f"sbc_{method}.png")
-        ok = table[table["error"] == ""]
+        ok = table[~failed_fits(table)]
         print(f"\n## {method}: {len(table)} replications ({failed} failed fits), ranks among {ok['n_draws'].iloc[0]} "
               f"draws; {int((~result['passes']).sum())} of {len(result)} parameters fail uniformity at family-wise "
               f"level {level} (Holm); median wall {ok['wall_s'].median():.0f} s/fit; median share of clipped "
@@ -137,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", nargs="+", choices=sorted(SBC_METHODS), default=["mle"])
     parser.add_argument("--reps", type=int, default=200, help="replications 0 .. reps-1 (default 200)")
+    parser.add_argument("--first", type=int, default=0,
+                        help="first replication (default 0): two machines can share a run, e.g. --first 150 "
+                             "on one and --reps 150 on the other, their CSVs concatenated")
     parser.add_argument("--n-jobs", type=int, default=1, help="workers, one fit each (-1: every core)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/sbc"))
@@ -164,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     workers = args.n_jobs if args.n_jobs > 0 else os.cpu_count() or 1
     for method in args.method:
-        run(method, args.reps, args.seed, args.n_jobs, args.out, design, args.chunk or 2 * workers)
+        run(method, args.reps, args.seed, args.n_jobs, args.out, design, args.chunk or 2 * workers, args.first)
 
 
 if __name__ == "__main__":

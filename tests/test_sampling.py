@@ -217,3 +217,27 @@ def test_parameter_table_labels_agree_across_methods(nuts_fit, mle_fit):
     assert np.isclose(ours.loc["beta[log_tokens, skill_2]", "estimate"], float(beta))
     lam = mle_fit.posterior["lam"].isel(chain=0, draw=0).sel(skill="skill_1")
     assert np.isclose(mle.loc[f"lam[skill_1, {lam.benchmark.values[-1]}]", "estimate"], float(lam[-1]))
+
+
+def test_default_nuts_centering_follows_the_anchor_loadings(mle_fit):
+    """The default nuts parameterization: "partial" where the MLE pins every anchor loading,
+    centered where one is poorly determined (the standard error of its log above
+    ANCHOR_LOG_SE_MAX, or not finite), "partial" without an MLE to judge by."""
+    from bayes_lsl.fitting.nuts import ANCHOR_LOG_SE_MAX, default_centering
+
+    assert default_centering(mle_fit) == "partial"
+    mle = mle_fit["mle"].to_dataset()
+    names = [str(n) for n in mle["param"].values]
+    k = names.index("lam_anchor_log__[1]")
+    assert np.sqrt(mle["theta_cov"].values[k, k]) < ANCHOR_LOG_SE_MAX  # the fixture's own fit is "partial"
+
+    def with_variance(var):
+        cov = mle["theta_cov"].values.copy()
+        cov[k, k] = var
+        return xr.DataTree.from_dict({"/": xr.Dataset(), "/mle": mle.assign(theta_cov=(mle["theta_cov"].dims, cov))})
+
+    assert default_centering(with_variance((0.9 * ANCHOR_LOG_SE_MAX) ** 2)) == "partial"
+    assert default_centering(with_variance((1.1 * ANCHOR_LOG_SE_MAX) ** 2)) is True
+    assert default_centering(with_variance(np.nan)) is True
+    assert default_centering(None) == "partial"
+    assert default_centering({"beta": np.zeros((3, 2))}) == "partial"

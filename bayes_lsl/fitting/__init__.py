@@ -17,7 +17,7 @@ from bayes_lsl.data import ScalingData
 from bayes_lsl.errors import BayesLslError
 from bayes_lsl.fitting.approx import fit_advi, fit_map
 from bayes_lsl.fitting.mle import fit_mle
-from bayes_lsl.fitting.nuts import NAMED_INITS, check_sampler, fit_nuts, named_init
+from bayes_lsl.fitting.nuts import NAMED_INITS, check_sampler, default_centering, fit_nuts, named_init
 from bayes_lsl.fitting.result import FitInfo, FitResult, assemble
 from bayes_lsl.model import build_model
 from bayes_lsl.model.build import slope_terms
@@ -99,10 +99,13 @@ def fit(
         (``mle`` integrates the t prior out; predictions for new families draw from it).
     centered : bool or "partial", optional
         How the family effects are parameterized (see :func:`bayes_lsl.build_model`); the
-        model is the same. Default: ``"partial"`` for ``nuts`` (it mixes best),
-        ``False`` otherwise; with ``family_effects="student-t"``, ``False`` for every
-        method (``"partial"`` is built for the normal prior only).
-        ``False`` otherwise.
+        model is the same. Default: ``"partial"`` for ``nuts`` (it mixes best on the
+        leaderboard), unless an anchor loading is poorly determined at the MLE the chains
+        start from (standard error of its log above 0.25,
+        :func:`bayes_lsl.fitting.nuts.default_centering`): then ``True``, since ``"partial"``
+        measures each skill in units of its anchor loading and meets a funnel there.
+        ``False`` for the other methods; with ``family_effects="student-t"``, ``False`` for
+        every method (``"partial"`` is built for the normal prior only).
     family_slopes : str or list of str, optional
         Random family slopes on these terms of the design (e.g. ``"log_size"``; see
         :func:`bayes_lsl.build_model`), for ``nuts``, ``advi`` and ``map``; ``mle``
@@ -180,7 +183,7 @@ def fit(
             options["init_spread"] = init.removeprefix("mle-")
     if centered is None:
         # "partial" holds the normal prior's density of the informed effects (see parameterization).
-        centered = "partial" if method == "nuts" and family_effects == "normal" else False
+        centered = default_centering(options.get("init")) if method == "nuts" and family_effects == "normal" else False
     model = build_model(data, K=K, priors=priors, dispersion=dispersion, centered=centered,
                         family_effects=family_effects, family_slopes=family_slopes, scores=scores)
     groups, attrs = METHODS[method](model, data, seed=seed, progress=progress, **options)
