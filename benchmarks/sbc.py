@@ -60,6 +60,11 @@ def run(method: str, reps: int, seed: int, n_jobs: int, out: Path, design: SbcDe
     meta = {"method": method, "seed": seed, "design": design_dict(design), "priors": merge_priors(design.priors)}
     if path.exists():
         old = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        # A file written before a design field or a prior existed had that field's default.
+        if "design" in old:
+            old["design"] = design_dict(SbcDesign()) | old["design"]
+        if "priors" in old:
+            old["priors"] = merge_priors(design.priors) | old["priors"]
         if {k: old.get(k) for k in meta} != meta:
             sys.exit(f"{path} was made with other settings ({meta_path}): use another --out or the same settings")
         done = set(pd.read_csv(path, usecols=["rep"])["rep"])
@@ -75,8 +80,9 @@ def run(method: str, reps: int, seed: int, n_jobs: int, out: Path, design: SbcDe
                  "n_jobs": n_jobs, "updated_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
         meta_path.write_text(json.dumps(meta, indent=1))
         failed = int(failed_fits(table).sum())
-        print(f"{method}: +{len(table)} replications ({failed} failed) in {time.perf_counter() - tic:.0f} s, "
-              f"median {table['wall_s'].median():.0f} s each", flush=True)  # fmt: skip
+        print(f"{method}: +{len(table)} replications ({failed} failed or skipped) in "
+              f"{time.perf_counter() - tic:.0f} s, median {table['wall_s'].median():.0f} s each",
+              flush=True)  # fmt: skip
 
 
 def plot(table: pd.DataFrame, title: str, path: Path, level: float = 0.95) -> None:
@@ -122,9 +128,10 @@ def summarize(out: Path, level: float) -> None:
         result = rank_uniformity(table, level=level)
         plot(table, method, out / f"sbc_{method}.png")
         ok = table[~failed_fits(table)]
-        print(f"\n## {method}: {len(table)} replications ({failed} failed fits), ranks among {ok['n_draws'].iloc[0]} "
-              f"draws; {int((~result['passes']).sum())} of {len(result)} parameters fail uniformity at family-wise "
-              f"level {level} (Holm); median wall {ok['wall_s'].median():.0f} s/fit; median share of clipped "
+        print(f"\n## {method}: {len(table)} replications ({failed} failed or skipped fits), ranks among "
+              f"{ok['n_draws'].iloc[0]} draws; {int((~result['passes']).sum())} of {len(result)} parameters fail "
+              f"uniformity at family-wise level {level} (Holm); median wall {ok['wall_s'].median():.0f} s/fit; "
+              f"median share of clipped "
               f"scores {ok['clipped_share'].median():.2f}; divergences in {int((ok['n_divergences'] > 0).sum())} "
               "fits")  # fmt: skip
         spread = rank_dispersion(ok[rank_columns(ok)].to_numpy(float), int(ok["n_draws"].iloc[0]), level=level)
@@ -153,6 +160,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models-per-family", type=int, default=3)
     parser.add_argument("--benchmarks", type=int, default=4, help="the paper's first J benchmarks")
     parser.add_argument("--K", type=int, default=2)
+    parser.add_argument("--eps", type=float, default=None,
+                        help="simulated scores are clipped into [eps, 1 - eps] (default: ScalingData's 1e-3)")
+    parser.add_argument("--skip-clipped", action="store_true",
+                        help="fit only the data sets with no clipped score (SbcDesign.skip_clipped)")
     parser.add_argument("--prior", action="append", default=[], metavar="NAME=VALUE",
                         help="prior override for simulation and fit (repeatable); default: the package's priors")
     parser.add_argument("--plot", action="store_true", help="plot and summarize the CSVs in --out instead")
@@ -164,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     priors = {k: float(v) for k, v in (p.split("=", 1) for p in args.prior)}
     design = SbcDesign(K=args.K, n_benchmarks=args.benchmarks, n_families=args.families,
                        models_per_family=args.models_per_family, n_draws=args.n_draws, chains=args.chains,
-                       tune=args.tune, draws=args.draws, priors=priors)  # fmt: skip
+                       tune=args.tune, draws=args.draws, priors=priors, eps=args.eps,
+                       skip_clipped=args.skip_clipped)  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     workers = args.n_jobs if args.n_jobs > 0 else os.cpu_count() or 1
     for method in args.method:

@@ -13,9 +13,11 @@ from pymc.initial_point import make_initial_point_fn
 import bayes_lsl as bl
 from bayes_lsl.fitting.marginal import theta_pieces
 from bayes_lsl.sbc import (
+    SKIPPED,
     SbcDesign,
     _mle_order,
     ecdf_band,
+    failed_fits,
     fit_ranks,
     fit_replication,
     parameter_names,
@@ -23,6 +25,7 @@ from bayes_lsl.sbc import (
     rank_uniformity,
     replication_seeds,
     run_sbc,
+    sbc_replication,
     simulate_replication,
     unconstrained,
 )
@@ -41,6 +44,30 @@ def _uniform_table(ranks: np.ndarray, n_draws: int) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ pieces (default run)
+
+
+def test_skip_clipped_fits_only_data_sets_without_clipped_scores(monkeypatch):
+    """With skip_clipped a data set with a clipped score is recorded without ranks and not
+    fitted; one without is fitted (here: a stand-in fit that raises, to stay fast)."""
+    import bayes_lsl.sbc as sbc
+
+    design = SbcDesign(skip_clipped=True)
+    shares = {rep: simulate_replication(rep, 0, design)[2]["clipped_share"] for rep in range(12)}
+    clipped = next(rep for rep, share in shares.items() if share > 0)
+    clean = next(rep for rep, share in shares.items() if share == 0)
+
+    def stand_in(*args, **kwargs):
+        raise RuntimeError("fitted")
+
+    monkeypatch.setattr(sbc, "fit_replication", stand_in)
+    skipped, fitted = (sbc_replication(("mle", rep, 0, design)) for rep in (clipped, clean))
+    assert skipped["error"] == SKIPPED and all(np.isnan(skipped[k]) for k in parameter_names(design))
+    assert fitted["error"] == "RuntimeError: fitted"
+    table = pd.DataFrame([skipped, fitted, {**fitted, "error": float("nan")}])
+    assert failed_fits(table).tolist() == [True, True, False]
+    # Without the option the clipped data set is fitted.
+    assert sbc_replication(("mle", clipped, 0, SbcDesign()))["error"] == "RuntimeError: fitted"
+
 def test_replication_seeds_depend_on_seed_and_rep_only():
     assert replication_seeds(3, 5) == replication_seeds(3, 5)
     seeds = [tuple(replication_seeds(s, r).values()) for s in (0, 1) for r in range(50)]
