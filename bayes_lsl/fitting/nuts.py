@@ -46,8 +46,8 @@ _Z_START_MAX = 3.0
 #: anchor loading that the data barely pin down is a funnel for the sampler. In simulation-
 #: based calibration (40 families of 3 models, K = 2; benchmarks/README.md), of 56 data sets
 #: the 20 with a standard error above 0.25 gave "partial" divergences in 18 fits (up to 1,000),
-#: the other 36 in 2 (4 at most); centered, 3 fits had any (2 at most). On 20 data sets run
-#: after the threshold was set: 6 of 7 above it diverged under "partial", 0 of 13 below.
+#: the other 36 in 2 (4 at most); centered, 3 fits had any (2 at most). On 20 data sets not
+#: used to set the threshold: 6 of 7 above it diverged under "partial", 0 of 13 below.
 #: On the leaderboard (K = 4) the standard error is 0.08 to 0.14.
 ANCHOR_LOG_SE_MAX = 0.25
 #: With family slopes, a dispersed start puts their sd at this fraction of its prior scale
