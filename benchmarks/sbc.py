@@ -31,6 +31,7 @@ import pandas as pd
 from bayes_lsl.model.priors import merge_priors
 from bayes_lsl.sbc import (
     SBC_METHODS,
+    SKIPPED,
     SbcDesign,
     design_dict,
     ecdf_band,
@@ -40,6 +41,12 @@ from bayes_lsl.sbc import (
     rank_uniformity,
     run_sbc,
 )
+
+
+def _not_fitted(table: pd.DataFrame) -> str:
+    """``"F failed, S skipped"``: fits that raised apart from data sets ``--skip-clipped`` left out."""
+    skipped = int((table["error"].astype(str) == SKIPPED).sum())
+    return f"{int(failed_fits(table).sum()) - skipped} failed, {skipped} skipped"
 
 
 def _commit() -> str:
@@ -79,8 +86,7 @@ def run(method: str, reps: int, seed: int, n_jobs: int, out: Path, design: SbcDe
         meta |= {"commit": _commit(), "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
                  "n_jobs": n_jobs, "updated_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
         meta_path.write_text(json.dumps(meta, indent=1))
-        failed = int(failed_fits(table).sum())
-        print(f"{method}: +{len(table)} replications ({failed} failed or skipped) in "
+        print(f"{method}: +{len(table)} replications ({_not_fitted(table)}) in "
               f"{time.perf_counter() - tic:.0f} s, median {table['wall_s'].median():.0f} s each",
               flush=True)  # fmt: skip
 
@@ -124,11 +130,10 @@ def summarize(out: Path, level: float) -> None:
     for path in sorted(out.glob("sbc_*.csv")):
         method = path.stem.removeprefix("sbc_")
         table = pd.read_csv(path, keep_default_na=False, na_values=[""]).drop_duplicates("rep", keep="last")
-        failed = int(failed_fits(table).sum())
         result = rank_uniformity(table, level=level)
         plot(table, method, out / f"sbc_{method}.png")
         ok = table[~failed_fits(table)]
-        print(f"\n## {method}: {len(table)} replications ({failed} failed or skipped fits), ranks among "
+        print(f"\n## {method}: {len(table)} replications ({_not_fitted(table)}), ranks among "
               f"{ok['n_draws'].iloc[0]} draws; {int((~result['passes']).sum())} of {len(result)} parameters fail "
               f"uniformity at family-wise level {level} (Holm); median wall {ok['wall_s'].median():.0f} s/fit; "
               f"median share of clipped "
