@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import time
 import warnings
 
 import numpy as np
+from provenance import CODE_VERSION
 
 import bayes_lsl as bl
 from bayes_lsl.fitting.marginal import MarginalLikelihood, family_modes
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--is-draws", type=int, default=20_000, help="importance draws per family for the reference")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = CODE_VERSION
     print(f"# {time.strftime('%Y-%m-%d')} on {platform.node()} ({os.cpu_count()} cores), commit {commit}")
 
     with warnings.catch_warnings():

@@ -13,11 +13,11 @@ as CSV.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 import warnings
 
 import pandas as pd
+from provenance import CODE_VERSION
 
 import bayes_lsl as bl
 from bayes_lsl.model_comparison import PROTOCOLS
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="prefix of the CSV files")
     args = parser.parse_args()
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = CODE_VERSION
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         data = bl.load_leaderboard(variant=args.variant)

@@ -28,6 +28,8 @@ import sys
 import tempfile
 import time
 
+from provenance import CODE_VERSION
+
 CHILD = r"""
 import json, sys, time, warnings
 t0 = time.perf_counter()
@@ -76,13 +78,6 @@ def run_child(compiledir: str, K: int, sweep: bool, seed: int, env_extra: dict[s
     return json.loads(lines[-1][len("RESULT ") :]) | {"process_s": wall}
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "?"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--K", type=int, default=4)
@@ -97,7 +92,7 @@ def main() -> None:
     compiledir = args.compiledir or tempfile.mkdtemp(prefix="pytensor_cold_")
     cold = not os.path.exists(compiledir) or not os.listdir(compiledir)
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()} ({platform.machine()}, "
-          f"{os.cpu_count()} cores), commit {commit()}, load {os.getloadavg()[0]:.1f}, "
+          f"{os.cpu_count()} cores), commit {CODE_VERSION}, load {os.getloadavg()[0]:.1f}, "
           f"env {env_extra or '-'}, compiledir {compiledir}")  # fmt: skip
     runs = (["cold"] if cold else []) + ["warm"] * args.warm
     results = []

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 import warnings
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
+from provenance import CODE_VERSION
 
 import bayes_lsl as bl
 from bayes_lsl.baseline import LOSSES
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="rows fitted side by side (joblib workers; -1: all cores)")
     args = parser.parse_args()
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = CODE_VERSION
     scoring = {"n_boot": args.n_boot, "seed": args.seed, "progress": False}
     datasets, runs = {}, []
     configs = [json.loads(item.split("=", 1)[1]) for item in args.config] or [{"dispersion": args.dispersion}]

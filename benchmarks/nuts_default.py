@@ -19,9 +19,10 @@ import argparse
 import ast
 import os
 import platform
-import subprocess
 import time
 import warnings
+
+from provenance import CODE_VERSION
 
 import bayes_lsl as bl
 
@@ -68,7 +69,7 @@ def main() -> None:
                         help="KEY=VALUE passed to fit (compare settings; default: none)")  # fmt: skip
     args = parser.parse_args()
     options = dict(args.option)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = CODE_VERSION
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()} ({os.cpu_count()} cores), commit {commit}, "
           f"options {options or 'none (the default call)'}")  # fmt: skip
     print("| variant | seed | max R-hat | min bulk ESS | min tail ESS | divergences | minor-mode chains | "

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import time
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytensor
+from provenance import CODE_VERSION
 
 import bayes_lsl as bl
 
@@ -45,7 +45,7 @@ def main() -> None:
                         help="fit once first (one start, no check), so that the compile cache is warm")  # fmt: skip
     args = parser.parse_args()
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = CODE_VERSION
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         data = bl.load_leaderboard(args.variant) if args.data == "leaderboard" else bl.load_example()

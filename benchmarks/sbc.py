@@ -20,13 +20,13 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from provenance import CODE_VERSION
 
 from bayes_lsl.model.priors import merge_priors
 from bayes_lsl.sbc import (
@@ -47,14 +47,6 @@ def _not_fitted(table: pd.DataFrame) -> str:
     """``"F failed, S skipped"``: fits that raised apart from data sets ``--skip-clipped`` left out."""
     skipped = int((table["error"].astype(str) == SKIPPED).sum())
     return f"{int(failed_fits(table).sum()) - skipped} failed, {skipped} skipped"
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip() or "?"  # fmt: skip
-    except OSError:
-        return "?"
 
 
 def run(method: str, reps: int, seed: int, n_jobs: int, out: Path, design: SbcDesign, chunk: int,
@@ -83,7 +75,7 @@ def run(method: str, reps: int, seed: int, n_jobs: int, out: Path, design: SbcDe
         tic = time.perf_counter()
         table = run_sbc(method, todo[start : start + chunk], seed=seed, design=design, n_jobs=n_jobs)
         table.to_csv(path, mode="a", header=not path.exists(), index=False)
-        meta |= {"commit": _commit(), "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
+        meta |= {"commit": CODE_VERSION, "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
                  "n_jobs": n_jobs, "updated_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
         meta_path.write_text(json.dumps(meta, indent=1))
         print(f"{method}: +{len(table)} replications ({_not_fitted(table)}) in "
