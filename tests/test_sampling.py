@@ -241,3 +241,18 @@ def test_default_nuts_centering_follows_the_anchor_loadings(mle_fit):
     assert default_centering(with_variance(np.nan)) is True
     assert default_centering(None) == "partial"
     assert default_centering({"beta": np.zeros((3, 2))}) == "partial"
+
+
+@pytest.mark.slow  # two short NUTS runs, one compiling numba's functions afresh: about a minute
+def test_nuts_draws_do_not_depend_on_the_compile_cache(small_sim):
+    """The same seed gives the same draws whether numba compiles the log density afresh or
+    loads it from its cache. With fastmath on they differed (see ``_run_nutpie``): this test
+    fails then (benchmarks/README.md, "Bit-reproducible NUTS")."""
+    import pytensor
+
+    options = {"method": "nuts", "init": "default", "chains": 1, "tune": 60, "draws": 60, "seed": 5, "progress": False}
+    with pytensor.config.change_flags(numba__cache=False):
+        fresh = fit(small_sim[0], K, **options)
+    cached = fit(small_sim[0], K, **options)
+    for name in ("beta", "lam", "b", "phi"):
+        np.testing.assert_array_equal(fresh["posterior"][name].values, cached["posterior"][name].values)

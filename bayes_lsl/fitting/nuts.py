@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pymc as pm
+import pytensor
 import xarray as xr
 from pymc.initial_point import make_initial_point_fn
 
@@ -98,13 +99,20 @@ def _run_nutpie(
         # seeded nudge of 1e-6 is accepted and leaves the chains where they were put.
         rng = np.random.default_rng(seed)
         initvals = {k: v + 1e-6 * rng.standard_normal(np.shape(v)) for k, v in initvals.items()}
-    compiled = nutpie.compile_pymc_model(
-        model,
-        initial_points=initvals,
-        # Given starting values (e.g. the MLE, in the major mode) are used as they are:
-        # the default U(-1, 1) jitter could throw a chain out of that mode.
-        jitter_rvs=set() if initvals else None,
-    )
+    # Numba's fastmath lets LLVM reassociate and fuse the log density's arithmetic, and
+    # how it does depends on what it compiles together: the first process to compile a
+    # model (an empty compile cache), a process that loads it from the cache and one with
+    # the cache off rounded differently, and NUTS trajectories turn rounding into other
+    # draws. Without fastmath the draws depend on the seed alone, on a given machine
+    # (benchmarks/README.md, "Bit-reproducible NUTS"); the speed was the same there.
+    with pytensor.config.change_flags(numba__fastmath=False):
+        compiled = nutpie.compile_pymc_model(
+            model,
+            initial_points=initvals,
+            # Given starting values (e.g. the MLE, in the major mode) are used as they are:
+            # the default U(-1, 1) jitter could throw a chain out of that mode.
+            jitter_rvs=set() if initvals else None,
+        )
     if starts is not None:
         # nutpie asks for each chain's start with a seed of its own, derived from `seed`:
         # each chain gets its own seeded draw, the same on every run.
