@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 import pytest
 import xarray as xr
@@ -243,13 +244,11 @@ def test_default_nuts_centering_follows_the_anchor_loadings(mle_fit):
     assert default_centering({"beta": np.zeros((3, 2))}) == "partial"
 
 
-@pytest.mark.slow  # two short NUTS runs, one compiling numba's functions afresh: about a minute
+@pytest.mark.slow  # two short NUTS runs, one compiling numba's functions afresh: 124 s (2026-11-26, 2 cores)
 def test_nuts_draws_do_not_depend_on_the_compile_cache(small_sim):
     """The same seed gives the same draws whether numba compiles the log density afresh or
     loads it from its cache. With fastmath on they differed (see ``_run_nutpie``): this test
     fails then (benchmarks/README.md, "Bit-reproducible NUTS")."""
-    import pytensor
-
     options = {"method": "nuts", "init": "default", "chains": 1, "tune": 60, "draws": 60, "seed": 5, "progress": False}
     with pytensor.config.change_flags(numba__cache=False):
         fresh = fit(small_sim[0], K, **options)
